@@ -1,0 +1,220 @@
+"""Run configuration: one typed dataclass, presets, validation and device defaults.
+
+Every field carries a `group` (for forms and --help) and a `help` text in its metadata, so the
+command line, the dashboard form and config.json all come from this one definition.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import re
+from dataclasses import dataclass, field
+from pathlib import Path
+
+SCHEMA_VERSION = 1
+GPT2_VOCAB = 50257  # tokens in the GPT-2 BPE; the model pads to a multiple of 64 for speed
+DEVICES = ("auto", "cpu", "cuda", "mps")
+DTYPES = ("auto", "float32", "bfloat16")  # fp16 would need loss scaling: not offered
+RUN_ID_PATTERN = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_-]{0,63}$")
+
+
+class ConfigError(ValueError):
+    """One or more invalid settings; the message lists each with the field and the fix."""
+
+
+def _f(default, group: str, help: str, **kw):
+    return field(default=default, metadata={"group": group, "help": help, **kw})
+
+
+@dataclass
+class TrainConfig:
+    # model
+    n_layer: int = _f(12, "model", "transformer blocks")
+    n_head: int = _f(12, "model", "attention heads per block")
+    n_embd: int = _f(768, "model", "embedding width (must divide by n_head)")
+    block_size: int = _f(1024, "model", "context length: learned positions the model has")
+    vocab_size: int = _f(50304, "model", "vocabulary size (GPT-2's 50257 padded to 50304)")
+    # optimisation
+    max_lr: float = _f(6e-4, "optimisation", "peak learning rate after warmup")
+    min_lr: float = _f(6e-5, "optimisation", "learning rate at the end of the cosine decay")
+    weight_decay: float = _f(0.1, "optimisation", "AdamW weight decay on 2-D weights only")
+    beta1: float = _f(0.9, "optimisation", "AdamW beta1")
+    beta2: float = _f(0.95, "optimisation", "AdamW beta2")
+    eps: float = _f(1e-8, "optimisation", "AdamW epsilon")
+    grad_clip: float = _f(1.0, "optimisation", "clip the global gradient norm to this (0 = off)")
+    # schedule
+    warmup_steps: int = _f(200, "schedule", "linear warmup steps")
+    max_steps: int = _f(2000, "schedule", "optimizer steps; the cosine decay ends here")
+    # batch
+    micro_batch_size: int = _f(2, "batch", "sequences per micro step and process")
+    seq_len: int = _f(1024, "batch", "tokens per sequence (at most block_size)")
+    grad_accum_steps: int = _f(16, "batch", "micro steps per optimizer step and process")
+    total_batch_tokens: int = _f(
+        0, "batch", "tokens per optimizer step over all processes; sets grad_accum_steps (0 = off)"
+    )
+    # data
+    data: str = _f("tinyshakespeare", "data", "'tinyshakespeare', a .txt file or a folder of them")
+    val_fraction: float = _f(0.1, "data", "fraction of tokens held out for validation")
+    # device
+    device: str = _f("auto", "device", "auto, cpu, cuda, cuda:N or mps", choices=DEVICES)
+    dtype: str = _f("auto", "device", "autocast dtype (auto: bf16 on CUDA, fp32 on CPU)")
+    compile: str = _f("auto", "device", "torch.compile: auto (on for CUDA), on or off")
+    nproc: int = _f(1, "device", "processes (GPUs); above 1 the launcher starts torchrun")
+    peak_flops: float = _f(0.0, "device", "peak FLOP/s for MFU (0 = look up the device)")
+    # stopping
+    target_loss: float = _f(0.1, "stopping", "stop early once the training loss is below (0 = off)")
+    # logging
+    eval_interval: int = _f(100, "logging", "steps between val loss and text samples (0 = off)")
+    eval_batches: int = _f(20, "logging", "micro batches per val loss estimate")
+    sample_prompt: str = _f("ROMEO:", "logging", "prompt of the samples logged during training")
+    sample_tokens: int = _f(64, "logging", "tokens per logged sample")
+    checkpoint_interval: int = _f(250, "logging", "steps between checkpoints (0 = only at the end)")
+    keep_checkpoints: int = _f(2, "logging", "newest checkpoints kept on disk (0 = all)")
+    seed: int = _f(1337, "logging", "random seed for weights, data order and samples")
+
+    # --- derived values -------------------------------------------------------------------
+    @property
+    def head_dim(self) -> int:
+        return self.n_embd // self.n_head
+
+    def tokens_per_step(self, world_size: int | None = None) -> int:
+        return self.micro_batch_size * self.seq_len * self.grad_accum_steps * (world_size or self.nproc)
+
+    def to_dict(self) -> dict:
+        return dataclasses.asdict(self)
+
+    @classmethod
+    def from_dict(cls, values: dict) -> "TrainConfig":
+        """Build from a dict (config.json, a form), ignoring the schema key; unknown keys fail."""
+        values = {k: v for k, v in values.items() if k != "schema_version"}
+        unknown = sorted(set(values) - {f.name for f in dataclasses.fields(cls)})
+        if unknown:
+            raise ConfigError(f"unknown config field(s): {', '.join(unknown)}")
+        return cls(**values)
+
+    def replace(self, **changes) -> "TrainConfig":
+        return dataclasses.replace(self, **changes)
+
+
+PRESETS: dict[str, dict] = {
+    # The seed recipe: GPT-2 124M, 32,768 tokens a step, early stop at loss 0.1.
+    "gpt2-124m": {},
+    # CPU-sized models: the 50k vocabulary dominates their size, so they stay narrow.
+    "nano": dict(
+        n_layer=2, n_head=2, n_embd=64, block_size=64, seq_len=64, micro_batch_size=8,
+        grad_accum_steps=1, max_lr=3e-3, min_lr=3e-4, warmup_steps=10, max_steps=200,
+        eval_interval=50, eval_batches=8, sample_tokens=32, checkpoint_interval=50,
+        target_loss=0.1,
+    ),
+    "micro": dict(
+        n_layer=4, n_head=4, n_embd=128, block_size=128, seq_len=128, micro_batch_size=8,
+        grad_accum_steps=2, max_lr=2e-3, min_lr=2e-4, warmup_steps=30, max_steps=500,
+        eval_interval=50, eval_batches=10, sample_tokens=48, checkpoint_interval=100,
+    ),
+    "mini": dict(
+        n_layer=6, n_head=6, n_embd=384, block_size=256, seq_len=256, micro_batch_size=8,
+        grad_accum_steps=4, max_lr=1e-3, min_lr=1e-4, warmup_steps=100, max_steps=2000,
+        eval_interval=100, eval_batches=10, checkpoint_interval=250,
+    ),
+}
+PRESET_NOTES = {
+    "gpt2-124m": "GPT-2 124M, the build-nanogpt recipe (needs a GPU: ~5 min a step on a 2-core CPU)",
+    "nano": "2 layers x 64 wide, 3.3M parameters (mostly the embedding): a minute on a laptop CPU",
+    "micro": "4 layers x 128 wide, 7.3M parameters: ten minutes or so on a laptop CPU",
+    "mini": "6 layers x 384 wide, 30M parameters: the nanoGPT 'baby GPT' size; hours on a CPU",
+}
+
+
+def preset(name: str, **overrides) -> TrainConfig:
+    if name not in PRESETS:
+        raise ConfigError(f"unknown preset {name!r}: choose one of {', '.join(PRESETS)}")
+    return TrainConfig(**{**PRESETS[name], **overrides})
+
+
+def validate(cfg: TrainConfig) -> None:
+    """Gather every problem in the config and raise one ConfigError listing them all."""
+    problems = [f"{name}: {why}" for name, why in field_problems(cfg).items()]
+    if problems:
+        raise ConfigError("invalid config:\n  " + "\n  ".join(problems))
+
+
+def field_problems(cfg: TrainConfig) -> dict[str, str]:
+    """Map each invalid field to what is wrong with it and how to fix it (empty when valid)."""
+    p: dict[str, str] = {}
+    for name in ("n_layer", "n_head", "n_embd", "block_size", "vocab_size", "max_steps",
+                 "micro_batch_size", "seq_len", "grad_accum_steps", "nproc", "eval_batches",
+                 "sample_tokens"):
+        if not isinstance(getattr(cfg, name), int) or getattr(cfg, name) < 1:
+            p[name] = f"must be a positive whole number (got {getattr(cfg, name)!r})"
+    for name in ("warmup_steps", "eval_interval", "checkpoint_interval", "keep_checkpoints",
+                 "total_batch_tokens", "seed"):
+        if not isinstance(getattr(cfg, name), int) or getattr(cfg, name) < 0:
+            p[name] = f"must be a whole number >= 0 (got {getattr(cfg, name)!r})"
+    for name in ("max_lr", "min_lr", "weight_decay", "eps", "grad_clip", "target_loss",
+                 "peak_flops"):
+        value = getattr(cfg, name)
+        if not isinstance(value, (int, float)) or value != value or value < 0:
+            p[name] = f"must be a number >= 0 (got {value!r})"
+    if not p.get("max_lr") and cfg.max_lr <= 0:
+        p["max_lr"] = "must be above 0"
+    if "n_embd" not in p and "n_head" not in p and cfg.n_embd % cfg.n_head:
+        p["n_embd"] = f"{cfg.n_embd} does not divide by n_head={cfg.n_head}; pick a multiple"
+    if "seq_len" not in p and "block_size" not in p and cfg.seq_len > cfg.block_size:
+        p["seq_len"] = f"{cfg.seq_len} is above block_size={cfg.block_size}, the model's context"
+    if "vocab_size" not in p and cfg.vocab_size < GPT2_VOCAB:
+        p["vocab_size"] = f"must be at least {GPT2_VOCAB}, the GPT-2 tokenizer's size"
+    if "min_lr" not in p and "max_lr" not in p and cfg.min_lr > cfg.max_lr:
+        p["min_lr"] = f"{cfg.min_lr} is above max_lr={cfg.max_lr}"
+    for name in ("beta1", "beta2"):
+        if not 0 <= getattr(cfg, name) < 1:
+            p[name] = f"must be in [0, 1) (got {getattr(cfg, name)})"
+    if not 0 < cfg.val_fraction < 1:
+        p["val_fraction"] = f"must be between 0 and 1, exclusive (got {cfg.val_fraction})"
+    if not (cfg.device in DEVICES or re.fullmatch(r"cuda:\d+", str(cfg.device))):
+        p["device"] = f"unknown device {cfg.device!r}: use auto, cpu, cuda, cuda:N or mps"
+    if cfg.dtype not in DTYPES:
+        p["dtype"] = f"unknown dtype {cfg.dtype!r}: use one of {', '.join(DTYPES)}"
+    if cfg.compile not in ("auto", "on", "off"):
+        p["compile"] = f"must be auto, on or off (got {cfg.compile!r})"
+    if not str(cfg.data).strip():
+        p["data"] = "give 'tinyshakespeare', a .txt file or a folder of .txt files"
+    if cfg.total_batch_tokens and not any(k in p for k in ("micro_batch_size", "seq_len", "nproc")):
+        per_micro = cfg.micro_batch_size * cfg.seq_len * cfg.nproc
+        if cfg.total_batch_tokens % per_micro:
+            p["total_batch_tokens"] = (
+                f"{cfg.total_batch_tokens} does not divide by micro_batch_size x seq_len x nproc "
+                f"= {per_micro}; use a multiple of {per_micro}"
+            )
+    return p
+
+
+def with_derived_accum(cfg: TrainConfig, world_size: int) -> TrainConfig:
+    """Return cfg whose grad_accum_steps gives total_batch_tokens on world_size processes."""
+    if not cfg.total_batch_tokens:
+        return cfg
+    per_micro = cfg.micro_batch_size * cfg.seq_len * world_size
+    if cfg.total_batch_tokens % per_micro:
+        raise ConfigError(
+            f"total_batch_tokens={cfg.total_batch_tokens} does not divide by micro_batch_size x "
+            f"seq_len x world size = {per_micro}; use a multiple of {per_micro}"
+        )
+    return cfg.replace(grad_accum_steps=cfg.total_batch_tokens // per_micro, nproc=world_size)
+
+
+def load_json(path: str | Path) -> TrainConfig:
+    try:
+        values = json.loads(Path(path).read_text())
+    except (OSError, json.JSONDecodeError) as e:
+        raise ConfigError(f"cannot read config file {path}: {e}") from e
+    return TrainConfig.from_dict(values)
+
+
+def check_run_id(run_id: str) -> str:
+    """Refuse run names that could escape the runs directory or confuse a shell."""
+    if not RUN_ID_PATTERN.match(run_id or ""):
+        raise ConfigError(
+            f"invalid run name {run_id!r}: use 1-64 letters, digits, '-' or '_', "
+            "starting with a letter or digit"
+        )
+    return run_id

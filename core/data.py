@@ -1,0 +1,165 @@
+"""Text in, tokens out: GPT-2 BPE through tiktoken, a token cache, and the batch walker.
+
+Sources: the named data set `tinyshakespeare` (from $GPT_DATA_DIR, the cache, this workplace's
+shared copy, or downloaded once), a .txt file, or a folder of .txt files. Tokens are cached as a
+uint16 .npy keyed by the text's sha256, so a second run does not tokenize again.
+"""
+
+from __future__ import annotations
+
+import functools
+import hashlib
+import os
+import urllib.request
+from pathlib import Path
+
+import numpy as np
+import torch
+
+PROJECT_ROOT = Path(__file__).resolve().parent.parent
+TINYSHAKESPEARE_URL = (
+    "https://raw.githubusercontent.com/karpathy/char-rnn/master/data/tinyshakespeare/input.txt"
+)
+# This workplace's offline copies (see ../shared/data/README.md); absent on a user's machine.
+_SHARED_DATA = PROJECT_ROOT.parent / "shared" / "data"
+EOT_TOKEN = 50256
+
+
+class DataError(ValueError):
+    """A data source that cannot be used; the message says why and how to fix it."""
+
+
+def cache_dir() -> Path:
+    """Where downloads and token caches go: $GPT_CACHE_DIR, else ~/.cache/gpt-dashboard."""
+    path = Path(os.environ.get("GPT_CACHE_DIR") or Path.home() / ".cache" / "gpt-dashboard")
+    path.mkdir(parents=True, exist_ok=True)
+    return path
+
+
+@functools.lru_cache(maxsize=1)
+def get_tokenizer():
+    """tiktoken's GPT-2 encoding; offline it reads this workplace's shared copy when present."""
+    import tiktoken
+
+    shared_cache = _SHARED_DATA / "tiktoken_cache"
+    if "TIKTOKEN_CACHE_DIR" not in os.environ and shared_cache.is_dir():
+        os.environ["TIKTOKEN_CACHE_DIR"] = str(shared_cache)
+    try:
+        return tiktoken.get_encoding("gpt2")
+    except Exception as e:
+        raise DataError(
+            f"cannot load the GPT-2 tokenizer ({e}). tiktoken downloads it once; offline, set "
+            "TIKTOKEN_CACHE_DIR to a folder holding its cached files"
+        ) from e
+
+
+def resolve_source(data: str) -> list[Path]:
+    """The text files behind a data setting, in a stable order."""
+    if data == "tinyshakespeare":
+        return [_tinyshakespeare()]
+    path = Path(data).expanduser()
+    if path.is_dir():
+        files = sorted(path.rglob("*.txt"))
+        if not files:
+            raise DataError(f"folder {path} holds no .txt files: add some or point at a file")
+        return files
+    if path.is_file():
+        return [path]
+    raise DataError(f"data {data!r} is neither 'tinyshakespeare' nor an existing file or folder")
+
+
+def _tinyshakespeare() -> Path:
+    candidates = []
+    if os.environ.get("GPT_DATA_DIR"):
+        candidates.append(Path(os.environ["GPT_DATA_DIR"]) / "tinyshakespeare.txt")
+    candidates += [cache_dir() / "tinyshakespeare.txt", _SHARED_DATA / "tinyshakespeare.txt"]
+    for path in candidates:
+        if path.is_file():
+            return path
+    target = cache_dir() / "tinyshakespeare.txt"
+    try:
+        with urllib.request.urlopen(TINYSHAKESPEARE_URL, timeout=30) as response:
+            text = response.read()
+    except OSError as e:
+        raise DataError(
+            f"tiny shakespeare is not on this machine and the download from {TINYSHAKESPEARE_URL} "
+            f"failed ({e}). Download it by hand to {target}, or set GPT_DATA_DIR to a folder "
+            "holding tinyshakespeare.txt, or use --data with a local .txt file"
+        ) from e
+    tmp = target.with_suffix(".part")
+    tmp.write_bytes(text)
+    os.replace(tmp, target)
+    return target
+
+
+def read_text(files: list[Path]) -> str:
+    parts = []
+    for path in files:
+        try:
+            parts.append(path.read_bytes().decode("utf-8"))
+        except UnicodeDecodeError as e:
+            raise DataError(
+                f"{path} is not UTF-8 text (byte {e.start}): convert it, e.g. "
+                f"`iconv -f latin1 -t utf-8 {path.name} > fixed.txt`"
+            ) from e
+    return "\n\n".join(parts)
+
+
+def load_tokens(data: str) -> np.ndarray:
+    """All tokens of a data source as uint16, tokenizing only on the first use of that text."""
+    files = resolve_source(data)
+    raw = b"".join(p.read_bytes() for p in files)
+    key = hashlib.sha256(raw).hexdigest()[:32]
+    cached = cache_dir() / "tokens" / f"gpt2-{key}.npy"
+    if cached.is_file():
+        try:
+            return np.load(cached)
+        except (ValueError, OSError):
+            cached.unlink(missing_ok=True)  # a corrupt cache file: tokenize again
+    tokens = encode(read_text(files))
+    cached.parent.mkdir(parents=True, exist_ok=True)
+    tmp = cached.with_name(f".{cached.name}.{os.getpid()}.tmp.npy")
+    np.save(tmp, tokens)
+    os.replace(tmp, cached)
+    return tokens
+
+
+def encode(text: str) -> np.ndarray:
+    ids = get_tokenizer().encode_ordinary(text)
+    return np.asarray(ids, dtype=np.uint16)  # GPT-2's 50,257 ids fit in 16 bits
+
+
+def split(tokens: np.ndarray, val_fraction: float) -> tuple[np.ndarray, np.ndarray]:
+    """Hold the last val_fraction of the stream out for validation."""
+    n_val = int(len(tokens) * val_fraction)
+    return tokens[: len(tokens) - n_val], tokens[len(tokens) - n_val:]
+
+
+def check_size(tokens: np.ndarray, micro_batch: int, seq_len: int, what: str) -> None:
+    need = micro_batch * seq_len + 1
+    if len(tokens) < need:
+        raise DataError(
+            f"the {what} split has {len(tokens):,} tokens, fewer than one micro batch needs "
+            f"({micro_batch} x {seq_len} + 1 = {need:,}): use more text, or lower "
+            "micro_batch_size / seq_len (or val_fraction)"
+        )
+
+
+class BatchWalker:
+    """Walks a token stream in order in micro batches of (B, T), wrapping at the end.
+
+    Micro batch number n (counted over all processes) always covers the same tokens, so a run on
+    N processes reads, per optimizer step, exactly the tokens one process with N times the
+    accumulation reads; the count of micro batches consumed is the data position.
+    """
+
+    def __init__(self, tokens: np.ndarray, micro_batch: int, seq_len: int):
+        self.tokens = torch.from_numpy(tokens.astype(np.int64))
+        self.B, self.T = micro_batch, seq_len
+        self.chunks = (len(tokens) - 1) // (micro_batch * seq_len)  # full chunks per epoch
+
+    def batch(self, n: int) -> tuple[torch.Tensor, torch.Tensor]:
+        """Micro batch number n: inputs and next-token targets, each (B, T)."""
+        start = (n % self.chunks) * self.B * self.T
+        buf = self.tokens[start: start + self.B * self.T + 1]
+        return buf[:-1].view(self.B, self.T), buf[1:].view(self.B, self.T)

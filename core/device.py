@@ -1,0 +1,133 @@
+"""Device choices: which device, which autocast dtype, compile or not, and the peak FLOP/s.
+
+Defaults are the fastest measured per device type: on CUDA bf16 autocast + torch.compile + TF32;
+on CPU fp32 eager (a CPU without native bf16 runs bf16 ~20x slower, and a cold compile costs
+~47 s for no measurable gain on a 2-core machine; see bench/ and the README).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import os
+import platform
+import time
+from dataclasses import dataclass
+
+import torch
+
+# Dense bf16 tensor-core peaks (FLOP/s) from the vendors' data sheets, for MFU.
+GPU_PEAK_BF16 = {
+    "H200": 989e12, "H100 SXM": 989e12, "H100 NVL": 835e12, "H100 PCIe": 756e12, "H100": 989e12,
+    "A100": 312e12, "A10G": 70e12, "A10": 125e12, "L40S": 362e12, "L4": 121e12,
+    "RTX 4090": 165e12, "RTX 3090": 71e12, "V100": 125e12, "T4": 65e12,
+}
+DTYPE_NAMES = {"float32": torch.float32, "bfloat16": torch.bfloat16, "float16": torch.float16}
+
+
+@dataclass(frozen=True)
+class DeviceChoice:
+    device: str  # "cpu", "cuda:0", "mps"
+    dtype: str  # autocast dtype name
+    compile: bool
+    why: str  # one line a person can read: what was chosen and why
+
+    @property
+    def type(self) -> str:
+        return self.device.split(":")[0]
+
+    @property
+    def torch_dtype(self) -> torch.dtype:
+        return DTYPE_NAMES[self.dtype]
+
+    def autocast(self):
+        """bf16/fp16 autocast for the forward pass; a no-op in fp32."""
+        if self.dtype == "float32":
+            return contextlib.nullcontext()
+        return torch.autocast(device_type=self.type, dtype=self.torch_dtype)
+
+
+def choose(device: str = "auto", dtype: str = "auto", compile: str = "auto",
+           local_rank: int = 0) -> DeviceChoice:
+    """Resolve 'auto' settings to concrete ones for this machine."""
+    if device == "auto":
+        if torch.cuda.is_available():
+            device = "cuda"
+        elif getattr(torch.backends, "mps", None) and torch.backends.mps.is_available():
+            device = "mps"
+        else:
+            device = "cpu"
+    if device == "cuda":
+        device = f"cuda:{local_rank}"
+    if device.startswith("cuda") and not torch.cuda.is_available():
+        raise ValueError("device: CUDA was asked for but torch sees no GPU; use --device cpu "
+                         "or install a CUDA build of PyTorch (see README)")
+    kind = device.split(":")[0]
+    reasons = []
+    if dtype == "auto":
+        if kind == "cuda" and torch.cuda.is_bf16_supported():
+            dtype, why = "bfloat16", "bf16 autocast: tensor cores, no loss scaling needed"
+        else:
+            dtype, why = "float32", f"fp32: bf16 has no fast path on {kind}"
+        reasons.append(why)
+    if compile == "auto":
+        compile_on = kind == "cuda"
+        reasons.append("torch.compile on: fuses kernels on CUDA" if compile_on else
+                       f"eager: a cold torch.compile costs ~47 s on {kind} for no measured gain")
+    else:
+        compile_on = compile == "on"
+    return DeviceChoice(device, dtype, compile_on, "; ".join(reasons) or "as configured")
+
+
+def setup_backend(choice: DeviceChoice) -> None:
+    if choice.type == "cuda":
+        torch.cuda.set_device(choice.device)
+        torch.set_float32_matmul_precision("high")  # TF32 matmuls: ~8x faster fp32 on Ampere+
+
+
+def peak_flops(choice: DeviceChoice, configured: float = 0.0) -> float:
+    """Peak FLOP/s to measure MFU against: the configured value, a GPU table entry, or a CPU
+    peak measured once with a large matmul and cached."""
+    if configured:
+        return configured
+    if choice.type == "cuda":
+        name = torch.cuda.get_device_name(choice.device)
+        for key, value in GPU_PEAK_BF16.items():
+            if key in name:
+                return value if choice.dtype != "float32" else value / 2  # TF32 is half rate
+        return 0.0
+    if choice.type == "cpu":
+        return measured_cpu_peak()
+    return 0.0
+
+
+def measured_cpu_peak(size: int = 2048, repeats: int = 5) -> float:
+    """fp32 matmul FLOP/s of this CPU with torch's threads; measured once and cached."""
+    from core.data import cache_dir
+
+    key = f"{platform.processor() or platform.machine()}-{os.cpu_count()}-{torch.get_num_threads()}"
+    path = cache_dir() / "cpu_peak.json"
+    try:
+        cached = json.loads(path.read_text())
+        if key in cached:
+            return cached[key]
+    except (OSError, json.JSONDecodeError):
+        cached = {}
+    a, b = torch.randn(size, size), torch.randn(size, size)
+    a @ b  # warm up the threads and caches
+    best = float("inf")
+    for _ in range(repeats):
+        t0 = time.perf_counter()
+        a @ b
+        best = min(best, time.perf_counter() - t0)
+    flops = 2 * size**3 / best
+    cached[key] = flops
+    path.write_text(json.dumps(cached))
+    return flops
+
+
+def peak_memory_mb(choice: DeviceChoice) -> float | None:
+    """Peak allocated device memory since start, where the device reports it."""
+    if choice.type == "cuda":
+        return torch.cuda.max_memory_allocated(choice.device) / 2**20
+    return None

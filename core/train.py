@@ -1,0 +1,152 @@
+"""Command line: `python -m core.train [--preset NAME] [--FIELD VALUE ...] [--resume]`.
+
+Every config field is a flag. Invalid settings are refused with one clear line and exit code 2
+before anything is created. Also the entry point torchrun starts on every rank.
+"""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import os
+import sys
+import time
+from pathlib import Path
+
+from core import config as C
+from core import data, device
+from core.rundir import RunDir, default_runs_dir
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="python -m core.train",
+        description="Train a GPT-2 style model; every step's metrics go to the run directory.",
+        formatter_class=argparse.ArgumentDefaultsHelpFormatter,
+    )
+    run = parser.add_argument_group("run")
+    run.add_argument("--preset", choices=list(C.PRESETS), default="gpt2-124m",
+                     help="starting values for every field (flags below override them)")
+    run.add_argument("--config", metavar="FILE.json", help="starting values from a JSON file")
+    run.add_argument("--run-dir", help="the run directory (created unless --resume)")
+    run.add_argument("--runs-dir", default=None, help="where new runs go ($GPT_RUNS_DIR or runs/)")
+    run.add_argument("--name", help="run name inside --runs-dir (default: preset and time)")
+    run.add_argument("--resume", action="store_true", help="continue --run-dir from its latest checkpoint")
+    defaults = C.TrainConfig()
+    groups: dict[str, argparse._ArgumentGroup] = {}
+    for f in dataclasses.fields(C.TrainConfig):
+        group = groups.setdefault(f.metadata["group"], parser.add_argument_group(f.metadata["group"]))
+        flag = "--" + f.name.replace("_", "-")
+        default_text = f"(gpt2-124m: {getattr(defaults, f.name)})"
+        if f.name == "compile":
+            group.add_argument("--compile", dest="compile", action="store_const", const="on",
+                               default=None, help="torch.compile the model (default: on for CUDA)")
+            group.add_argument("--no-compile", dest="compile", action="store_const", const="off",
+                               help="run eager")
+            continue
+        kind = {int: int, float: float, str: str}[type(getattr(defaults, f.name))]
+        group.add_argument(flag, dest=f.name, type=kind, default=None,
+                           help=f"{f.metadata['help']} {default_text}")
+    return parser
+
+
+def _given_fields(args) -> dict:
+    return {f.name: getattr(args, f.name) for f in dataclasses.fields(C.TrainConfig)
+            if getattr(args, f.name) is not None}
+
+
+def config_from_args(args) -> C.TrainConfig:
+    base = C.load_json(args.config) if args.config else C.preset(args.preset)
+    return base.replace(**_given_fields(args))
+
+
+def check_runnable(cfg: C.TrainConfig) -> None:
+    """Checks beyond the field rules that still must pass before a run directory is created."""
+    C.validate(cfg)
+    try:
+        device.choose(cfg.device, cfg.dtype, cfg.compile)
+        data.resolve_source(cfg.data)
+    except ValueError as e:
+        raise C.ConfigError(str(e)) from e
+
+
+def prepare(argv=None) -> tuple[RunDir, bool]:
+    """Parse the command line into a run directory to train, creating it unless resuming."""
+    args = build_parser().parse_args(argv)
+    if args.run_dir and (args.runs_dir or args.name):
+        raise C.ConfigError("give either --run-dir, or --runs-dir with --name, not both")
+    field_flags = bool(_given_fields(args))
+    if args.run_dir and RunDir(args.run_dir).exists():
+        run = RunDir(args.run_dir)
+        status = run.read_status()
+        if args.resume:
+            cfg = run.read_config()
+            if run.effective_state(status) == "running":
+                raise C.ConfigError(f"run {run.run_id} is still running (pid {status.get('pid')}): "
+                                    "stop it before resuming")
+            if field_flags:  # e.g. --max-steps to train further than first planned
+                cfg = cfg.replace(**_given_fields(args))
+                check_runnable(cfg)
+                run.write_config(cfg)
+            return run, True
+        if status.get("state") == "queued" and not field_flags:
+            return run, False  # prepared by the launcher
+        raise C.ConfigError(f"run directory {args.run_dir} already holds a run: use --resume "
+                            "to continue it, or another --run-dir")
+    if args.resume:
+        raise C.ConfigError(f"--resume needs --run-dir of an existing run (got {args.run_dir!r})")
+    cfg = config_from_args(args)
+    check_runnable(cfg)
+    if args.run_dir:
+        path = Path(args.run_dir)
+        runs_dir, name = path.parent, path.name
+    else:
+        runs_dir = Path(args.runs_dir) if args.runs_dir else default_runs_dir()
+        name = args.name or f"{args.preset}-{time.strftime('%Y%m%d-%H%M%S')}"
+    return RunDir.create(runs_dir, name, cfg), False
+
+
+def main(argv=None) -> int:
+    distributed = int(os.environ.get("WORLD_SIZE", "1")) > 1
+    if distributed:
+        return _main_distributed(argv)
+    try:
+        run, resume = prepare(argv)
+    except (C.ConfigError, data.DataError) as e:
+        print(f"error: {e}", file=sys.stderr)
+        return 2
+    print(f"run directory: {run.path}", flush=True)
+    from core.engine import train  # torch import after the argument checks: fast errors
+
+    return 0 if train(str(run.path), resume) != "failed" else 1
+
+
+def _main_distributed(argv) -> int:
+    """Under torchrun: rank 0 checks the flags and prepares the run directory, then tells every
+    rank where it is (or that the flags were refused, so all exit 2 together)."""
+    import torch.distributed as dist
+
+    from core.engine import init_distributed, train
+
+    cfg_device = build_parser().parse_args(argv).device or "auto"
+    ddp = init_distributed(cfg_device)
+    message = [None, False, None]  # run dir, resume, error
+    if ddp.master:
+        try:
+            run, resume = prepare(argv)
+            message = [str(run.path), resume, None]
+            print(f"run directory: {run.path} ({ddp.world_size} processes)", flush=True)
+        except (C.ConfigError, data.DataError) as e:
+            message = [None, False, str(e)]
+    dist.broadcast_object_list(message, src=0)
+    run_dir, resume, error = message
+    if error:
+        if ddp.master:
+            print(f"error: {error}", file=sys.stderr)
+        dist.destroy_process_group()
+        return 2
+    return 0 if train(run_dir, resume) != "failed" else 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,4 @@
+import streamlit as st
+
+st.title("live")
+st.info("Coming soon.")

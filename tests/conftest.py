@@ -1,0 +1,59 @@
+"""Shared fixtures: offline tokenizer and data, a temp runs dir, tiny configs that train in seconds."""
+
+import os
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parent.parent
+SHARED_DATA = ROOT.parent / "shared" / "data"
+
+# No test reaches the network: the tokenizer and tiny shakespeare come from this workplace's copy.
+if SHARED_DATA.is_dir():
+    os.environ.setdefault("TIKTOKEN_CACHE_DIR", str(SHARED_DATA / "tiktoken_cache"))
+    os.environ.setdefault("GPT_DATA_DIR", str(SHARED_DATA))
+
+
+@pytest.fixture(scope="session", autouse=True)
+def _cache_dir(tmp_path_factory):
+    """Token caches and the CPU peak measurement go to one temp folder for the whole session."""
+    path = tmp_path_factory.mktemp("gpt-cache")
+    os.environ["GPT_CACHE_DIR"] = str(path)
+    yield path
+
+
+@pytest.fixture
+def runs_dir(tmp_path, monkeypatch):
+    path = tmp_path / "runs"
+    path.mkdir()
+    monkeypatch.setenv("GPT_RUNS_DIR", str(path))
+    return path
+
+
+@pytest.fixture(scope="session")
+def shakespeare_path() -> Path:
+    path = SHARED_DATA / "tinyshakespeare.txt"
+    if not path.is_file():
+        pytest.skip("tiny shakespeare is not on this machine (../shared/data)")
+    return path
+
+
+@pytest.fixture
+def small_text(tmp_path, shakespeare_path) -> Path:
+    """About 2,500 tokens of Shakespeare: enough for tiny batches, small enough to overfit."""
+    path = tmp_path / "small.txt"
+    path.write_text(shakespeare_path.read_text()[:10_000])
+    return path
+
+
+@pytest.fixture
+def tiny_config(small_text):
+    """A 2-layer, 32-wide model that takes a few seconds for a few dozen steps on a CPU."""
+    from core.config import TrainConfig
+
+    return TrainConfig(
+        n_layer=2, n_head=2, n_embd=32, block_size=32, seq_len=32, micro_batch_size=4,
+        grad_accum_steps=2, max_lr=3e-3, min_lr=3e-4, warmup_steps=3, max_steps=12,
+        eval_interval=5, eval_batches=2, sample_tokens=8, checkpoint_interval=5,
+        keep_checkpoints=0, target_loss=0.0, data=str(small_text), device="cpu", seed=7,
+    )
