@@ -57,3 +57,23 @@ def tiny_config(small_text):
         eval_interval=5, eval_batches=2, sample_tokens=8, checkpoint_interval=5,
         keep_checkpoints=0, target_loss=0.0, data=str(small_text), device="cpu", seed=7,
     )
+
+
+@pytest.fixture(scope="session")
+def trained_run(tmp_path_factory, shakespeare_path):
+    """A completed tiny run with checkpoints, metrics, eval and sample lines (trained once)."""
+    from core.config import TrainConfig
+    from core.engine import train
+    from core.rundir import RunDir
+
+    text = tmp_path_factory.mktemp("data") / "small.txt"
+    text.write_text(shakespeare_path.read_text()[:10_000])
+    cfg = TrainConfig(
+        n_layer=2, n_head=2, n_embd=32, block_size=32, seq_len=32, micro_batch_size=4,
+        grad_accum_steps=2, max_lr=3e-3, min_lr=3e-4, warmup_steps=3, max_steps=12,
+        eval_interval=5, eval_batches=2, sample_tokens=8, checkpoint_interval=5,
+        keep_checkpoints=0, target_loss=0.0, data=str(text), device="cpu", seed=7,
+    )
+    run = RunDir.create(tmp_path_factory.mktemp("runs"), "trained", cfg)
+    assert train(str(run.path)) == "completed"
+    return run
