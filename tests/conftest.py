@@ -46,34 +46,31 @@ def small_text(tmp_path, shakespeare_path) -> Path:
     return path
 
 
-@pytest.fixture
-def tiny_config(small_text):
+def make_tiny_config(data: Path, **overrides):
     """A 2-layer, 32-wide model that takes a few seconds for a few dozen steps on a CPU."""
     from core.config import TrainConfig
 
-    return TrainConfig(
+    return TrainConfig(**{**dict(
         n_layer=2, n_head=2, n_embd=32, block_size=32, seq_len=32, micro_batch_size=4,
         grad_accum_steps=2, max_lr=3e-3, min_lr=3e-4, warmup_steps=3, max_steps=12,
         eval_interval=5, eval_batches=2, sample_tokens=8, checkpoint_interval=5,
-        keep_checkpoints=0, target_loss=0.0, data=str(small_text), device="cpu", seed=7,
-    )
+        keep_checkpoints=0, target_loss=0.0, data=str(data), device="cpu", seed=7,
+    ), **overrides})
+
+
+@pytest.fixture
+def tiny_config(small_text):
+    return make_tiny_config(small_text)
 
 
 @pytest.fixture(scope="session")
 def trained_run(tmp_path_factory, shakespeare_path):
     """A completed tiny run with checkpoints, metrics, eval and sample lines (trained once)."""
-    from core.config import TrainConfig
     from core.engine import train
     from core.rundir import RunDir
 
     text = tmp_path_factory.mktemp("data") / "small.txt"
     text.write_text(shakespeare_path.read_text()[:10_000])
-    cfg = TrainConfig(
-        n_layer=2, n_head=2, n_embd=32, block_size=32, seq_len=32, micro_batch_size=4,
-        grad_accum_steps=2, max_lr=3e-3, min_lr=3e-4, warmup_steps=3, max_steps=12,
-        eval_interval=5, eval_batches=2, sample_tokens=8, checkpoint_interval=5,
-        keep_checkpoints=0, target_loss=0.0, data=str(text), device="cpu", seed=7,
-    )
-    run = RunDir.create(tmp_path_factory.mktemp("runs"), "trained", cfg)
+    run = RunDir.create(tmp_path_factory.mktemp("runs"), "trained", make_tiny_config(text))
     assert train(str(run.path)) == "completed"
     return run
