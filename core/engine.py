@@ -13,6 +13,7 @@ import os
 import resource
 import signal
 import sys
+import threading
 import time
 import traceback
 from dataclasses import dataclass
@@ -83,15 +84,23 @@ def _tee_to_log(run: RunDir) -> None:
 
 
 class _StopSignal:
-    """SIGTERM / SIGINT ask for a clean stop at the end of the current step."""
+    """SIGTERM / SIGINT ask for a clean stop at the end of the current step (while training in
+    the main thread; the previous handlers come back afterwards)."""
+
+    SIGNALS = (signal.SIGTERM, signal.SIGINT)
 
     def __init__(self):
         self.name = None
-        for sig in (signal.SIGTERM, signal.SIGINT):
-            signal.signal(sig, self._handle)
+        self._previous = {}
+        if threading.current_thread() is threading.main_thread():
+            self._previous = {sig: signal.signal(sig, self._handle) for sig in self.SIGNALS}
 
     def _handle(self, signum, frame):
         self.name = signal.Signals(signum).name
+
+    def restore(self) -> None:
+        for sig, handler in self._previous.items():
+            signal.signal(sig, handler)
 
 
 def train(run_dir: str, resume: bool = False) -> str:
@@ -117,6 +126,7 @@ def train(run_dir: str, resume: bool = False) -> str:
             sys.stdout.flush()
             os._exit(1)  # do not wait for ranks stuck in a collective; torchrun ends them
     finally:
+        stop_signal.restore()
         if ddp.world_size > 1 and dist.is_initialized():
             dist.destroy_process_group()
     return state
