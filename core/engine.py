@@ -73,14 +73,23 @@ class _Tee:
         return getattr(self.stream, name)
 
 
-def _tee_to_log(run: RunDir) -> None:
+@contextlib.contextmanager
+def _output_in_log(run: RunDir):
+    """Make sure stdout and stderr reach log.txt (the launcher already points them there)."""
     try:
         same = os.path.samefile("/proc/self/fd/1", run.log_path)
     except OSError:
         same = False
-    if not same:
-        log = open(run.log_path, "a", buffering=1)
+    if same:
+        yield
+        return
+    saved = sys.stdout, sys.stderr
+    with open(run.log_path, "a", buffering=1) as log:
         sys.stdout, sys.stderr = _Tee(sys.stdout, log), _Tee(sys.stderr, log)
+        try:
+            yield
+        finally:
+            sys.stdout, sys.stderr = saved
 
 
 class _StopSignal:
@@ -108,13 +117,23 @@ def train(run_dir: str, resume: bool = False) -> str:
     run = RunDir(run_dir)
     cfg = run.read_config()
     ddp = init_distributed(cfg.device)
-    if ddp.master:
-        _tee_to_log(run)
     stop_signal = _StopSignal()
+    log = _output_in_log(run) if ddp.master else contextlib.nullcontext()
     try:
-        state = _fit(run, cfg, ddp, resume, stop_signal)
+        with log:
+            state = _fit_reporting_failure(run, cfg, ddp, resume, stop_signal)
+    finally:
+        stop_signal.restore()
+        if ddp.world_size > 1 and dist.is_initialized():
+            dist.destroy_process_group()
+    return state
+
+
+def _fit_reporting_failure(run: RunDir, cfg: TrainConfig, ddp: Dist, resume: bool,
+                           stop_signal: "_StopSignal") -> str:
+    try:
+        return _fit(run, cfg, ddp, resume, stop_signal)
     except BaseException as e:
-        state = "failed"
         message = f"{type(e).__name__}: {e}"
         if ddp.world_size > 1:
             message = f"rank {ddp.rank} failed: {message}"
@@ -125,11 +144,7 @@ def train(run_dir: str, resume: bool = False) -> str:
         if ddp.world_size > 1:
             sys.stdout.flush()
             os._exit(1)  # do not wait for ranks stuck in a collective; torchrun ends them
-    finally:
-        stop_signal.restore()
-        if ddp.world_size > 1 and dist.is_initialized():
-            dist.destroy_process_group()
-    return state
+        return "failed"
 
 
 def _fit(run: RunDir, cfg: TrainConfig, ddp: Dist, resume: bool, stop_signal: _StopSignal) -> str:
