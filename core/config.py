@@ -136,7 +136,7 @@ def validate(cfg: TrainConfig) -> None:
     """Gather every problem in the config and raise one ConfigError listing them all."""
     problems = [f"{name}: {why}" for name, why in field_problems(cfg).items()]
     if problems:
-        raise ConfigError("invalid config:\n  " + "\n  ".join(problems))
+        raise ConfigError("; ".join(problems))
 
 
 def field_problems(cfg: TrainConfig) -> dict[str, str]:

@@ -232,8 +232,8 @@ class MetricsReader:
         for line in chunk[:end].splitlines():
             try:
                 new.append(json.loads(line))
-            except json.JSONDecodeError:
-                continue  # a line torn by a crash mid-write: skip it, keep reading
+            except ValueError:  # JSON or UTF-8 errors: a line torn by a crash mid-write
+                continue
         self.offset += end
         return new
 

@@ -1,0 +1,180 @@
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+
+import pytest
+import torch
+
+from conftest import ROOT, make_tiny_config
+from core import engine
+from core.model import GPT
+from core.optim import decay_groups, get_lr
+from core.rundir import MetricsReader, RunDir, load_checkpoint
+
+
+def records(run, kind="train"):
+    return [r for r in MetricsReader(run.metrics_path).read_new() if r["kind"] == kind]
+
+
+def start(runs_dir, name, cfg):
+    run = RunDir.create(runs_dir, name, cfg)
+    return run, engine.train(str(run.path))
+
+
+def test_run_writes_the_contract(runs_dir, tiny_config):
+    run, state = start(runs_dir, "contract", tiny_config)
+    assert state == "completed"
+    status = run.read_status()
+    assert status["state"] == "completed" and status["step"] == 12
+    assert "max_steps 12 reached" in status["reason"]
+    train = records(run)
+    assert [r["step"] for r in train] == list(range(1, 13))
+    for key in ("time", "loss", "lr", "grad_norm", "dt_ms", "tokens_per_sec", "tokens_seen",
+                "mfu", "peak_mem_mb"):
+        assert all(key in r for r in train), key
+    assert train[-1]["tokens_seen"] == 12 * 4 * 32 * 2
+    assert train[-1]["loss"] < train[0]["loss"]
+    assert [r["step"] for r in records(run, "eval")] == [5, 10, 12]
+    samples = records(run, "sample")
+    assert samples and all(r["prompt"] == "ROMEO:" and isinstance(r["text"], str) for r in samples)
+    log = run.log_path.read_text()
+    assert "step    12 | loss" in log and "| lr " in log and "| tok/sec " in log
+
+
+def test_logged_lr_follows_the_schedule_exactly(runs_dir, tiny_config):
+    run, _ = start(runs_dir, "lr", tiny_config)
+    assert [r["lr"] for r in records(run)] == [get_lr(s, tiny_config) for s in range(12)]
+
+
+def test_schedule_warmup_cosine_and_floor(tiny_config):
+    cfg = tiny_config.replace(max_lr=1.0, min_lr=0.1, warmup_steps=10, max_steps=110)
+    assert get_lr(0, cfg) == pytest.approx(0.1)
+    assert get_lr(9, cfg) == pytest.approx(1.0)
+    assert get_lr(60, cfg) == pytest.approx(0.55)  # half way down the cosine
+    assert get_lr(110, cfg) == get_lr(500, cfg) == 0.1
+
+
+def test_weight_decay_only_on_2d_weights(tiny_config):
+    from core.model import ModelConfig
+
+    model = GPT(ModelConfig.of(tiny_config))
+    decay, no_decay = decay_groups(model, 0.1)
+    assert decay["weight_decay"] == 0.1 and no_decay["weight_decay"] == 0.0
+    assert all(p.dim() == 2 for p in decay["params"]) and all(p.dim() == 1 for p in no_decay["params"])
+    # tied embedding counted once; 4 matrices per block + wte + wpe
+    assert len(decay["params"]) == 4 * 2 + 2
+    names = {id(p): n for n, p in model.named_parameters()}
+    assert {names[id(p)] for p in no_decay["params"]} >= {"transformer.ln_f.weight", "transformer.h.0.attn.c_attn.bias"}
+    total = sum(p.numel() for g in (decay, no_decay) for p in g["params"])
+    assert total == model.num_params()
+
+
+def test_tiny_model_overfits_and_stops_early(runs_dir, tmp_path, shakespeare_path):
+    text = tmp_path / "repeated.txt"
+    text.write_text(shakespeare_path.read_text()[:400] * 20)
+    cfg = make_tiny_config(text, n_embd=64, micro_batch_size=8, grad_accum_steps=1, max_lr=1e-2,
+                           min_lr=1e-3, warmup_steps=5, max_steps=300, target_loss=1.0,
+                           eval_interval=0, checkpoint_interval=0, val_fraction=0.2)
+    run, state = start(runs_dir, "overfit", cfg)
+    status = run.read_status()
+    assert state == "completed" and "target loss 1.0 reached" in status["reason"]
+    losses = [r["loss"] for r in records(run)]
+    assert losses[-1] < 1.0 <= min(losses[:-1]) and len(losses) < 300
+    assert run.latest_checkpoint() is not None
+
+
+def test_same_seed_same_losses(runs_dir, tiny_config):
+    a, _ = start(runs_dir, "a", tiny_config)
+    b, _ = start(runs_dir, "b", tiny_config)
+    assert [r["loss"] for r in records(a)] == [r["loss"] for r in records(b)]
+
+
+def test_resume_continues_exactly(runs_dir, tiny_config, monkeypatch):
+    whole, _ = start(runs_dir, "whole", tiny_config)
+    run = RunDir.create(runs_dir, "halves", tiny_config)
+    # Ask for a stop once 7 steps are logged, as the dashboard's STOP file would.
+    monkeypatch.setattr(RunDir, "stop_requested", lambda self: len(records(self)) >= 7)
+    assert engine.train(str(run.path)) == "stopped"
+    assert run.read_status()["reason"] == "stop requested" and run.latest_checkpoint().name == "step_0000007.pt"
+    monkeypatch.undo()
+    assert engine.train(str(run.path), resume=True) == "completed"
+    assert [r["step"] for r in records(run)] == list(range(1, 13))
+    assert [r["loss"] for r in records(run)] == [r["loss"] for r in records(whole)]
+    evals = lambda r: [(e["step"], e["val_loss"]) for e in records(r, "eval")]
+    assert evals(run)[-2:] == evals(whole)[-2:]
+
+
+def test_checkpoint_loads_with_weights_only_and_holds_everything(trained_run):
+    state = load_checkpoint(trained_run.latest_checkpoint())
+    assert state["step"] == 12 and state["micro_batches_seen"] == 24
+    assert not any(k.startswith("_orig_mod.") for k in state["model"])
+    assert set(state) >= {"model", "optimizer", "config", "rng", "loss", "world_size"}
+    torch.load(trained_run.latest_checkpoint(), weights_only=True)
+
+
+def test_an_error_ends_the_run_as_failed_with_the_message(runs_dir, tiny_config, monkeypatch):
+    def broken(data):
+        raise RuntimeError("disk on fire")
+
+    monkeypatch.setattr(engine.data, "load_tokens", broken)
+    run, state = start(runs_dir, "broken", tiny_config)
+    status = run.read_status()
+    assert state == "failed" and status["error"] == "RuntimeError: disk on fire"
+    assert "Traceback" in run.log_path.read_text()
+
+
+def test_nan_loss_fails_the_run_instead_of_training_on(runs_dir, tiny_config, monkeypatch):
+    forward = GPT.forward
+
+    def poisoned(self, idx, targets=None, cache=None):
+        logits, loss = forward(self, idx, targets, cache)
+        return logits, (loss * float("nan") if loss is not None else None)
+
+    monkeypatch.setattr(GPT, "forward", poisoned)
+    run, state = start(runs_dir, "nan", tiny_config)
+    assert state == "failed"
+    assert "training diverged" in run.read_status()["error"]
+    assert records(run) == []  # nothing logged from the broken step
+
+
+def test_too_small_data_fails_before_training(runs_dir, tmp_path, tiny_config):
+    text = tmp_path / "tiny.txt"
+    text.write_text("To be or not to be.")
+    run, state = start(runs_dir, "small", tiny_config.replace(data=str(text)))
+    assert state == "failed" and "fewer than one micro batch needs" in run.read_status()["error"]
+
+
+def _spawn(run):
+    env = {**os.environ, "PYTHONUNBUFFERED": "1", "OMP_NUM_THREADS": "1"}
+    log = open(run.log_path, "a")
+    return subprocess.Popen([sys.executable, "-m", "core.train", "--run-dir", str(run.path)],
+                            cwd=ROOT, env=env, stdout=log, stderr=subprocess.STDOUT)
+
+
+def _wait_for_steps(run, proc, n, timeout=60):
+    deadline = time.time() + timeout
+    while len(records(run)) < n:
+        assert proc.poll() is None, run.log_path.read_text()
+        assert time.time() < deadline, "no progress"
+        time.sleep(0.1)
+
+
+@pytest.mark.parametrize("how", ["stop file", "SIGTERM"])
+def test_stop_request_saves_a_checkpoint_and_ends_stopped(runs_dir, tiny_config, how):
+    run = RunDir.create(runs_dir, "stoppable", tiny_config.replace(max_steps=100_000, eval_interval=0))
+    proc = _spawn(run)
+    _wait_for_steps(run, proc, 2)
+    if how == "stop file":
+        run.request_stop()
+    else:
+        proc.send_signal(signal.SIGTERM)
+    assert proc.wait(timeout=60) == 0
+    status = run.read_status()
+    assert status["state"] == "stopped"
+    assert status["reason"] == ("stop requested" if how == "stop file" else "signal SIGTERM")
+    step = status["step"]
+    assert run.latest_checkpoint().name == f"step_{step:07d}.pt"
+    assert not run.stop_requested()  # the request is consumed
