@@ -1,0 +1,169 @@
+"""What a config means before it runs: parameters, tokens per step, memory and time.
+
+Everything here is arithmetic on the config (no model is built), so the New run page can show it
+on every keystroke. The time estimate uses a measured throughput where this machine has trained
+the same model shape before, and otherwise a clearly labelled FLOPs-based guess.
+"""
+
+from __future__ import annotations
+
+import os
+import socket
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from core.config import TrainConfig, with_derived_accum
+from core.model import ModelConfig, flops_per_token
+from core.rundir import MetricsReader, list_runs
+
+MB = 2**20
+FP32 = 4
+DTYPE_BYTES = {"float32": 4, "bfloat16": 2, "float16": 2}
+GUESS_UTILISATION = 0.30  # fraction of peak FLOP/s a small GPT step reaches (a rough guess)
+ACTIVATION_FORMULA = (
+    "activations ~ B*T*(16*L*C*a + V*(a + 8) + 4*C) bytes per process: each block keeps ~16 "
+    "values of width C per token for the backward pass (Korthikanti et al. 2022, no dropout; "
+    "SDPA attention stores no T x T matrix), and the logits (a bytes each) meet two fp32 tensors "
+    "of their shape (log-softmax and its gradient) at the start of the backward pass. "
+    "B = micro_batch_size, T = seq_len, L = n_layer, C = n_embd, V = vocab_size, a = bytes of the "
+    "autocast dtype; one micro batch is alive at a time, so grad_accum_steps adds nothing."
+)
+
+
+def param_counts(cfg) -> dict[str, int]:
+    """Parameters by component for a config with the model fields; the tied token embedding /
+    output head counts once, as in GPT.num_params()."""
+    m = ModelConfig.of(cfg)
+    L, C, V, P = m.n_layer, m.n_embd, m.vocab_size, m.block_size
+    return {
+        "token embedding (wte, tied with lm_head)": V * C,
+        "position embedding (wpe)": P * C,
+        "attention (c_attn, c_proj)": L * (3 * C * C + 3 * C + C * C + C),
+        "MLP (c_fc, c_proj)": L * (4 * C * C + 4 * C + 4 * C * C + C),
+        "layer norms (ln_1, ln_2, ln_f)": L * 4 * C + 2 * C,
+    }
+
+
+def param_count(cfg) -> int:
+    """Total parameters; equals GPT(ModelConfig.of(cfg)).num_params()."""
+    return sum(param_counts(cfg).values())
+
+
+def memory_mb(cfg: TrainConfig, dtype: str = "float32") -> dict[str, float]:
+    """Estimated training memory per process in MB: fp32 weights, fp32 gradients, AdamW's two
+    fp32 moments, activations of one micro batch (see ACTIVATION_FORMULA) and their total."""
+    n = param_count(cfg)
+    a = DTYPE_BYTES.get(dtype, FP32)
+    B, T, L, C, V = cfg.micro_batch_size, cfg.seq_len, cfg.n_layer, cfg.n_embd, cfg.vocab_size
+    parts = {
+        "weights": n * FP32 / MB,  # autocast keeps fp32 master weights
+        "gradients": n * FP32 / MB,
+        "optimizer (AdamW, 2 x fp32)": 2 * n * FP32 / MB,
+        "activations": B * T * (L * 16 * C * a + V * (a + 8) + 4 * C) / MB,
+    }
+    parts["total"] = sum(parts.values())
+    return parts
+
+
+@dataclass
+class Estimate:
+    params: int
+    params_by_component: dict[str, int]
+    tokens_per_step: int
+    grad_accum_steps: int
+    steps_per_epoch: float | None  # optimizer steps per pass over the training split
+    memory_mb: dict[str, float]
+    flops_per_token: int
+    total_tokens: int  # max_steps x tokens_per_step
+    tokens_per_sec: float | None = None
+    time_s: float | None = None
+    time_source: str = "unknown: no throughput measured or guessed for this device"
+    time_is_guess: bool = True
+    notes: list[str] = field(default_factory=list)
+
+
+def estimate(cfg: TrainConfig, n_tokens: int | None = None, runs_dir: str | Path | None = None,
+             dtype: str = "float32", device_type: str = "cpu", peak_flops: float | None = None,
+             ) -> Estimate:
+    """Everything the New run page shows before launch, for a valid cfg.
+
+    n_tokens is the data set's token count (for steps per epoch); dtype and device_type are the
+    resolved device choice. The time uses the mean throughput of the newest completed run on
+    this machine with the same model shape (from runs_dir), else a guess from FLOPs against
+    peak_flops (the CPU's measured peak when not given) at GUESS_UTILISATION.
+    """
+    if cfg.total_batch_tokens:
+        cfg = with_derived_accum(cfg, cfg.nproc)
+    tokens_step = cfg.tokens_per_step()
+    n = param_count(cfg)
+    fpt = flops_per_token(ModelConfig.of(cfg), cfg.seq_len, n)
+    steps_epoch = None
+    if n_tokens:
+        train_tokens = n_tokens - int(n_tokens * cfg.val_fraction)
+        steps_epoch = train_tokens / tokens_step
+    est = Estimate(params=n, params_by_component=param_counts(cfg), tokens_per_step=tokens_step,
+                   grad_accum_steps=cfg.grad_accum_steps, steps_per_epoch=steps_epoch,
+                   memory_mb=memory_mb(cfg, dtype), flops_per_token=fpt,
+                   total_tokens=cfg.max_steps * tokens_step)
+    measured = measured_throughput(cfg, runs_dir)
+    if measured:
+        tps, run_id = measured
+        est.tokens_per_sec = tps
+        est.time_is_guess = False
+        est.time_source = (f"measured: mean throughput of run {run_id} ({tps:,.0f} tokens/s), "
+                           "the newest completed run of this model shape on this machine")
+    else:
+        if peak_flops is None and device_type == "cpu":
+            from core.device import measured_cpu_peak
+
+            peak_flops = measured_cpu_peak()
+        if peak_flops:
+            # Processes on one CPU share its cores; GPUs add up.
+            scale = cfg.nproc if device_type == "cuda" else 1
+            tps = GUESS_UTILISATION * peak_flops * scale / fpt
+            est.tokens_per_sec = tps
+            est.time_source = (f"guess: {fpt / 1e6:,.1f} MFLOPs per token at "
+                               f"{GUESS_UTILISATION:.0%} of {peak_flops * scale / 1e9:,.0f} "
+                               f"GFLOP/s peak ({device_type}); no run of this shape finished here yet")
+    if est.tokens_per_sec:
+        est.time_s = est.total_tokens / est.tokens_per_sec
+    if cfg.target_loss:
+        est.notes.append(f"may end earlier: the run stops once the loss is below {cfg.target_loss}")
+    return est
+
+
+_throughput_cache: dict[tuple, float | None] = {}
+
+
+def _same_shape(a, b) -> bool:
+    return ModelConfig.of(a) == ModelConfig.of(b) and a.seq_len == b.seq_len
+
+
+def measured_throughput(cfg: TrainConfig, runs_dir: str | Path | None = None
+                        ) -> tuple[float, str] | None:
+    """(mean tokens/s, run id) of the newest completed run on this host with cfg's model shape
+    and sequence length, or None. The first step is left out: it pays for warm-up."""
+    host = socket.gethostname()
+    for run in list_runs(runs_dir):
+        status = run.read_status()
+        if status.get("state") != "completed" or status.get("host", host) != host:
+            continue
+        try:
+            other = run.read_config()
+        except ValueError:
+            continue
+        if not _same_shape(cfg, other):
+            continue
+        try:
+            st = os.stat(run.metrics_path)
+        except OSError:
+            continue
+        key = (str(run.metrics_path), st.st_size, st.st_mtime_ns)
+        if key not in _throughput_cache:
+            rates = [r["tokens_per_sec"] for r in MetricsReader(run.metrics_path).read_new()
+                     if "tokens_per_sec" in r]
+            rates = rates[1:] if len(rates) > 1 else rates
+            _throughput_cache[key] = sum(rates) / len(rates) if rates else None
+        if _throughput_cache[key]:
+            return _throughput_cache[key], run.run_id
+    return None

@@ -1,0 +1,261 @@
+"""Start, stop, resume, delete and list runs: the engine always runs in its own process.
+
+The launcher prepares a run directory and starts `python -m core.train --run-dir DIR` (or
+torchrun for several processes) detached from the caller: its own session, output to the run's
+log. The caller (the dashboard, a script) can exit or restart without touching the run; the run
+directory stays the only truth. No command is ever a shell string.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import threading
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+from core.config import ConfigError, TrainConfig, check_run_id
+from core.rundir import ACTIVE_STATES, RunDir, default_runs_dir, pid_alive
+from core.rundir import list_runs as _list_dirs
+from core.train import check_runnable
+
+PROJECT_ROOT = Path(__file__).resolve().parent.parent
+STOP_TIMEOUT_S = 30.0  # the least time a run gets to end by itself before each signal
+_POLL_S = 0.2
+
+# Children started from this process, by pid: poll() reaps the finished ones so they never
+# linger as zombies (a zombie's pid still "exists" and would look alive).
+_children: dict[int, subprocess.Popen] = {}
+
+
+@dataclass(frozen=True)
+class RunInfo:
+    """A run directory with the status read once and the state to show (crashed detected)."""
+
+    run: RunDir
+    status: dict
+    state: str
+
+    @property
+    def run_id(self) -> str:
+        return self.run.run_id
+
+
+def reap() -> None:
+    """Collect the exit status of finished children started by this process."""
+    for pid, proc in list(_children.items()):
+        if proc.poll() is not None:
+            del _children[pid]
+
+
+def default_run_name(prefix: str, runs_dir: str | Path | None = None) -> str:
+    """`<prefix>-<YYYYmmdd-HHMMSS>`, with `-2`, `-3`... added when that name is taken."""
+    runs_dir = Path(runs_dir or default_runs_dir())
+    safe = "".join(c if c.isalnum() or c in "-_" else "-" for c in prefix).strip("-_") or "run"
+    base = f"{safe[:40]}-{time.strftime('%Y%m%d-%H%M%S')}"
+    name, n = base, 1
+    while (runs_dir / name).exists():
+        n += 1
+        name = f"{base}-{n}"
+    return name
+
+
+def engine_command(run_path: str | Path, nproc: int, resume: bool = False,
+                   max_steps: int | None = None) -> list[str]:
+    """The argument list that trains the prepared run at run_path (torchrun when nproc > 1)."""
+    cmd = [sys.executable]
+    if nproc > 1:
+        cmd += ["-m", "torch.distributed.run", "--standalone", "--nproc_per_node", str(nproc)]
+    cmd += ["-m", "core.train", "--run-dir", str(Path(run_path).resolve())]
+    if resume:
+        cmd.append("--resume")
+    if max_steps is not None:
+        cmd += ["--max-steps", str(int(max_steps))]
+    return cmd
+
+
+def _spawn(run: RunDir, cmd: list[str]) -> int:
+    env = dict(os.environ, PYTHONUNBUFFERED="1")
+    # `-m core.train` must find the project whatever the caller's working directory was.
+    env["PYTHONPATH"] = os.pathsep.join(p for p in (str(PROJECT_ROOT), env.get("PYTHONPATH")) if p)
+    with open(run.log_path, "ab") as log:
+        proc = subprocess.Popen(cmd, stdin=subprocess.DEVNULL, stdout=log, stderr=subprocess.STDOUT,
+                                cwd=PROJECT_ROOT, env=env, start_new_session=True, close_fds=True)
+    _children[proc.pid] = proc
+    # The engine needs a second or more to import torch before it writes its own status, so
+    # this merge lands first; launcher_pid keeps a starting run from looking crashed.
+    run.write_status(launcher_pid=proc.pid, command=cmd)
+    return proc.pid
+
+
+def launch(config: TrainConfig, runs_dir: str | Path | None = None, name: str | None = None) -> str:
+    """Validate config, create runs_dir/name and start training it in the background.
+
+    Raises ConfigError (or core.data.DataError) naming the field and fix before anything is
+    created; returns the run id as soon as the process is started.
+    """
+    reap()
+    runs_dir = Path(runs_dir or default_runs_dir())
+    check_runnable(config)
+    name = check_run_id(name) if name else default_run_name("run", runs_dir)
+    runs_dir.mkdir(parents=True, exist_ok=True)
+    run = RunDir.create(runs_dir, name, config)
+    _spawn(run, engine_command(run.path, config.nproc))
+    return run.run_id
+
+
+def _as_run(run: RunDir | str | Path, runs_dir: str | Path | None = None) -> RunDir:
+    if isinstance(run, RunDir):
+        return run
+    if runs_dir is not None:
+        run = RunDir(Path(runs_dir) / check_run_id(str(run)))
+    else:
+        run = RunDir(run)
+    if not run.exists():
+        raise ConfigError(f"no run at {run.path}: pick one from the runs list")
+    return run
+
+
+def state_of(run: RunDir) -> str:
+    """The state to show for run: status.json's state, or 'crashed' when its process is gone."""
+    reap()
+    return run.effective_state()
+
+
+def _pids(status: dict) -> list[int]:
+    return [p for p in (status.get("launcher_pid"), status.get("pid")) if p]
+
+
+def _signal_group(status: dict, sig: int) -> None:
+    """Send sig to the process group of each of the run's processes (torchrun and its ranks)."""
+    for pid in _pids(status):
+        try:
+            if os.getpgid(pid) == pid:  # a group leader: one we started in its own session
+                os.killpg(pid, sig)
+            else:  # started some other way (a shell): never signal the caller's whole group
+                os.kill(pid, sig)
+        except (ProcessLookupError, PermissionError):
+            continue
+
+
+def _wait_ended(run: RunDir, timeout: float) -> bool:
+    """Wait until the run's processes are gone (or, with no pid known, it reads as ended)."""
+    deadline = time.monotonic() + timeout
+    while True:
+        reap()
+        status = run.read_status()
+        pids = _pids(status)
+        if pids and not any(pid_alive(p) for p in pids):
+            return True
+        if not pids and run.effective_state(status) not in ACTIVE_STATES:
+            return True
+        if time.monotonic() >= deadline:
+            return False
+        time.sleep(_POLL_S)
+
+
+def stop_timeout(run: RunDir) -> float:
+    """How long to wait at each stage of a stop: STOP_TIMEOUT_S, or three steps of a slow run
+    (a GPT-2 124M step takes minutes on a CPU, and the engine only looks between steps)."""
+    last_dt_ms = 0.0
+    try:
+        with open(run.metrics_path, "rb") as f:
+            f.seek(max(0, os.fstat(f.fileno()).st_size - 4096))
+            tail = f.read().decode("utf-8", "replace")
+        for line in reversed(tail.splitlines()[1:] or tail.splitlines()):
+            try:
+                record = json.loads(line)
+            except json.JSONDecodeError:
+                continue
+            if "dt_ms" in record:
+                last_dt_ms = float(record["dt_ms"])
+                break
+    except OSError:
+        pass
+    return max(STOP_TIMEOUT_S, 3 * last_dt_ms / 1000)
+
+
+def stop(run: RunDir | str | Path, timeout: float | None = None, wait: bool = True) -> str:
+    """Ask a run to stop: write STOP (the engine checkpoints and ends as 'stopped' after the
+    current step); if it has not ended within timeout, SIGTERM its process group (also a clean
+    stop), then SIGKILL. With wait=False the escalation runs in a background thread and this
+    returns at once. Returns the state seen at return."""
+    run = _as_run(run)
+    state = state_of(run)
+    if state not in ACTIVE_STATES:
+        return state
+    run.request_stop()
+    timeout = stop_timeout(run) if timeout is None else timeout
+    if not wait:
+        threading.Thread(target=_escalate, args=(run, timeout), daemon=True,
+                         name=f"stop-{run.run_id}").start()
+        return state_of(run)
+    _escalate(run, timeout)
+    return state_of(run)
+
+
+def _escalate(run: RunDir, timeout: float) -> None:
+    """Wait for the STOP request to work; then SIGTERM; then SIGKILL. A run whose processes
+    were ended by a signal before they could write their final state is marked failed."""
+    sent = None
+    try:
+        for sig, wait_s in ((None, timeout), (signal.SIGTERM, timeout), (signal.SIGKILL, 5.0)):
+            if sig is not None:
+                _signal_group(run.read_status(), sig)
+                sent = sig
+            if _wait_ended(run, wait_s):
+                break
+        if sent is not None and run.read_status().get("state") in ACTIVE_STATES:
+            run.write_status(
+                state="failed", reason="killed", ended=time.time(),
+                error=f"did not stop within {timeout:.0f}s of the stop request; ended with "
+                      f"{signal.Signals(sent).name}. Resume continues from the last checkpoint")
+    finally:
+        run.clear_stop()
+
+
+def resume(run: RunDir | str | Path, max_steps: int | None = None) -> str:
+    """Continue a run that is not running from its latest checkpoint, in the background;
+    max_steps, when given, trains it further than first planned. Returns the run id."""
+    run = _as_run(run)
+    state = state_of(run)
+    if state in ACTIVE_STATES:
+        raise ConfigError(f"run {run.run_id} is {state}: stop it before resuming")
+    if run.latest_checkpoint() is None:
+        raise ConfigError(f"run {run.run_id} has no checkpoint to resume from (it ended before "
+                          "its first save): start a new run instead")
+    cfg = run.read_config()
+    if max_steps is not None:
+        if int(max_steps) < 1:
+            raise ConfigError(f"max_steps: must be a positive whole number (got {max_steps!r})")
+        check_runnable(cfg.replace(max_steps=int(max_steps)))
+    run.clear_stop()
+    # A fresh heartbeat, no old pids, and the step it restarts from: 'queued' until the engine
+    # takes over.
+    run.write_status(state="queued", step=run.checkpoints()[-1][0], pid=None, launcher_pid=None,
+                     error=None, reason=None, ended=None)
+    _spawn(run, engine_command(run.path, cfg.nproc, resume=True, max_steps=max_steps))
+    return run.run_id
+
+
+def delete(run: RunDir | str | Path) -> None:
+    """Remove a run directory; refused while the run is queued or running."""
+    run = _as_run(run)
+    state = state_of(run)
+    if state in ACTIVE_STATES:
+        raise ConfigError(f"run {run.run_id} is {state}: stop it before deleting")
+    run.delete()
+
+
+def list_runs(runs_dir: str | Path | None = None) -> list[RunInfo]:
+    """Every run under runs_dir, newest first, with the state to show (crashed detected)."""
+    reap()
+    infos = []
+    for run in _list_dirs(runs_dir):
+        status = run.read_status()
+        infos.append(RunInfo(run, status, run.effective_state(status)))
+    return infos

@@ -1,0 +1,74 @@
+"""Estimates before launch: exact parameter counts, consistent memory, measured or guessed time."""
+
+import json
+
+import pytest
+
+from conftest import make_tiny_config
+from core import estimate as E
+from core.config import PRESETS, preset
+from core.model import GPT, ModelConfig
+from core.rundir import RunDir
+
+
+@pytest.mark.parametrize("name", list(PRESETS))
+def test_param_count_is_exact_for_every_preset(name):
+    cfg = preset(name)
+    with __import__("torch").device("meta"):  # no memory for the 124M weights
+        model = GPT(ModelConfig.of(cfg))
+    assert E.param_count(cfg) == model.num_params()
+
+
+def test_gpt2_124m_numbers():
+    cfg = preset("gpt2-124m")
+    assert E.param_count(cfg) == 124_475_904
+    est = E.estimate(cfg, n_tokens=338_025, peak_flops=1e12)
+    assert est.tokens_per_step == 2 * 1024 * 16 == 32_768
+    assert est.steps_per_epoch == pytest.approx((338_025 - 33_802) / 32_768)
+    mem = est.memory_mb
+    assert mem["weights"] == pytest.approx(124_475_904 * 4 / 2**20)
+    assert mem["gradients"] == mem["weights"]
+    assert mem["optimizer (AdamW, 2 x fp32)"] == pytest.approx(2 * mem["weights"])
+    assert mem["total"] == pytest.approx(sum(v for k, v in mem.items() if k != "total"))
+
+
+def test_memory_scales_as_the_formula_says():
+    cfg = make_tiny_config("x")
+    one = E.memory_mb(cfg)["activations"]
+    assert E.memory_mb(cfg.replace(micro_batch_size=8))["activations"] == pytest.approx(2 * one)
+    # Accumulation reuses one micro batch's activations; bf16 halves the per-block part.
+    assert E.memory_mb(cfg.replace(grad_accum_steps=9))["activations"] == one
+    assert E.memory_mb(cfg, "bfloat16")["activations"] < one
+
+
+def test_time_is_a_labelled_guess_without_history(runs_dir):
+    cfg = make_tiny_config("x", max_steps=100)
+    est = E.estimate(cfg, runs_dir=runs_dir, peak_flops=1e10)
+    assert est.time_is_guess and est.time_source.startswith("guess")
+    assert est.tokens_per_sec == pytest.approx(0.3 * 1e10 / est.flops_per_token)
+    assert est.time_s == pytest.approx(100 * est.tokens_per_step / est.tokens_per_sec)
+
+
+def test_time_uses_the_newest_completed_run_of_the_same_shape(runs_dir):
+    cfg = make_tiny_config("x", max_steps=100)
+
+    def fake_run(name, config, rates, state="completed"):
+        run = RunDir.create(runs_dir, name, config)
+        run.metrics_path.write_text("".join(
+            json.dumps({"kind": "train", "step": i + 1, "tokens_per_sec": r}) + "\n"
+            for i, r in enumerate(rates)))
+        run.write_status(state=state)
+
+    fake_run("other-shape", cfg.replace(n_layer=3), [1, 9000, 9000])
+    fake_run("same", cfg, [1, 1000, 3000])  # the first (warm-up) step is left out
+    fake_run("still-running", cfg, [1, 50, 50], state="running")
+    est = E.estimate(cfg, runs_dir=runs_dir, peak_flops=1e10)
+    assert not est.time_is_guess and "same" in est.time_source
+    assert est.tokens_per_sec == 2000
+    assert est.time_s == pytest.approx(100 * est.tokens_per_step / 2000)
+
+
+def test_total_batch_tokens_sets_accumulation():
+    cfg = make_tiny_config("x", total_batch_tokens=4 * 32 * 6)
+    est = E.estimate(cfg, peak_flops=1e10)
+    assert est.grad_accum_steps == 6 and est.tokens_per_step == 768
