@@ -1,0 +1,219 @@
+"""Pure chart logic for the live page: smoothing, downsampling and plotly figures (no Streamlit).
+
+Long runs stay fast because every step here is either vectorised numpy over the full series
+(smoothing, once per new point) or bounded by the number of points drawn (downsampling, figures).
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass, field
+
+import numpy as np
+
+MAX_BUCKETS = 512  # a chart is ~1,000 px wide: two points (min, max) per bucket is enough
+
+
+# --- smoothing ---------------------------------------------------------------------------------
+@dataclass
+class EmaState:
+    """Where a debiased EMA left off: the biased average and how many finite values went in."""
+
+    last: float = 0.0
+    count: int = 0
+
+
+def ema_debiased(values, weight: float, state: EmaState | None = None) -> np.ndarray:
+    """TensorBoard's smoothing: an exponential moving average started at 0 and divided by
+    `1 - weight**n` (n = finite values seen so far), so the first points are not pulled to 0.
+    Non-finite values pass through unchanged and do not move the average, as in TensorBoard.
+    With `state`, the series continues from where a previous call stopped (and `state` is
+    updated), so appended points cost only their own length.
+    """
+    y = np.asarray(values, dtype=np.float64)
+    state = state if state is not None else EmaState()
+    if not 0.0 <= weight < 1.0:
+        raise ValueError(f"smoothing weight must be in [0, 1) (got {weight})")
+    out = y.copy()
+    finite = np.isfinite(y)
+    v = y[finite]
+    if v.size == 0:
+        return out
+    if weight == 0.0:
+        state.last, state.count = float(v[-1]), state.count + v.size
+        return out
+    # The recurrence a_t = w a_{t-1} + (1-w) v_t, solved in closed form block by block:
+    # a_j = w^(j+1) (a_-1 + (1-w) sum_{i<=j} v_i w^-(i+1)). Blocks keep w^-j finite.
+    block = max(1, min(4096, int(500 / -math.log(weight))))
+    smoothed = np.empty_like(v)
+    last = state.last
+    for start in range(0, v.size, block):
+        chunk = v[start:start + block]
+        powers = weight ** np.arange(1, chunk.size + 1)  # w^1 .. w^n
+        biased = powers * (last + (1 - weight) * np.cumsum(chunk / powers))
+        smoothed[start:start + chunk.size] = biased
+        last = float(biased[-1])
+    n = state.count + np.arange(1, v.size + 1)
+    out[finite] = smoothed / (1 - weight ** n)
+    state.last, state.count = last, state.count + v.size
+    return out
+
+
+# --- downsampling ------------------------------------------------------------------------------
+def bucket_width(n: int, max_buckets: int = MAX_BUCKETS) -> int:
+    """The smallest power of two that splits n points into at most max_buckets buckets. Bucket
+    edges sit at multiples of it, so a bucket never moves as points arrive, and when the width
+    doubles every new bucket is the union of two old ones."""
+    width = 1
+    while n > width * max_buckets:
+        width *= 2
+    return width
+
+
+def _minmax(y: np.ndarray, offset: int, width: int) -> np.ndarray:
+    """Indices (sorted, absolute) of the minimum and maximum of each width-sized bucket of y,
+    whose first element is point `offset`. NaNs never win; an all-NaN bucket keeps its ends."""
+    buckets = y.size // width
+    if buckets == 0:
+        return np.empty(0, dtype=np.int64)
+    rows = y[:buckets * width].reshape(buckets, width)
+    lo = np.argmin(np.where(np.isnan(rows), np.inf, rows), axis=1)
+    hi = np.argmax(np.where(np.isnan(rows), -np.inf, rows), axis=1)
+    base = offset + np.arange(buckets) * width
+    pairs = np.sort(np.stack([lo, hi], axis=1), axis=1) + base[:, None]
+    pairs = pairs.ravel()
+    keep = np.ones(pairs.size, dtype=bool)
+    keep[1::2] = pairs[1::2] != pairs[::2]  # a bucket whose min and max are one point
+    return pairs[keep]
+
+
+class Downsampler:
+    """Min/max downsampling that remembers finished buckets: a refresh after appending points
+    only looks at the buckets the new points touch, so its cost does not grow with the run."""
+
+    def __init__(self, max_buckets: int = MAX_BUCKETS):
+        self.max_buckets = max_buckets
+        self._width = 0
+        self._done = 0  # complete buckets already in _cache
+        self._cache = np.empty(0, dtype=np.int64)
+
+    def indices(self, y) -> np.ndarray:
+        """Sorted indices of the points to draw from the full series y (which only ever grows
+        between calls; a shorter y starts over). Spikes survive as their bucket's min or max,
+        the newest point is always included, and there are at most 2 * max_buckets + 1."""
+        y = np.asarray(y, dtype=np.float64)
+        n = y.size
+        width = bucket_width(n, self.max_buckets)
+        if width != self._width or n < self._done * self._width:
+            self._width, self._done, self._cache = width, 0, np.empty(0, dtype=np.int64)
+        full = n // width
+        if full > self._done:
+            start = self._done * width
+            new = _minmax(y[start:full * width], start, width)
+            self._cache = np.concatenate([self._cache, new])
+            self._done = full
+        parts = [self._cache]
+        if n > full * width:  # the unfinished bucket: recomputed each time, it is small
+            parts.append(_minmax(y[full * width:], full * width, n - full * width))
+        out = np.concatenate(parts)
+        # Buckets are disjoint and in order, so the result is sorted; add the newest point
+        # unless the last bucket already chose it.
+        if n and (not out.size or out[-1] != n - 1):
+            out = np.append(out, n - 1)
+        return out
+
+
+def downsample_indices(y, max_buckets: int = MAX_BUCKETS) -> np.ndarray:
+    """One-off min/max downsampling of y (see Downsampler.indices)."""
+    return Downsampler(max_buckets).indices(y)
+
+
+# --- figures -----------------------------------------------------------------------------------
+@dataclass
+class Trace:
+    """One line on a chart. `style` is 'raw' (faint, behind), 'smooth', 'line' or 'markers'."""
+
+    x: np.ndarray
+    y: np.ndarray
+    name: str
+    color: str
+    style: str = "line"
+    uid: str = ""
+    group: str = ""
+    hover: str = ""
+
+
+@dataclass
+class HLine:
+    """A horizontal reference line (target loss, clip threshold) with its label."""
+
+    y: float
+    label: str
+    color: str = "#7f7f7f"
+
+
+def _rgba(hex_color: str, alpha: float) -> str:
+    h = hex_color.lstrip("#")
+    r, g, b = (int(h[i:i + 2], 16) for i in (0, 2, 4))
+    return f"rgba({r},{g},{b},{alpha})"
+
+
+def _trace_dict(t: Trace) -> dict:
+    d = dict(type="scatter", x=t.x, y=t.y, name=t.name, uid=t.uid or None,
+             legendgroup=t.group or t.name, hovertemplate=t.hover or None)
+    if t.style == "raw":
+        d.update(mode="lines", line=dict(color=_rgba(t.color, 0.25), width=1), showlegend=False,
+                 hoverinfo="skip", hovertemplate=None)
+    elif t.style == "markers":
+        d.update(mode="lines+markers", line=dict(color=t.color, width=1.5, dash="dot"),
+                 marker=dict(color=t.color, size=6, symbol="diamond"))
+    else:
+        d.update(mode="lines", line=dict(color=t.color, width=2))
+    return {k: v for k, v in d.items() if v is not None}
+
+
+def line_figure(traces: list[Trace], *, x_title: str, y_title: str, title: str = "",
+                uirevision: str = "", log_y: bool = False, hlines: list[HLine] | None = None,
+                y_format: str = "", height: int = 320):
+    """A plotly line chart of the traces with labelled axes and reference lines. uirevision
+    keeps the user's zoom and legend choices while the data under them is refreshed. Built
+    without plotly's per-property validation (our inputs are known-good), which is the slow
+    part of constructing a figure with thousands of points."""
+    import plotly.graph_objects as go
+
+    data = [_trace_dict(t) for t in traces]
+    shapes, annotations = [], []
+    for h in hlines or []:
+        shapes.append(dict(type="line", xref="paper", x0=0, x1=1, yref="y", y0=h.y, y1=h.y,
+                           line=dict(color=h.color, width=1.5, dash="dash")))
+        annotations.append(dict(xref="paper", x=1, xanchor="right", yref="y", y=h.y,
+                                yanchor="bottom", text=h.label, showarrow=False,
+                                font=dict(size=11, color=h.color)))
+    layout = dict(
+        title=dict(text=title, x=0, xanchor="left", font=dict(size=15)) if title else None,
+        height=height, uirevision=uirevision or None, hovermode="x unified",
+        margin=dict(l=10, r=10, t=40 if title else 10, b=10),
+        xaxis=dict(title=dict(text=x_title), showgrid=True, zeroline=False, exponentformat="SI"),
+        yaxis=dict(title=dict(text=y_title), type="log" if log_y else "linear", showgrid=True,
+                   zeroline=False, **({"hoverformat": y_format} if y_format else {})),
+        legend=dict(orientation="h", yanchor="bottom", y=1.0, xanchor="right", x=1),
+        # A legend of one line says nothing the title doesn't.
+        showlegend=sum(t.style != "raw" for t in traces) > 1,
+        shapes=shapes, annotations=annotations,
+        # No Python-side template: Streamlit's theme styles the chart in the browser, and
+        # plotly's default template is a large dict copied and serialised with every figure.
+        template={},
+    )
+    return go.Figure(data=data, layout={k: v for k, v in layout.items() if v is not None},
+                     _validate=False)
+
+
+def empty_note(figure_text: str, *, height: int = 320):
+    """A blank figure that says why there is nothing to draw (no points yet)."""
+    import plotly.graph_objects as go
+
+    return go.Figure(layout=dict(
+        height=height, template={}, margin=dict(l=10, r=10, t=10, b=10),
+        xaxis=dict(visible=False), yaxis=dict(visible=False),
+        annotations=[dict(text=figure_text, showarrow=False, xref="paper", yref="paper",
+                          x=0.5, y=0.5, font=dict(size=14, color="#7f7f7f"))]), _validate=False)
