@@ -50,6 +50,10 @@ def init_distributed(device_type_hint: str) -> Dist:
         return Dist()
     if not dist.is_initialized():
         backend = "nccl" if device_type_hint != "cpu" and torch.cuda.is_available() else "gloo"
+        if backend == "nccl":
+            # Pin the rank to its GPU before the first collective: NCCL (broadcast_object_list
+            # too) uses the current device, and two ranks on one GPU is an NCCL error.
+            torch.cuda.set_device(int(os.environ.get("LOCAL_RANK", 0)))
         dist.init_process_group(backend=backend)
     return Dist(dist.get_rank(), int(os.environ.get("LOCAL_RANK", 0)), dist.get_world_size())
 
@@ -131,20 +135,36 @@ def train(run_dir: str, resume: bool = False) -> str:
 
 def _fit_reporting_failure(run: RunDir, cfg: TrainConfig, ddp: Dist, resume: bool,
                            stop_signal: "_StopSignal") -> str:
+    began = time.time()
     try:
         return _fit(run, cfg, ddp, resume, stop_signal)
     except BaseException as e:
         message = f"{type(e).__name__}: {e}"
-        if ddp.world_size > 1:
+        if ddp.world_size > 1 and _lost_peer(e):
+            message = (f"rank {ddp.rank} lost contact with another rank, which crashed or was "
+                       f"killed (torchrun's summary in log.txt names it): {message}")
+        elif ddp.world_size > 1:
             message = f"rank {ddp.rank} failed: {message}"
         traceback.print_exc()
         print(f"run failed: {message}", file=sys.stderr, flush=True)
-        # Any rank may report a failure: the others may be blocked in a collective.
-        run.write_status(state="failed", error=message, reason="error", ended=time.time())
+        # Any rank may report a failure: the others may be blocked in a collective. The first
+        # report is the cause; the ranks that then lose their peer must not overwrite it.
+        status = run.read_status()
+        if not (status.get("state") == "failed" and (status.get("ended") or 0) >= began):
+            run.write_status(state="failed", error=message, reason="error", ended=time.time())
         if ddp.world_size > 1:
             sys.stdout.flush()
             os._exit(1)  # do not wait for ranks stuck in a collective; torchrun ends them
         return "failed"
+
+
+def _lost_peer(e: BaseException) -> bool:
+    """Whether a collective failed because another rank went away (gloo and NCCL say so only
+    in their messages, as plain RuntimeErrors)."""
+    text = str(e)
+    return isinstance(e, getattr(dist, "DistNetworkError", ())) or any(
+        s in text for s in ("Connection closed by peer", "Connection reset by peer", "Broken pipe",
+                            "remote worker", "remote process exited", "communicator was aborted"))
 
 
 def _fit(run: RunDir, cfg: TrainConfig, ddp: Dist, resume: bool, stop_signal: _StopSignal) -> str:

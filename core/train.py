@@ -70,8 +70,10 @@ def check_runnable(cfg: C.TrainConfig) -> None:
         raise C.ConfigError(str(e)) from e
 
 
-def prepare(argv=None) -> tuple[RunDir, bool]:
-    """Parse the command line into a run directory to train, creating it unless resuming."""
+def prepare(argv=None, world_size: int = 1) -> tuple[RunDir, bool]:
+    """Parse the command line into a run directory to train, creating it unless resuming; under
+    torchrun a new run records world_size as its nproc (so total_batch_tokens is checked
+    against the real process count before anything is created)."""
     args = build_parser().parse_args(argv)
     if args.run_dir and (args.runs_dir or args.name):
         raise C.ConfigError("give either --run-dir, or --runs-dir with --name, not both")
@@ -96,6 +98,8 @@ def prepare(argv=None) -> tuple[RunDir, bool]:
     if args.resume:
         raise C.ConfigError(f"--resume needs --run-dir of an existing run (got {args.run_dir!r})")
     cfg = config_from_args(args)
+    if world_size > 1:
+        cfg = cfg.replace(nproc=world_size)
     check_runnable(cfg)
     if args.run_dir:
         path = Path(args.run_dir)
@@ -128,12 +132,20 @@ def _main_distributed(argv) -> int:
 
     from core.engine import init_distributed, train
 
-    cfg_device = build_parser().parse_args(argv).device or "auto"
+    args = build_parser().parse_args(argv)
+    cfg_device = args.device or "auto"
+    if not args.device and args.run_dir and RunDir(args.run_dir).exists():
+        try:  # the run's own device picks the backend: a CPU run on a GPU machine needs gloo
+            cfg_device = RunDir(args.run_dir).read_config().device
+        except C.ConfigError:
+            pass  # rank 0's prepare() reports the broken config
     ddp = init_distributed(cfg_device)
     message = [None, False, None]  # run dir, resume, error
     if ddp.master:
         try:
-            run, resume = prepare(argv)
+            run, resume = prepare(argv, ddp.world_size)
+            # A prepared or resumed run may meet another world size than it was set up for.
+            C.with_derived_accum(run.read_config(), ddp.world_size)
             message = [str(run.path), resume, None]
             print(f"run directory: {run.path} ({ddp.world_size} processes)", flush=True)
         except (C.ConfigError, data.DataError) as e:
