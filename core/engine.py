@@ -351,13 +351,9 @@ def _sample_text(model: GPT, cfg: TrainConfig, choice, step: int) -> str:
     ids = torch.tensor([prompt], device=choice.device)
     generator = torch.Generator(device=choice.device).manual_seed(cfg.seed + step)
     model.eval()
-    out = []
     with choice.autocast():
-        for next_id, _ in generate_ids(model, ids, cfg.sample_tokens, temperature=0.8, top_k=50,
-                                       generator=generator):
-            if next_id.item() >= enc.n_vocab:  # a padding id: nothing to decode
-                continue
-            out.append(next_id.item())
+        out = [next_id.item() for next_id, _ in generate_ids(
+            model, ids, cfg.sample_tokens, temperature=0.8, top_k=50, generator=generator)]
     model.train()
     return enc.decode(out, errors="replace")
 

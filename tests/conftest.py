@@ -8,6 +8,10 @@ import pytest
 ROOT = Path(__file__).resolve().parent.parent
 SHARED_DATA = ROOT.parent / "shared" / "data"
 
+# One thread per process: the e2e tests run the app, an engine and pytest at once on 2 cores,
+# and torch threads spinning against each other there cost 20x (measured).
+os.environ.setdefault("OMP_NUM_THREADS", "1")
+
 # No test reaches the network: the tokenizer and tiny shakespeare come from this workplace's copy.
 if SHARED_DATA.is_dir():
     os.environ.setdefault("TIKTOKEN_CACHE_DIR", str(SHARED_DATA / "tiktoken_cache"))

@@ -1,4 +1,135 @@
+"""Model info: architecture, parameters, sizes, hyperparameters and results of a run."""
+
+import dataclasses
+
+import pandas as pd
 import streamlit as st
 
-st.title("model_info")
-st.info("Coming soon.")
+from core import export as E
+from core.config import TrainConfig
+from core.inspect_model import (architecture, human_bytes, load_model, meta_breakdown,
+                                parameter_breakdown, sizes, training_results)
+from core.rundir import load_checkpoint
+from dashboard.checkpoint_picker import pick_checkpoint, pick_run
+
+st.title("Model info")
+
+
+@st.cache_resource(max_entries=4, show_spinner="Reading the checkpoint...")
+def _checkpoint_facts(path: str, mtime: float) -> dict:
+    """Breakdown and sizes from the checkpoint's real tensors (the state itself is not kept)."""
+    state = load_checkpoint(path)
+    return {"breakdown": parameter_breakdown(state["model"]), "sizes": sizes(state, path),
+            "step": int(state.get("step", 0)), "config": TrainConfig.from_dict(state["config"])}
+
+
+c_run, c_ckpt = st.columns([3, 2])
+with c_run:
+    run = pick_run("mi")
+with c_ckpt:
+    ckpt = pick_checkpoint(run, "mi")
+
+facts = None
+if ckpt is not None:
+    try:
+        facts = _checkpoint_facts(str(ckpt), ckpt.stat().st_mtime)
+    except (ValueError, FileNotFoundError, OSError) as e:
+        st.error(f"Cannot read {ckpt.name}: {e}")
+        st.stop()
+try:
+    cfg = facts["config"] if facts else run.read_config()
+except ValueError as e:
+    st.error(f"Cannot read the run's config: {e}")
+    st.stop()
+if facts is None:
+    st.info(f"Run **{run.run_id}** has no checkpoint yet ({run.effective_state()}): the "
+            "architecture and parameter counts below come from its config; sizes and export "
+            "appear after the first checkpoint.")
+
+breakdown = facts["breakdown"] if facts else meta_breakdown(cfg)
+total = dict(breakdown)["total"]
+
+left, right = st.columns(2)
+with left:
+    st.subheader("Architecture")
+    st.table(pd.DataFrame(architecture(cfg), columns=["property", "value"]).set_index("property"))
+with right:
+    st.subheader("Parameters")
+    st.metric("Total parameters", f"{total:,}", help="The tied embedding is counted once")
+    rows = [{"component": name, "parameters": f"{n:,}", "share": f"{n / total:.1%}"}
+            for name, n in breakdown if name != "total"]
+    st.table(pd.DataFrame(rows).set_index("component"))
+
+st.subheader("Size")
+if facts:
+    sz = facts["sizes"]
+    a, b, c, d = st.columns(4)
+    a.metric("Weights, fp32", human_bytes(sz["fp32"]))
+    b.metric("Weights, bf16", human_bytes(sz["bf16"]))
+    c.metric("Weights + AdamW state", human_bytes(sz["fp32_with_optimizer"]),
+             help=f"optimizer moments: {human_bytes(sz['optimizer'])}")
+    d.metric("Checkpoint file", human_bytes(sz.get("checkpoint_file", 0)),
+             help="weights, optimizer state, RNG and data position, as written by training")
+else:
+    st.caption(f"fp32 weights will take {human_bytes(total * 4)}; bf16 {human_bytes(total * 2)}.")
+
+st.subheader("Training results")
+r = training_results(run)
+
+
+def _fmt(value, pattern: str, none: str = "-") -> str:
+    return none if value is None else pattern.format(value)
+
+
+a, b, c, d = st.columns(4)
+a.metric("Initial loss", _fmt(r["initial_loss"], "{:.4f}"))
+b.metric("Final loss", _fmt(r["final_loss"], "{:.4f}"),
+         _fmt(r["loss_reduction"], "-{:.1%}", none=None), delta_color="inverse")
+c.metric("Best val loss", _fmt(r["best_val_loss"], "{:.4f}"),
+         help=_fmt(r["best_val_step"], "at step {}", none=None))
+d.metric("Best val perplexity", _fmt(r["best_val_perplexity"], "{:,.1f}"))
+a, b, c, d = st.columns(4)
+a.metric("Steps", f"{r['steps']:,}" + (f" / {r['max_steps']:,}" if r["max_steps"] else ""))
+b.metric("Total time", _fmt(r["total_time_s"], "{:,.1f} s"))
+c.metric("Mean step time", _fmt(r["mean_step_ms"], "{:,.1f} ms"))
+d.metric("Mean tokens/s", _fmt(r["mean_tokens_per_sec"], "{:,.0f}"))
+a, b = st.columns([1, 3])
+a.metric("Peak memory", _fmt(r["peak_mem_mb"], "{:,.0f} MiB"))
+b.markdown(f"**State:** {r['state']}  \n**Stop reason:** "
+           f"{r['stop_reason'] or 'not finished yet'}")
+
+st.subheader("Training hyperparameters")
+hp = [{"group": f.metadata["group"], "setting": f.name, "value": str(getattr(cfg, f.name)),
+       "meaning": f.metadata["help"]} for f in dataclasses.fields(TrainConfig)]
+st.dataframe(pd.DataFrame(hp), hide_index=True, height=35 * (len(hp) + 1) + 3,
+             column_config={"meaning": st.column_config.TextColumn(width="large")})
+
+st.subheader("Export")
+if facts is None:
+    st.caption("Export is possible once the run has a checkpoint.")
+else:
+    path, name, step = str(ckpt), run.run_id, facts["step"]
+
+    def _safetensors(dtype: str):
+        def build() -> bytes:  # runs on click: the model is loaded only when asked for
+            loaded = load_model(path)
+            return E.safetensors_bytes(loaded.model, loaded.config, dtype, step)
+        return build
+
+    def _hf() -> bytes:
+        loaded = load_model(path)
+        return E.hf_zip_bytes(loaded.model, loaded.config, name=f"{name}-step{step}")
+
+    a, b, c = st.columns(3)
+    a.download_button("Weights, fp32 (.safetensors)", _safetensors("float32"),
+                      file_name=f"{name}-step{step}-fp32.safetensors", key="mi_dl_fp32",
+                      mime="application/octet-stream", on_click="ignore")
+    b.download_button("Weights, bf16 (.safetensors)", _safetensors("bfloat16"),
+                      file_name=f"{name}-step{step}-bf16.safetensors", key="mi_dl_bf16",
+                      mime="application/octet-stream", on_click="ignore")
+    c.download_button("Hugging Face GPT-2 folder (.zip)", _hf,
+                      file_name=f"{name}-step{step}-hf.zip", key="mi_dl_hf",
+                      mime="application/zip", on_click="ignore")
+    st.caption("The Hugging Face folder loads with `transformers.GPT2LMHeadModel."
+               "from_pretrained(folder)`. From the command line: `python -m core.export "
+               f"--run-dir {run.path} --format hf --out FOLDER`.")

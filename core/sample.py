@@ -1,0 +1,63 @@
+"""Command line: `python -m core.sample --run-dir DIR [--checkpoint FILE] --prompt TEXT ...`.
+
+Streams the continuation to stdout as it is generated. Bad input: one line on stderr, exit 2.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+
+from core.inspect_model import load_model, resolve_checkpoint
+from core.rundir import RunDir
+from core.sampling import SamplingSettings, encode_prompt, stream_tokens
+
+
+def build_parser() -> argparse.ArgumentParser:
+    d = SamplingSettings()
+    p = argparse.ArgumentParser(prog="python -m core.sample",
+                                description="Generate text from a run's checkpoint.",
+                                formatter_class=argparse.ArgumentDefaultsHelpFormatter)
+    p.add_argument("--run-dir", required=True, help="the run directory")
+    p.add_argument("--checkpoint", help="checkpoint file or name (default: the newest)")
+    p.add_argument("--prompt", required=True,
+                   help="text to continue (<|endoftext|> to start from nothing)")
+    p.add_argument("--max-new-tokens", type=int, default=d.max_new_tokens)
+    p.add_argument("--temperature", type=float, default=d.temperature)
+    p.add_argument("--top-k", type=int, default=d.top_k, help="0 = off")
+    p.add_argument("--top-p", type=float, default=d.top_p, help="nucleus sampling; 1.0 = off")
+    p.add_argument("--seed", type=int, default=d.seed)
+    p.add_argument("--greedy", action="store_true", help="always take the most likely token")
+    p.add_argument("--no-stop", action="store_true", help="do not stop at <|endoftext|>")
+    p.add_argument("--device", default="cpu", help="cpu, cuda, cuda:N, mps or auto")
+    p.add_argument("--dtype", default="float32", choices=("float32", "bfloat16"))
+    p.add_argument("--no-cache", action="store_true", help="recompute the whole prefix per token")
+    return p
+
+
+def main(argv=None) -> int:
+    args = build_parser().parse_args(argv)
+    settings = SamplingSettings(args.temperature, args.top_k, args.top_p, args.max_new_tokens,
+                                args.seed, not args.no_stop, args.greedy)
+    try:
+        settings.check()
+        path = resolve_checkpoint(RunDir(args.run_dir), args.checkpoint)
+        loaded = load_model(path, args.device, args.dtype)
+        ids, dropped = encode_prompt(args.prompt, loaded.model.config.block_size)
+    except (ValueError, FileNotFoundError) as e:
+        print(f"error: {e}", file=sys.stderr)
+        return 2
+    if dropped:
+        print(f"note: the prompt has {len(ids) + dropped} tokens, the context "
+              f"{len(ids)}: the first {dropped} were dropped", file=sys.stderr)
+    sys.stdout.write(args.prompt)
+    for event in stream_tokens(loaded.model, ids, settings, loaded.device,
+                               use_cache=not args.no_cache):
+        sys.stdout.write(event.text)
+        sys.stdout.flush()
+    sys.stdout.write("\n")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

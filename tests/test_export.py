@@ -1,0 +1,89 @@
+"""core.export: safetensors and Hugging Face GPT-2 exports give back identical logits."""
+
+import json
+
+import pytest
+import torch
+
+from core import export as E
+from core.inspect_model import load_model
+from core.rundir import RunDir
+
+
+@pytest.fixture(scope="module")
+def loaded(trained_run):
+    return load_model(trained_run.latest_checkpoint())
+
+
+def test_safetensors_round_trip_gives_identical_logits(loaded, tmp_path):
+    path = tmp_path / "m.safetensors"
+    path.write_bytes(E.safetensors_bytes(loaded.model, loaded.config, "float32", loaded.step))
+    model, cfg = E.load_safetensors(path)
+    assert cfg == loaded.config
+    ids = torch.randint(0, 50257, (2, 20))
+    with torch.no_grad():
+        assert torch.equal(model(ids)[0], loaded.model(ids)[0])
+    assert model.lm_head.weight is model.transformer.wte.weight  # still tied after loading
+
+
+def test_tied_weight_is_stored_once_and_half_precision_halves_the_file(loaded):
+    tensors = E.model_tensors(loaded.model)
+    assert E.TIED not in tensors and "transformer.wte.weight" in tensors
+    n = sum(t.numel() for t in tensors.values())
+    assert n == loaded.model.num_params()
+    full = E.safetensors_bytes(loaded.model, loaded.config, "float32")
+    half = E.safetensors_bytes(loaded.model, loaded.config, "bfloat16")
+    assert n * 4 < len(full) < n * 4 + 64_000
+    assert n * 2 < len(half) < n * 2 + 64_000
+    assert all(t.dtype == torch.float16 for t in E.model_tensors(loaded.model, "float16").values())
+
+
+def test_hf_layout_transposes_conv1d_weights(loaded, tmp_path):
+    folder = E.write_hf(loaded.model, loaded.config, tmp_path / "hf")
+    config = json.loads((folder / "config.json").read_text())
+    assert config["vocab_size"] == 50304 and config["n_positions"] == loaded.config.block_size
+    assert config["activation_function"] == "gelu_new"
+    from safetensors.torch import load_file
+
+    tensors = load_file(str(folder / "model.safetensors"))
+    ours = loaded.model.state_dict()
+    name = "transformer.h.0.attn.c_attn.weight"
+    assert torch.equal(tensors[name], ours[name].t())
+    assert torch.equal(tensors["transformer.ln_f.weight"], ours["transformer.ln_f.weight"])
+
+
+def test_transformers_loads_the_hf_export_with_the_same_logits(loaded, tmp_path):
+    transformers = pytest.importorskip("transformers")
+    folder = E.write_hf(loaded.model, loaded.config, tmp_path / "hf")
+    hf = transformers.GPT2LMHeadModel.from_pretrained(str(folder)).eval()
+    ids = torch.randint(0, 50257, (2, loaded.config.block_size))
+    with torch.no_grad():
+        torch.testing.assert_close(hf(ids).logits, loaded.model(ids)[0], atol=1e-4, rtol=1e-4)
+
+
+def test_cli_writes_both_formats(trained_run, tmp_path, capsys):
+    assert E.main(["--run-dir", str(trained_run.path), "--format", "hf",
+                   "--out", str(tmp_path / "hf")]) == 0
+    assert (tmp_path / "hf" / "config.json").is_file()
+    assert E.main(["--run-dir", str(trained_run.path), "--format", "safetensors",
+                   "--dtype", "bfloat16", "--out", str(tmp_path / "st")]) == 0
+    out = capsys.readouterr().out
+    assert "bfloat16" in out and "optimizer" in out
+    assert len(list((tmp_path / "st").glob("*.safetensors"))) == 1
+
+
+def test_cli_errors_are_one_line_exit_2(runs_dir, tiny_config, tmp_path, capsys):
+    fresh = RunDir.create(runs_dir, "fresh", tiny_config)
+    assert E.main(["--run-dir", str(fresh.path), "--out", str(tmp_path / "o")]) == 2
+    err = capsys.readouterr().err
+    assert "no checkpoint yet" in err and err.count("\n") == 1
+    assert E.main(["--run-dir", str(tmp_path / "nothing"), "--out", str(tmp_path / "o")]) == 2
+    assert "not a run directory" in capsys.readouterr().err
+
+
+def test_zip_holds_the_hf_folder(loaded):
+    import io
+    import zipfile
+
+    z = zipfile.ZipFile(io.BytesIO(E.hf_zip_bytes(loaded.model, loaded.config, name="trained")))
+    assert sorted(z.namelist()) == ["trained/config.json", "trained/model.safetensors"]

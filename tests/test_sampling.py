@@ -1,0 +1,222 @@
+"""core.sampling: cached vs uncached generation, sampling controls, streaming, next-token view;
+core.inspect_model: loading checkpoints and describing models."""
+
+import math
+
+import pytest
+import torch
+
+from core import sampling as S
+from core.inspect_model import (architecture, load_model, meta_breakdown, parameter_breakdown,
+                                resolve_checkpoint, sizes, training_results)
+from core.model import GPT, ModelConfig
+from core.rundir import RunDir, load_checkpoint
+
+
+@pytest.fixture(scope="module")
+def model():
+    torch.manual_seed(0)
+    return GPT(ModelConfig(n_layer=2, n_head=2, n_embd=32, block_size=8, vocab_size=50304)).eval()
+
+
+def rigged_model(eot_bias: float = 5.0) -> GPT:
+    """A model whose every prediction is padding id 50300 first, then end-of-text."""
+    m = GPT(ModelConfig(n_layer=1, n_head=2, n_embd=32, block_size=16, vocab_size=50304)).eval()
+    with torch.no_grad():
+        m.transformer.ln_f.weight.zero_()
+        m.transformer.ln_f.bias.fill_(1.0)  # final hidden state = ones: logit i = sum(wte[i])
+        m.transformer.wte.weight[50300] = 10.0
+        m.transformer.wte.weight[S.EOT_ID] = eot_bias
+    return m
+
+
+def test_cached_and_uncached_logits_match_past_the_context(model):
+    prompt = torch.randint(0, 50257, (1, 5))
+    runs = {}
+    for cache in (True, False):
+        g = torch.Generator().manual_seed(3)
+        runs[cache] = list(S.generate_ids(model, prompt, 7, temperature=1.0, top_k=50,
+                                          generator=g, use_cache=cache))
+    assert len(runs[True]) == 7  # 5 + 7 tokens: the window slides past block_size=8
+    for (id_c, lg_c), (id_u, lg_u) in zip(runs[True], runs[False]):
+        assert id_c.item() == id_u.item()
+        torch.testing.assert_close(lg_c, lg_u, atol=1e-5, rtol=1e-5)
+
+
+def test_top_k_one_is_greedy(model):
+    ids = torch.randint(0, 50257, (1, 5))
+    seq = ids
+    for next_id, _ in S.generate_ids(model, ids, 5, temperature=1.0, top_k=1,
+                                     generator=torch.Generator().manual_seed(1)):
+        logits, _ = model(seq[:, -8:])
+        assert next_id.item() == S.mask_padding(logits[0, -1]).argmax().item()
+        seq = torch.cat([seq, next_id], dim=1)
+
+
+def test_greedy_setting_ignores_the_seed(model):
+    texts = {"".join(e.text for e in S.stream_tokens(
+        model, [464, 3290], S.SamplingSettings(temperature=1.5, max_new_tokens=5, seed=seed,
+                                               greedy=True, stop_at_eot=False)))
+             for seed in (1, 2, 3)}
+    assert len(texts) == 1
+
+
+def test_same_seed_same_text_and_other_seed_other_text(model):
+    def run(seed):
+        s = S.SamplingSettings(temperature=1.0, top_k=0, max_new_tokens=6, seed=seed,
+                               stop_at_eot=False)
+        return [e.token_id for e in S.stream_tokens(model, [464, 3290], s)]
+    assert run(5) == run(5)
+    assert run(5) != run(6)
+
+
+def test_padding_is_never_emitted_and_end_of_text_stops():
+    events = list(S.stream_tokens(rigged_model(), [464], S.SamplingSettings(max_new_tokens=10)))
+    assert [e.token_id for e in events] == [S.EOT_ID]  # not 50300, and it stopped at once
+    assert events[0].eot and events[0].text == ""
+    assert events[0].prob > 0.99 and all(t != "" for t, _ in events[0].top[:1])
+    events = list(S.stream_tokens(rigged_model(), [464],
+                                  S.SamplingSettings(max_new_tokens=4, stop_at_eot=False)))
+    assert len(events) == 4 and events[0].text == "<|endoftext|>"
+
+
+def test_stream_events_carry_probabilities_and_alternatives(model):
+    events = list(S.stream_tokens(model, [464], S.SamplingSettings(max_new_tokens=4, seed=2,
+                                                                   stop_at_eot=False)))
+    assert [e.index for e in events] == list(range(4))
+    for e in events:
+        assert 0 < e.prob <= 1
+        probs = [p for _, p in e.top]
+        assert probs == sorted(probs, reverse=True) and len(probs) == 5
+        assert e.token_id < S.GPT2_VOCAB
+
+
+def test_utf8_stream_holds_back_split_characters():
+    from core.data import get_tokenizer
+
+    u = S.Utf8Stream()
+    assert u.push(b"\xc3") == ""  # first byte of 'é'
+    assert u.push(b"\xa9!") == "é!"
+    assert u.push(b"\xf0\x9f") == "" and u.flush() == "\ufffd"
+    enc = get_tokenizer()
+    ids = enc.encode("日本🙂")
+    assert any("\ufffd" in enc.decode([i]) for i in ids)  # tokens split these characters
+    u = S.Utf8Stream()
+    pieces = [u.push(enc.decode_single_token_bytes(i)) for i in ids]
+    assert "".join(pieces) == "日本🙂" and all("\ufffd" not in p for p in pieces)
+
+
+def test_prompt_is_cropped_from_the_left():
+    ids, dropped = S.encode_prompt("to be or not to be " * 10, block_size=16)
+    assert len(ids) == 16 and dropped > 0
+    ids, dropped = S.encode_prompt("<|endoftext|>", block_size=16)
+    assert ids == [S.EOT_ID] and dropped == 0
+
+
+def test_next_token_probabilities_sorted_entropy_and_temperature(model):
+    logits = S.next_token_logits(model, [464, 3290, 318])
+    assert torch.isinf(logits[S.GPT2_VOCAB:]).all()
+    hot, cold = S.next_token(logits, 1.5, k=10), S.next_token(logits, 0.2, k=10)
+    for nt in (hot, cold):
+        probs = [p for _, _, p in nt.top]
+        assert probs == sorted(probs, reverse=True)
+        assert all(0 < p <= 1 for p in probs) and sum(probs) <= 1 + 1e-6
+        assert all(i < S.GPT2_VOCAB for i, _, _ in nt.top)
+        assert 0 <= nt.entropy_bits <= math.log2(S.GPT2_VOCAB) + 1e-6
+    assert cold.entropy_bits < hot.entropy_bits  # low temperature sharpens the distribution
+    assert cold.top[0][2] > hot.top[0][2]
+    assert [i for i, _, _ in cold.top[:3]] == [i for i, _, _ in hot.top[:3]]
+
+
+@pytest.mark.parametrize("settings, match", [
+    (S.SamplingSettings(temperature=0), "temperature"),
+    (S.SamplingSettings(temperature=-1), "temperature"),
+    (S.SamplingSettings(top_k=60000), "top_k"),
+    (S.SamplingSettings(top_p=0), "top_p"),
+    (S.SamplingSettings(max_new_tokens=0), "max_new_tokens"),
+])
+def test_bad_settings_are_refused_by_name(model, settings, match):
+    with pytest.raises(ValueError, match=match):
+        list(S.stream_tokens(model, [464], settings))
+
+
+def test_empty_prompt_is_refused():
+    with pytest.raises(ValueError, match="prompt is empty"):
+        S.encode_prompt("  \n", 16)
+
+
+def test_readable_token():
+    assert S.readable_token(" the\n") == "␣the↵"
+    assert S.readable_token("\x00") == "\\x00"
+
+
+# --- loading and describing ------------------------------------------------------------------
+
+def test_load_model_from_a_trained_run(trained_run):
+    path = resolve_checkpoint(trained_run)
+    assert path == trained_run.latest_checkpoint()
+    loaded = load_model(path)
+    assert loaded.step == 12 and loaded.config.n_embd == 32
+    text, events, _ = S.generate_text(loaded.model, "ROMEO:", S.SamplingSettings(max_new_tokens=5))
+    assert 1 <= len(events) <= 5 and isinstance(text, str)
+    bf16 = load_model(path, dtype="bfloat16")
+    assert next(bf16.model.parameters()).dtype == torch.bfloat16
+    assert list(S.stream_tokens(bf16.model, [464], S.SamplingSettings(max_new_tokens=3,
+                                                                      stop_at_eot=False)))
+
+
+def test_missing_truncated_and_foreign_checkpoints(trained_run, tmp_path):
+    with pytest.raises(FileNotFoundError, match="does not exist"):
+        load_model(tmp_path / "nope.pt")
+    truncated = tmp_path / "cut.pt"
+    truncated.write_bytes(trained_run.latest_checkpoint().read_bytes()[:5000])
+    with pytest.raises(ValueError, match="truncated"):
+        load_model(truncated)
+    foreign = tmp_path / "foreign.pt"
+    torch.save({"weights": torch.zeros(3)}, foreign)
+    with pytest.raises(ValueError, match="not a checkpoint of this project"):
+        load_model(foreign)
+    with pytest.raises(ValueError, match="dtype"):
+        load_model(trained_run.latest_checkpoint(), dtype="int8")
+    with pytest.raises(ValueError, match="does not exist"):
+        resolve_checkpoint(trained_run, "step_9999999.pt")
+
+
+def test_run_without_checkpoint_says_so(runs_dir, tiny_config):
+    run = RunDir.create(runs_dir, "fresh", tiny_config)
+    with pytest.raises(ValueError, match="no checkpoint yet"):
+        resolve_checkpoint(run)
+
+
+def test_breakdown_and_sizes_from_real_tensors(trained_run):
+    path = trained_run.latest_checkpoint()
+    state = load_checkpoint(path)
+    rows = dict(parameter_breakdown(state["model"]))
+    model = load_model(path).model
+    assert rows["total"] == model.num_params()
+    assert rows["token embedding (wte, tied with lm_head)"] == 50304 * 32
+    assert sum(v for k, v in rows.items() if k != "total") == rows["total"]
+    assert dict(meta_breakdown(trained_run.read_config())) == rows
+    sz = sizes(state, path)
+    assert sz["fp32"] == rows["total"] * 4 and sz["bf16"] == rows["total"] * 2
+    assert sz["optimizer"] >= 2 * sz["fp32"]  # AdamW keeps two moments per weight
+    assert sz["checkpoint_file"] > sz["fp32_with_optimizer"] * 0.9
+    names = [name for name, _ in architecture(trained_run.read_config())]
+    assert {"layers", "head dimension", "weight tying", "vocabulary"} <= set(names)
+
+
+def test_training_results(trained_run):
+    r = training_results(trained_run)
+    assert r["steps"] == 12 and r["state"] == "completed"
+    assert r["final_loss"] < r["initial_loss"] and 0 < r["loss_reduction"] < 1
+    assert r["best_val_perplexity"] == pytest.approx(math.exp(r["best_val_loss"]))
+    assert r["mean_step_ms"] > 0 and r["mean_tokens_per_sec"] > 0 and r["total_time_s"] > 0
+    assert "max_steps" in r["stop_reason"]
+
+
+def test_temperature_table_compares_with_temperature_one(model):
+    logits = S.next_token_logits(model, [464, 3290])
+    rows = S.temperature_table(logits, 0.3, k=5)
+    assert [r["rank"] for r in rows] == [1, 2, 3, 4, 5]
+    assert rows[0]["p"] > rows[0]["p_at_1"]  # cooling sharpens the most likely token
+    assert S.temperature_table(logits, 1.0, k=3)[0]["p"] == pytest.approx(rows[0]["p_at_1"])
