@@ -65,7 +65,9 @@ selected = st.selectbox("Run", ids, index=ids.index(preselected) if preselected 
 info = next(i for i in infos if i.run_id == selected)
 active = info.state in ACTIVE_STATES
 has_checkpoint = info.run.latest_checkpoint() is not None
-st.markdown(f"State: **{info.state}** · step {info.status.get('step', 0)} / "
+# metrics.jsonl has every step; status.json's step is a heartbeat written at most once a second.
+step_done = max(info.status.get("step") or 0, run_table.metrics_summary(info.run).last_step)
+st.markdown(f"State: **{info.state}** · step {step_done} / "
             f"{info.status.get('max_steps', '?')}")
 if info.state in ("failed", "crashed"):
     st.error(info.status.get("error") or "The process ended without writing a final status "
