@@ -13,10 +13,8 @@ core.data.load_tokens on tiny shakespeare is timed cold and warm in this process
 from __future__ import annotations
 
 import argparse
-import os
 import re
 import statistics
-import subprocess
 import sys
 import tempfile
 import time
@@ -45,23 +43,11 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def _start(cfg, runs_dir: Path, name: str):
-    """Start a run the way the dashboard does; without core.launcher, spawn the CLI directly."""
+    """Start a run the way the dashboard does."""
+    from core import launcher
     from core.rundir import RunDir
 
-    try:
-        from core import launcher
-    except ImportError:
-        launcher = None
-    if launcher is not None:
-        return RunDir(runs_dir / launcher.launch(cfg, runs_dir, name)), None
-    run = RunDir.create(runs_dir, name, cfg)
-    env = dict(os.environ, PYTHONPATH=os.pathsep.join(filter(None, (str(common.ROOT),
-                                                                    os.environ.get("PYTHONPATH")))))
-    with open(run.log_path, "ab") as log:
-        proc = subprocess.Popen([sys.executable, "-m", "core.train", "--run-dir", str(run.path)],
-                                cwd=common.ROOT, env=env, stdin=subprocess.DEVNULL, stdout=log,
-                                stderr=subprocess.STDOUT)
-    return run, proc
+    return RunDir(runs_dir / launcher.launch(cfg, runs_dir, name))
 
 
 def time_launch(cfg, runs_dir: Path, name: str, timeout: float) -> dict:
@@ -69,7 +55,7 @@ def time_launch(cfg, runs_dir: Path, name: str, timeout: float) -> dict:
     from core.rundir import ACTIVE_STATES, MetricsReader
 
     t0 = time.time()
-    run, proc = _start(cfg, runs_dir, name)
+    run = _start(cfg, runs_dir, name)
     reader = MetricsReader(run.metrics_path)
     first = None
     while first is None:
@@ -85,8 +71,6 @@ def time_launch(cfg, runs_dir: Path, name: str, timeout: float) -> dict:
     deadline = time.time() + timeout
     while run.read_status().get("state") in ACTIVE_STATES and time.time() < deadline:
         time.sleep(0.1)
-    if proc is not None:
-        proc.wait(timeout=60)
     started = run.read_status().get("started")
     loaded = _LOADED.search(run.log_path.read_text(errors="replace"))
     to_start = started - t0 if started else None  # process start, imports, config checks

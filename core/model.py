@@ -6,7 +6,6 @@ GPT-2's checkpoints (wte, wpe, c_attn, c_proj, c_fc, ln_1, ln_2, ln_f, lm_head).
 
 from __future__ import annotations
 
-import math
 from dataclasses import dataclass
 
 import torch

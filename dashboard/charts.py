@@ -7,7 +7,7 @@ Long runs stay fast because every step here is either vectorised numpy over the 
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 
 import numpy as np
 
