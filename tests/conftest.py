@@ -164,3 +164,21 @@ def wait_for_app(page) -> None:
     """Wait until Streamlit has rendered and finished running the page's script."""
     page.wait_for_selector('[data-testid="stApp"]')
     page.wait_for_selector('[data-testid="stApp"][data-test-script-state="notRunning"]')
+
+
+@pytest.fixture
+def open_app(monkeypatch):
+    """Open one page of the app with AppTest against a runs dir: open_app(view, runs_path).
+    Cached models are cleared around each test (st.cache_resource is process-wide)."""
+    import streamlit as st
+    from streamlit.testing.v1 import AppTest
+
+    def open_page(view: str, runs_path: Path) -> AppTest:
+        monkeypatch.setenv("GPT_RUNS_DIR", str(runs_path))
+        at = AppTest.from_file(str(ROOT / "dashboard" / "app.py"), default_timeout=60)
+        at.run()
+        return at.switch_page(view).run()
+
+    st.cache_resource.clear()
+    yield open_page
+    st.cache_resource.clear()

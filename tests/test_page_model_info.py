@@ -1,40 +1,25 @@
 """Model info page (AppTest): no runs, no checkpoint, and a trained run's figures."""
 
-import pytest
-import streamlit as st
-from streamlit.testing.v1 import AppTest
 
 from core.inspect_model import load_model
 from core.rundir import RunDir
 
-
-@pytest.fixture(autouse=True)
-def _fresh_cache():
-    st.cache_resource.clear()
-    yield
-    st.cache_resource.clear()
-
-
-def open_page(monkeypatch, runs_path) -> AppTest:
-    monkeypatch.setenv("GPT_RUNS_DIR", str(runs_path))
-    at = AppTest.from_file("../dashboard/app.py", default_timeout=60)
-    at.run()
-    return at.switch_page("views/model_info.py").run()
+PAGE = "views/model_info.py"
 
 
 def texts(at) -> str:
     return " ".join(str(e.value) for kind in ("info", "error", "caption") for e in at.get(kind))
 
 
-def test_no_runs(monkeypatch, runs_dir):
-    at = open_page(monkeypatch, runs_dir)
+def test_no_runs(open_app, runs_dir):
+    at = open_app(PAGE, runs_dir)
     assert not at.exception
     assert "No runs" in texts(at)
 
 
-def test_run_without_checkpoint_still_shows_the_architecture(monkeypatch, runs_dir, tiny_config):
+def test_run_without_checkpoint_still_shows_the_architecture(open_app, runs_dir, tiny_config):
     RunDir.create(runs_dir, "fresh", tiny_config)
-    at = open_page(monkeypatch, runs_dir)
+    at = open_app(PAGE, runs_dir)
     assert not at.exception
     assert "no checkpoint yet" in texts(at)
     metrics = {m.label: m.value for m in at.metric}
@@ -43,8 +28,8 @@ def test_run_without_checkpoint_still_shows_the_architecture(monkeypatch, runs_d
     assert not at.get("download_button")
 
 
-def test_trained_run(monkeypatch, trained_run):
-    at = open_page(monkeypatch, trained_run.path.parent)
+def test_trained_run(open_app, trained_run):
+    at = open_app(PAGE, trained_run.path.parent)
     assert not at.exception
     metrics = {m.label: m.value for m in at.metric}
     n = load_model(trained_run.latest_checkpoint()).model.num_params()
@@ -62,8 +47,8 @@ def test_trained_run(monkeypatch, trained_run):
     assert dict(zip(hp["setting"], hp["value"]))["max_lr"] == "0.003"
 
 
-def test_older_checkpoint_can_be_chosen(monkeypatch, trained_run):
-    at = open_page(monkeypatch, trained_run.path.parent)
+def test_older_checkpoint_can_be_chosen(open_app, trained_run):
+    at = open_app(PAGE, trained_run.path.parent)
     first = f"step {trained_run.checkpoints()[0][0]}"
     at.selectbox(key="mi_ckpt").set_value(first).run()
     assert not at.exception

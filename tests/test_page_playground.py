@@ -4,25 +4,10 @@ import base64
 import json
 
 import numpy as np
-import pytest
-import streamlit as st
-from streamlit.testing.v1 import AppTest
 
 from core.rundir import RunDir
 
-
-@pytest.fixture(autouse=True)
-def _fresh_cache():
-    st.cache_resource.clear()
-    yield
-    st.cache_resource.clear()
-
-
-def open_page(monkeypatch, runs_path) -> AppTest:
-    monkeypatch.setenv("GPT_RUNS_DIR", str(runs_path))
-    at = AppTest.from_file("../dashboard/app.py", default_timeout=60)
-    at.run()
-    return at.switch_page("views/playground.py").run()
+PAGE = "views/playground.py"
 
 
 def texts(at) -> str:
@@ -36,30 +21,30 @@ def decode(values):
     return list(values)
 
 
-def test_no_runs(monkeypatch, runs_dir):
-    at = open_page(monkeypatch, runs_dir)
+def test_no_runs(open_app, runs_dir):
+    at = open_app(PAGE, runs_dir)
     assert not at.exception
     assert "No runs" in texts(at)
 
 
-def test_run_without_checkpoint(monkeypatch, runs_dir, tiny_config):
+def test_run_without_checkpoint(open_app, runs_dir, tiny_config):
     RunDir.create(runs_dir, "fresh", tiny_config)
-    at = open_page(monkeypatch, runs_dir)
+    at = open_app(PAGE, runs_dir)
     assert not at.exception
     assert "has no checkpoint yet" in texts(at)
 
 
-def test_unreadable_checkpoint_is_an_error_not_a_traceback(monkeypatch, runs_dir, tiny_config):
+def test_unreadable_checkpoint_is_an_error_not_a_traceback(open_app, runs_dir, tiny_config):
     run = RunDir.create(runs_dir, "broken", tiny_config)
     run.checkpoint_dir.mkdir()
     (run.checkpoint_dir / "step_0000005.pt").write_bytes(b"not a checkpoint")
-    at = open_page(monkeypatch, runs_dir)
+    at = open_app(PAGE, runs_dir)
     assert not at.exception
     assert "Cannot load this checkpoint" in texts(at)
 
 
-def test_controls_generate_and_next_token_chart(monkeypatch, trained_run):
-    at = open_page(monkeypatch, trained_run.path.parent)
+def test_controls_generate_and_next_token_chart(open_app, trained_run):
+    at = open_app(PAGE, trained_run.path.parent)
     assert not at.exception
     s = at.slider(key="pg_max_new")
     assert (s.value, s.min, s.max) == (90, 10, 200)
@@ -101,8 +86,8 @@ def test_controls_generate_and_next_token_chart(monkeypatch, trained_run):
     assert any("Entropy" in m.label for m in at.metric)
 
 
-def test_empty_prompt_is_a_clear_error(monkeypatch, trained_run):
-    at = open_page(monkeypatch, trained_run.path.parent)
+def test_empty_prompt_is_a_clear_error(open_app, trained_run):
+    at = open_app(PAGE, trained_run.path.parent)
     at.text_area(key="pg_prompt").set_value("   ").run()
     assert not at.exception
     assert "prompt is empty" in texts(at)
