@@ -196,7 +196,8 @@ def line_figure(traces: list[Trace], *, x_title: str, y_title: str, title: str =
         xaxis=dict(title=dict(text=x_title), showgrid=True, zeroline=False, exponentformat="SI"),
         yaxis=dict(title=dict(text=y_title), type="log" if log_y else "linear", showgrid=True,
                    zeroline=False, **({"hoverformat": y_format} if y_format else {})),
-        legend=dict(orientation="h", yanchor="bottom", y=1.0, xanchor="right", x=1),
+        # Centred above the plot: plotly's toolbar appears at the top right on hover.
+        legend=dict(orientation="h", yanchor="bottom", y=1.0, xanchor="center", x=0.5),
         # A legend of one line says nothing the title doesn't.
         showlegend=sum(t.style != "raw" for t in traces) > 1,
         shapes=shapes, annotations=annotations,

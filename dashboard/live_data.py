@@ -289,7 +289,7 @@ def build_figures(all_series: list[RunSeries], *, axis: str, weight: float, log_
     one = len(all_series) == 1
     figures = {}
 
-    traces, hlines = [], []
+    traces, hlines, far_targets = [], [], set()
     for s in all_series:
         rid, color = s.run.run_id, color_of(s.run.run_id)
         traces += train_traces(s, "loss", axis=axis, weight=weight, color=color, x_scale=x_scale,
@@ -297,9 +297,15 @@ def build_figures(all_series: list[RunSeries], *, axis: str, weight: float, log_
         traces += eval_trace(s, axis=axis, color=color, x_scale=x_scale,
                              label="val" if one else f"{rid} val")
         target = targets.get(rid, 0.0)
-        if target and all(h.y != target for h in hlines):
+        lowest = float(np.nanmin(s.train["loss"])) if len(s.train) else np.inf
+        if target and not log_y and lowest > 4 * target:
+            # Drawn this far below the curve, the line would squash the curve flat.
+            far_targets.add(target)
+        elif target and all(h.y != target for h in hlines):
             hlines.append(HLine(target, f"target loss {target:g}"))
-    figures["loss"] = (line_figure(traces, title="Loss", x_title=x_title,
+    title = "Loss" + (f" (target {', '.join(f'{t:g}' for t in sorted(far_targets))}: drawn "
+                      "once the loss nears it, or on a log scale)" if far_targets else "")
+    figures["loss"] = (line_figure(traces, title=title, x_title=x_title,
                                    y_title="loss (cross-entropy, nats/token)", log_y=log_y,
                                    hlines=hlines, y_format=".4f", height=380,
                                    uirevision=f"loss:{axis}:{log_y}")

@@ -154,9 +154,23 @@ def page(chromium):
 
 
 def screenshot(page, name: str) -> Path:
+    """A screenshot of the whole page under artifacts/screenshots/. Streamlit scrolls inside its
+    main block, not the document, so the viewport grows to the content's height for the shot."""
     SCREENSHOTS.mkdir(parents=True, exist_ok=True)
     path = SCREENSHOTS / f"{name}.png"
-    page.screenshot(path=str(path), full_page=True)
+    page.evaluate("document.activeElement && document.activeElement.blur()")  # no focus ring
+    size = page.viewport_size
+    height = page.evaluate("""() => {
+      const main = document.querySelector('[data-testid="stMain"]');
+      return main ? main.scrollHeight : document.body.scrollHeight;
+    }""")
+    page.set_viewport_size({"width": size["width"], "height": max(size["height"], min(height, 8000))})
+    page.wait_for_timeout(800)  # charts re-lay out to the new size
+    try:
+        page.screenshot(path=str(path), full_page=True)
+    finally:
+        page.set_viewport_size(size)
+        page.wait_for_timeout(300)
     return path
 
 

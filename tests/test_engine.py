@@ -73,10 +73,10 @@ def test_weight_decay_only_on_2d_weights(tiny_config):
 
 def test_tiny_model_overfits_and_stops_early(runs_dir, tmp_path, shakespeare_path):
     text = tmp_path / "repeated.txt"
-    text.write_text(shakespeare_path.read_text()[:400] * 20)
-    cfg = make_tiny_config(text, n_embd=64, micro_batch_size=8, grad_accum_steps=1, max_lr=1e-2,
-                           min_lr=1e-3, warmup_steps=5, max_steps=300, target_loss=1.0,
-                           eval_interval=0, checkpoint_interval=0, val_fraction=0.2)
+    text.write_text(shakespeare_path.read_text()[:200] * 40)
+    cfg = make_tiny_config(text, grad_accum_steps=1, max_lr=2e-2, min_lr=1e-3, warmup_steps=5,
+                           max_steps=300, target_loss=1.0, eval_interval=0, checkpoint_interval=0,
+                           val_fraction=0.2)
     run, state = start(runs_dir, "overfit", cfg)
     status = run.read_status()
     assert state == "completed" and "target loss 1.0 reached" in status["reason"]

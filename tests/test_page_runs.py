@@ -20,9 +20,10 @@ from dashboard.colors import PALETTE, run_color
 
 # Stands in for an engine: running until it sees STOP, then ends as 'stopped' like the real one.
 FAKE_ENGINE = """
-import sys, time
+import os, sys, time
 from core.rundir import RunDir
 run = RunDir(sys.argv[1])
+run.write_status(state="running", pid=os.getpid(), launcher_pid=os.getpid())
 print("ready", flush=True)
 while not run.stop_requested():
     run.write_status(step=3)
@@ -58,8 +59,7 @@ def runs(runs_dir, small_text, monkeypatch):
     engine = subprocess.Popen([sys.executable, "-c", FAKE_ENGINE, str(live.path)], cwd=ROOT,
                               env=dict(os.environ, PYTHONPATH=str(ROOT)), stdout=subprocess.PIPE,
                               start_new_session=True)
-    assert engine.stdout.readline().strip() == b"ready"
-    live.write_status(state="running", pid=engine.pid, launcher_pid=engine.pid)
+    assert engine.stdout.readline().strip() == b"ready"  # it is the status's only writer now
     time.sleep(1.1)  # the crashed run's heartbeat goes stale
     yield {"done": done, "broken": broken, "crashed": crashed, "live": live}
     if engine.poll() is None:

@@ -91,14 +91,16 @@ def header(run, series, status: dict, state: str) -> None:
         k = min(len(train), 100)
         t, s = train["time"][-k:], train["step"][-k:]
         eta = (t[-1] - t[0]) / max(s[-1] - s[0], 1) * (max_steps - step)
-    row = st.columns(4)
+    row = st.columns(5)
     row[0].metric("State", state, help="crashed: the run says running but its process is gone "
                                         "and its heartbeat stopped")
     row[1].metric("Step", f"{step:,} / {max_steps:,}")
     row[2].metric("ETA", _duration(eta) if eta is not None else "–",
                   help="time left at the pace of the last 100 steps")
     row[3].metric("Elapsed", _duration(elapsed), help="wall time since the first step began")
-    row = st.columns(4)
+    row[4].metric("Processes", status.get("world_size") or cfg.nproc,
+                  help="world size: data-parallel processes (torchrun) training this run")
+    row = st.columns(5)
     row[0].metric("Loss", _num(last("loss"), ".4f"),
                   help=f"training loss at the last step; target {cfg.target_loss:g}"
                   if cfg.target_loss else "training loss at the last step")
@@ -107,6 +109,10 @@ def header(run, series, status: dict, state: str) -> None:
                   help="global gradient norm before clipping"
                   + (f" (clipped to {cfg.grad_clip:g})" if cfg.grad_clip else ""))
     row[3].metric("Tokens/s", _num(last("tokens_per_sec"), ",.0f"))
+    mfu = last("mfu")
+    row[4].metric("MFU", "–" if mfu is None or mfu != mfu else f"{mfu:.1%}",
+                  help="model FLOPs utilisation: (6N + 12·L·H·Q·T) FLOPs per token x tokens/s "
+                       "over the device's peak")
 
     fraction = min(1.0, step / max_steps) if max_steps else 0.0
     text = f"{fraction:.0%} of {max_steps:,} steps"

@@ -132,7 +132,7 @@ def field_error(name: str):
 
 def render_field(f):
     key = K + f.name
-    label = f.name if f.name != "nproc" else "nproc (processes / GPUs)"
+    label = f.name if f.name != "nproc" else "processes (GPUs)"
     if f.name == "device":
         options = list(dict.fromkeys(["auto", "cpu", *_cuda_devices(), "cuda", "mps"]))
         st.selectbox(label, options, key=key, help=f.metadata["help"])

@@ -162,7 +162,7 @@ with next_tab:
                     marker_color="rgba(150,150,150,0.6)",
                     hovertemplate="%{y}: %{x:.2%}<extra>T = 1</extra>")
     fig.update_layout(barmode="group", height=max(280, 28 * len(rows) + 80),
-                      margin=dict(l=10, r=10, t=30, b=10), xaxis_tickformat=".0%",
+                      margin=dict(l=10, r=10, t=30, b=10), xaxis_tickformat=".3~%",
                       xaxis_title="probability", yaxis_autorange="reversed",
                       legend=dict(orientation="h", yanchor="bottom", y=1.0, x=0))
     left, right = st.columns([3, 2])

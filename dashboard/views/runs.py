@@ -38,8 +38,11 @@ def runs_table():
     if not rows:
         st.caption("No runs in the chosen states.")
         return
+    table = pd.DataFrame(rows)
+    for column in ("last loss", "best loss", "best val loss"):  # empty cells, not "None"
+        table[column] = pd.to_numeric(table[column], errors="coerce")
     st.dataframe(
-        pd.DataFrame(rows), key="runs_table", hide_index=True, width="stretch",
+        table, key="runs_table", hide_index=True, width="stretch",
         column_config={
             "progress": st.column_config.ProgressColumn("progress", min_value=0.0, max_value=1.0,
                                                         format="percent"),
@@ -70,9 +73,11 @@ step_done = max(info.status.get("step") or 0, run_table.metrics_summary(info.run
 st.markdown(f"State: **{info.state}** · step {step_done} / "
             f"{info.status.get('max_steps', '?')}")
 if info.state in ("failed", "crashed"):
-    st.error(info.status.get("error") or "The process ended without writing a final status "
-             "(killed, out of memory, or the machine restarted). Resume continues from the last "
-             "checkpoint.")
+    checkpoints = info.run.checkpoints()
+    resume_from = (f"Resume continues from the checkpoint at step {checkpoints[-1][0]}."
+                   if checkpoints else "There is no checkpoint to resume from.")
+    st.error((info.status.get("error") or "The process ended without writing a final status "
+              "(killed, out of memory, or the machine restarted).") + " " + resume_from)
 
 open_col, stop_col, resume_col, delete_col, csv_col = st.columns(5)
 if open_col.button("Open live view", key="runs_open", width="stretch"):
