@@ -15,6 +15,7 @@ from pathlib import Path
 
 from core import config as C
 from core import data, device
+from core.engine import init_distributed, train
 from core.rundir import RunDir, default_runs_dir
 
 
@@ -120,8 +121,6 @@ def main(argv=None) -> int:
         print(f"error: {e}", file=sys.stderr)
         return 2
     print(f"run directory: {run.path}", flush=True)
-    from core.engine import train  # torch import after the argument checks: fast errors
-
     return 0 if train(str(run.path), resume) != "failed" else 1
 
 
@@ -129,8 +128,6 @@ def _main_distributed(argv) -> int:
     """Under torchrun: rank 0 checks the flags and prepares the run directory, then tells every
     rank where it is (or that the flags were refused, so all exit 2 together)."""
     import torch.distributed as dist
-
-    from core.engine import init_distributed, train
 
     args = build_parser().parse_args(argv)
     cfg_device = args.device or "auto"
