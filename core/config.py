@@ -88,9 +88,16 @@ class TrainConfig:
     def from_dict(cls, values: dict) -> "TrainConfig":
         """Build from a dict (config.json, a form), ignoring the schema key; unknown keys fail."""
         values = {k: v for k, v in values.items() if k != "schema_version"}
+        defaults = cls()
         unknown = sorted(set(values) - {f.name for f in dataclasses.fields(cls)})
-        if unknown:
-            raise ConfigError(f"unknown config field(s): {', '.join(unknown)}")
+        problems = [f"unknown config field(s): {', '.join(unknown)}"] if unknown else []
+        for name, value in values.items():
+            kind = type(getattr(defaults, name, None))
+            allowed = (int, float) if kind is float else (kind,)
+            if name not in unknown and (isinstance(value, bool) or not isinstance(value, allowed)):
+                problems.append(f"{name}: must be {kind.__name__} (got {value!r})")
+        if problems:
+            raise ConfigError("; ".join(problems))
         return cls(**values)
 
     def replace(self, **changes) -> "TrainConfig":

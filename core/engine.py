@@ -81,8 +81,9 @@ class _Tee:
 def _output_in_log(run: RunDir):
     """Make sure stdout and stderr reach log.txt (the launcher already points them there)."""
     try:
-        same = os.path.samefile("/proc/self/fd/1", run.log_path)
-    except OSError:
+        out, log_file = os.fstat(sys.stdout.fileno()), os.stat(run.log_path)
+        same = (out.st_dev, out.st_ino) == (log_file.st_dev, log_file.st_ino)
+    except (OSError, ValueError, AttributeError):  # no log yet, or stdout is not a real file
         same = False
     if same:
         yield
@@ -168,7 +169,7 @@ def _lost_peer(e: BaseException) -> bool:
 
 
 def _fit(run: RunDir, cfg: TrainConfig, ddp: Dist, resume: bool, stop_signal: _StopSignal) -> str:
-    cfg = with_derived_accum(cfg, ddp.world_size) if cfg.total_batch_tokens else cfg
+    cfg = with_derived_accum(cfg, ddp.world_size)
     choice = devices.choose(cfg.device, cfg.dtype, cfg.compile, ddp.local_rank)
     devices.setup_backend(choice)
     if ddp.master:
@@ -211,7 +212,7 @@ def _fit(run: RunDir, cfg: TrainConfig, ddp: Dist, resume: bool, stop_signal: _S
         train_model = torch.nn.parallel.DistributedDataParallel(
             train_model, device_ids=[ddp.local_rank] if choice.type == "cuda" else None)
 
-    tokens_per_step = cfg.micro_batch_size * cfg.seq_len * cfg.grad_accum_steps * ddp.world_size
+    tokens_per_step = cfg.tokens_per_step(ddp.world_size)
     metrics = run.open_metrics() if ddp.master else None
     reason, state = "max_steps", "completed"
     last_saved = step if resume else -1
@@ -310,7 +311,8 @@ def _peak_memory_mb(choice) -> float:
     gpu = devices.peak_memory_mb(choice)
     if gpu is not None:
         return gpu
-    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024  # Linux reports KiB
+    peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+    return peak / 2**20 if sys.platform == "darwin" else peak / 1024  # bytes on macOS, KiB else
 
 
 def _stop_requested(run: RunDir, ddp: Dist, stop_signal: _StopSignal, device) -> str | None:

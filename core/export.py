@@ -17,7 +17,8 @@ from pathlib import Path
 import torch
 
 from core.config import TrainConfig
-from core.inspect_model import DTYPES, human_bytes, model_from_state, resolve_checkpoint, sizes
+from core.device import DTYPE_NAMES as DTYPES
+from core.inspect_model import human_bytes, model_from_state, resolve_checkpoint, sizes
 from core.model import GPT, ModelConfig
 from core.rundir import RunDir, load_checkpoint
 from core.sampling import EOT_ID

@@ -10,11 +10,11 @@ from pathlib import Path
 import torch
 
 from core import device as devices
+from core.device import DTYPE_NAMES
 from core.config import GPT2_VOCAB, TrainConfig
 from core.model import GPT, ModelConfig
 from core.rundir import MetricsReader, RunDir, load_checkpoint
 
-DTYPES = {"float32": torch.float32, "bfloat16": torch.bfloat16, "float16": torch.float16}
 
 
 @dataclass
@@ -76,7 +76,7 @@ def load_model(checkpoint: str | Path, device: str = "cpu", dtype: str = "float3
     path = Path(checkpoint)
     state = load_checkpoint(path, map_location="cpu")
     model, cfg = model_from_state(state, path)
-    model = model.to(device=choice.device, dtype=DTYPES[dtype])
+    model = model.to(device=choice.device, dtype=DTYPE_NAMES[dtype])
     return LoadedModel(model, cfg, int(state.get("step", 0)), path, choice.device, dtype)
 
 

@@ -44,9 +44,7 @@ def pid_alive(pid: int | None) -> bool:
         return False
     try:
         os.waitpid(pid, os.WNOHANG)  # reap it if it is our own finished child
-    except ChildProcessError:
-        pass
-    except OSError:
+    except OSError:  # not our child
         pass
     try:
         os.kill(pid, 0)
@@ -212,30 +210,48 @@ def load_checkpoint(path: str | Path, map_location="cpu") -> dict:
 
 @dataclass
 class MetricsReader:
-    """Reads metrics.jsonl incrementally: remembers the byte offset and skips a torn last line."""
+    """Reads metrics.jsonl incrementally: remembers the byte offset and skips a torn last line.
+
+    A resume rewrites the file (a new inode, perhaps soon longer than before); the reader then
+    starts over from the top and says so, so that callers drop what they built from the old file.
+    """
 
     path: Path
     offset: int = 0
+    file_id: tuple | None = None  # (device, inode) of the file read so far
 
-    def read_new(self) -> list[dict]:
-        """Records appended since the last call (complete lines only)."""
+    def read_new_bytes(self) -> tuple[bytes, bool]:
+        """Complete lines appended since the last call, and whether the file was replaced since
+        (then the bytes are the whole new file, from its start)."""
         try:
             with open(self.path, "rb") as f:
-                if os.fstat(f.fileno()).st_size < self.offset:
-                    self.offset = 0  # the file was rewritten (a resume truncates it): start over
+                st = os.fstat(f.fileno())
+                restarted = self.file_id not in (None, (st.st_dev, st.st_ino)) or st.st_size < self.offset
+                if restarted:
+                    self.offset = 0
+                self.file_id = (st.st_dev, st.st_ino)
                 f.seek(self.offset)
                 chunk = f.read()
         except FileNotFoundError:
-            return []
+            return b"", False
         end = chunk.rfind(b"\n") + 1  # a line without its newline is still being written
-        new = []
-        for line in chunk[:end].splitlines():
-            try:
-                new.append(json.loads(line))
-            except ValueError:  # JSON or UTF-8 errors: a line torn by a crash mid-write
-                continue
         self.offset += end
-        return new
+        return chunk[:end], restarted
+
+    def read_new(self) -> list[dict]:
+        """Records appended since the last call (complete lines only)."""
+        return parse_records(self.read_new_bytes()[0])
+
+
+def parse_records(chunk: bytes) -> list[dict]:
+    """JSON records of complete lines, skipping any that a crash tore mid-write."""
+    records = []
+    for line in chunk.splitlines():
+        try:
+            records.append(json.loads(line))
+        except ValueError:  # JSON or UTF-8 errors
+            continue
+    return records
 
 
 def list_runs(runs_dir: str | Path | None = None) -> list[RunDir]:

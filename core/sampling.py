@@ -10,10 +10,9 @@ from typing import Iterator
 
 import torch
 
+from core.config import GPT2_VOCAB  # ids at or above it are padding (50304 = 50257 rounded up)
+from core.data import EOT_TOKEN as EOT_ID
 from core.model import GPT, KVCache
-
-EOT_ID = 50256  # GPT-2's <|endoftext|>
-GPT2_VOCAB = 50257  # ids at or above this are the model's padding (50304 = 50257 rounded up)
 
 
 def check_sampling(temperature: float, top_k: int, top_p: float, vocab: int) -> None:

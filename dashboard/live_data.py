@@ -16,7 +16,7 @@ from pathlib import Path
 
 import numpy as np
 
-from core.rundir import MetricsReader, RunDir
+from core.rundir import MetricsReader, RunDir, parse_records
 from dashboard.charts import (MAX_BUCKETS, Downsampler, EmaState, HLine, Trace, ema_debiased,
                               empty_note, line_figure)
 
@@ -137,32 +137,19 @@ class RunSeries:
         self._down: dict[tuple, tuple[float, Downsampler]] = {}
 
     def _reset(self) -> None:
-        self.reader.offset = 0
         self.train, self.eval, self.samples = Columns(TRAIN_COLUMNS), Columns(EVAL_COLUMNS), []
         self._ema.clear()
         self._down.clear()
 
     def refresh(self) -> int:
         """Read what was appended to metrics.jsonl since the last call; returns the number of
-        new records. A file that shrank (a resume rewrites it) is read again from the start."""
-        path = self.reader.path
-        try:
-            size = os.path.getsize(path)
-        except OSError:
-            return 0
-        if size < self.reader.offset:
+        new records. A replaced file (a resume rewrites it) is read again from the start."""
+        chunk, restarted = self.reader.read_new_bytes()
+        if restarted:
             self._reset()
-        parsed = None
-        if size - self.reader.offset > BULK_BYTES:
-            with open(path, "rb") as f:
-                f.seek(self.reader.offset)
-                chunk = f.read(size - self.reader.offset)
-            end = chunk.rfind(b"\n") + 1  # the same torn-last-line rule as MetricsReader
-            parsed = _parse_bulk(chunk[:end])
-            if parsed is not None:
-                self.reader.offset += end
+        parsed = _parse_bulk(chunk) if len(chunk) > BULK_BYTES else None
         if parsed is None:
-            parsed = _split_records(self.reader.read_new())
+            parsed = _split_records(parse_records(chunk))
         tcols, ecols, samples = parsed
         self._append(self.train, tcols)
         self._append(self.eval, ecols)

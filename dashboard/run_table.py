@@ -9,7 +9,6 @@ from __future__ import annotations
 import csv
 import io
 import math
-import os
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -17,7 +16,7 @@ from pathlib import Path
 from core.config import ConfigError, TrainConfig
 from core.estimate import param_count
 from core.launcher import RunInfo
-from core.rundir import ACTIVE_STATES, MetricsReader, RunDir
+from core.rundir import ACTIVE_STATES, MetricsReader, RunDir, parse_records
 
 
 @dataclass
@@ -62,14 +61,11 @@ _cache: dict[str, _Cached] = {}
 def metrics_summary(run: RunDir) -> MetricsSummary:
     """The run's summary, reading only the bytes appended since the last call in this process."""
     key = str(run.metrics_path)
-    cached = _cache.get(key)
-    try:
-        size = os.path.getsize(run.metrics_path)
-    except OSError:
-        size = 0
-    if cached is None or size < cached.reader.offset:  # new, or rewritten by a resume
-        cached = _cache[key] = _Cached(MetricsReader(run.metrics_path))
-    cached.summary.update(cached.reader.read_new())
+    cached = _cache.setdefault(key, _Cached(MetricsReader(run.metrics_path)))
+    chunk, restarted = cached.reader.read_new_bytes()
+    if restarted:  # a resume rewrote the file: forget the old records
+        cached.summary = MetricsSummary()
+    cached.summary.update(parse_records(chunk))
     return cached.summary
 
 
@@ -128,7 +124,7 @@ def summary_row(info: RunInfo, summary: MetricsSummary, config: TrainConfig | No
 
 def format_duration(seconds: float | None) -> str:
     """`1h 02m`, `3m 05s`, `12s`; empty when unknown."""
-    if seconds is None:
+    if seconds is None or not math.isfinite(seconds) or seconds < 0:
         return ""
     s = int(round(seconds))
     if s >= 3600:

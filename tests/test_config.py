@@ -55,3 +55,9 @@ def test_round_trip_and_unknown_fields():
     assert TrainConfig.from_dict({"schema_version": 1, **cfg.to_dict()}) == cfg
     with pytest.raises(ConfigError, match="unknown config field"):
         TrainConfig.from_dict({"n_layers": 3})
+
+
+def test_wrongly_typed_values_are_refused_by_name():
+    with pytest.raises(ConfigError, match=r"beta1: must be float \(got '0.9'\); val_fraction: must be float \(got None\)"):
+        TrainConfig.from_dict({"beta1": "0.9", "val_fraction": None})
+    assert TrainConfig.from_dict({"max_lr": 1}).max_lr == 1  # an int where a float goes is fine

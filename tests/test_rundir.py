@@ -109,3 +109,18 @@ def test_stop_request_round_trip(runs_dir):
     assert run.stop_requested()
     run.clear_stop()
     assert not run.stop_requested()
+
+
+def test_reader_starts_over_when_a_resume_replaces_the_file(runs_dir):
+    run = RunDir.create(runs_dir, "rewritten", preset("nano"))
+    run.metrics_path.write_text("".join(json.dumps({"step": s, "loss": 9.0}) + "\n" for s in range(1, 21)))
+    reader = MetricsReader(run.metrics_path)
+    assert len(reader.read_new()) == 20
+    run.truncate_metrics_after(10)  # what a resume from step 10 does
+    with open(run.metrics_path, "a") as f:  # and the resumed engine soon writes past the old end
+        f.write("".join(json.dumps({"step": s, "loss": 1.0}) + "\n" for s in range(11, 41)))
+    chunk, restarted = reader.read_new_bytes()
+    assert restarted
+    records = [json.loads(line) for line in chunk.splitlines()]
+    assert [r["step"] for r in records] == list(range(1, 41))
+    assert all(r["loss"] == 1.0 for r in records if r["step"] > 10)

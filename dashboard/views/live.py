@@ -9,6 +9,7 @@ import streamlit as st
 from core.rundir import ACTIVE_STATES, CRASHED, list_runs
 from dashboard.colors import run_color
 from dashboard.live_data import X_AXES, build_figures, series_for, tail_text
+from dashboard.run_table import format_duration
 from dashboard.state import runs_dir
 
 REFRESH_S = 1.5
@@ -20,14 +21,7 @@ def _md(text: str) -> str:
 
 
 def _duration(seconds: float | None) -> str:
-    if seconds is None or not np.isfinite(seconds) or seconds < 0:
-        return "–"
-    s = int(round(seconds))
-    if s < 60:
-        return f"{s}s"
-    if s < 3600:
-        return f"{s // 60}m {s % 60:02d}s"
-    return f"{s // 3600}h {s % 3600 // 60:02d}m"
+    return format_duration(seconds) or "–"
 
 
 def _num(value: float, fmt: str) -> str:
@@ -171,6 +165,11 @@ def details(run, series, status: dict) -> None:
 @st.fragment(run_every=REFRESH_S if any_active else None)
 def live_panel() -> None:
     """Everything that changes while a run trains; reruns on its own every REFRESH_S seconds."""
+    gone = [run.run_id for run in chosen_runs if not run.exists()]
+    if gone:
+        st.warning(f"Run {', '.join(gone)} no longer exists (deleted from another tab?): "
+                   "pick another run above.")
+        st.stop()
     all_series, states = [], {}
     for run in chosen_runs:
         status = run.read_status()

@@ -38,11 +38,6 @@ def _tokens_of_text(raw: bytes):
     return data.encode(raw.decode("utf-8"))
 
 
-@st.cache_data(show_spinner=False)
-def _cpu_peak() -> float:
-    return device.measured_cpu_peak()
-
-
 def _mtime(setting: str) -> float:
     try:
         return max(p.stat().st_mtime for p in data.resolve_source(setting))
@@ -195,8 +190,7 @@ with right:
         est = estimate.estimate(
             cfg, n_tokens=len(tokens) if tokens is not None else None, runs_dir=runs_root,
             dtype=choice.dtype, device_type=choice.type,
-            peak_flops=cfg.peak_flops or (_cpu_peak() if choice.type == "cpu" else
-                                          device.peak_flops(choice) or None))
+            peak_flops=device.peak_flops(choice, cfg.peak_flops) or None)
         a, b = st.columns(2)
         a.metric("Parameters", f"{est.params / 1e6:,.2f} M")
         b.metric("Tokens per step", f"{est.tokens_per_step:,}",
