@@ -152,7 +152,7 @@ with next_tab:
     a.metric(f"Entropy at T = {temperature:g}", f"{here.entropy_bits:.2f} bits")
     b.metric("Entropy at T = 1", f"{base.entropy_bits:.2f} bits")
     c.metric("Most likely next token", S.readable_token(here.top[0][1]),
-             f"{here.top[0][2]:.1%}", delta_color="off", delta_arrow="off")
+             f"{here.top[0][2]:.2%}", delta_color="off", delta_arrow="off")
     labels = [f"{r['rank']}. {r['token']}" for r in rows]
     fig = go.Figure()
     fig.add_bar(y=labels, x=[r["p"] for r in rows], orientation="h", name=f"T = {temperature:g}",
