@@ -16,6 +16,7 @@ SCHEMA_VERSION = 1
 GPT2_VOCAB = 50257  # tokens in the GPT-2 BPE; the model pads to a multiple of 64 for speed
 DEVICES = ("auto", "cpu", "cuda", "mps")
 DTYPES = ("auto", "float32", "bfloat16")  # fp16 would need loss scaling: not offered
+DTYPE_ALIASES = {"fp32": "float32", "bf16": "bfloat16"}  # accepted everywhere, stored canonical
 RUN_ID_PATTERN = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_-]{0,63}$")
 
 
@@ -58,12 +59,15 @@ class TrainConfig:
     val_fraction: float = _f(0.1, "data", "fraction of tokens held out for validation")
     # device
     device: str = _f("auto", "device", "auto, cpu, cuda, cuda:N or mps", choices=DEVICES)
-    dtype: str = _f("auto", "device", "autocast dtype (auto: bf16 on CUDA, fp32 on CPU)")
+    dtype: str = _f("auto", "device", "autocast dtype: auto (bf16 on CUDA, fp32 on CPU), "
+                    "float32 / fp32 or bfloat16 / bf16")
     compile: str = _f("auto", "device", "torch.compile: auto (on for CUDA), on or off")
     nproc: int = _f(1, "device", "processes (GPUs); above 1 the launcher starts torchrun")
     peak_flops: float = _f(0.0, "device", "peak FLOP/s for MFU (0 = look up the device)")
     # stopping
     target_loss: float = _f(0.1, "stopping", "stop early once the training loss is below (0 = off)")
+    early_stop_patience: int = _f(
+        0, "stopping", "stop after this many evals without a better val loss (0 = off)")
     # logging
     eval_interval: int = _f(100, "logging", "steps between val loss and text samples (0 = off)")
     eval_batches: int = _f(20, "logging", "micro batches per val loss estimate")
@@ -72,6 +76,9 @@ class TrainConfig:
     checkpoint_interval: int = _f(250, "logging", "steps between checkpoints (0 = only at the end)")
     keep_checkpoints: int = _f(2, "logging", "newest checkpoints kept on disk (0 = all)")
     seed: int = _f(1337, "logging", "random seed for weights, data order and samples")
+
+    def __post_init__(self):
+        self.dtype = DTYPE_ALIASES.get(self.dtype, self.dtype)
 
     # --- derived values -------------------------------------------------------------------
     @property

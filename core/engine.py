@@ -7,7 +7,6 @@ every rank stops together (the stop and failure flags are all-reduced each step)
 from __future__ import annotations
 
 import contextlib
-import json
 import math
 import os
 import resource
@@ -16,7 +15,7 @@ import sys
 import threading
 import time
 import traceback
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import torch
 import torch.distributed as dist
@@ -25,7 +24,8 @@ from core import data, device as devices
 from core.config import TrainConfig, with_derived_accum
 from core.model import GPT, ModelConfig, flops_per_token
 from core.optim import get_lr, make_optimizer
-from core.rundir import RunDir, load_checkpoint
+from core import checkpoint, metrics
+from core.rundir import RunDir
 from core.sampling import generate_ids
 
 
@@ -168,151 +168,319 @@ def _lost_peer(e: BaseException) -> bool:
                             "remote worker", "remote process exited", "communicator was aborted"))
 
 
+@dataclass
+class _Trainer:
+    """Everything one training process holds between steps."""
+
+    run: RunDir
+    cfg: TrainConfig
+    ddp: Dist
+    choice: devices.DeviceChoice
+    model: GPT
+    train_model: torch.nn.Module  # compiled and/or DDP-wrapped view of model
+    optimizer: torch.optim.Optimizer
+    train_batches: data.BatchWalker
+    val_batches: data.BatchWalker
+    log: metrics.MetricsLog | None  # rank 0 only
+    step: int = 0
+    micro_seen: int = 0
+    train_time_s: float = 0.0
+    last_loss: float = float("nan")
+    best_val_loss: float | None = None
+    evals_since_best: int = 0
+    last_saved: int = -1
+    flops_per_token: float = 0.0
+    peak_flops: float = 0.0
+    system: "_SystemSampler" = field(default_factory=lambda: _SystemSampler())
+
+
+@dataclass(frozen=True)
+class _StepResult:
+    loss: float
+    grad_norm: float
+    lr: float
+    dt: float
+
+
 def _fit(run: RunDir, cfg: TrainConfig, ddp: Dist, resume: bool, stop_signal: _StopSignal) -> str:
+    t = _setup(run, cfg, ddp, resume)
+    beat = _Heartbeat(run, t.step) if ddp.master else None
+    reason, state = None, "completed"
+    try:
+        while reason is None:
+            result = _train_step(t)
+            if beat:
+                beat.step = t.step
+            if ddp.master:
+                _log_step(t, result)
+            reason = _finish_reason(t, result.loss)
+            stop = _stop_requested(run, ddp, stop_signal, t.choice.device)
+            if stop and not reason:
+                reason, state = stop, "stopped"
+                if ddp.master:
+                    run.write_status(stopping=time.time())  # the launcher waits while we finish
+            if _after_step(t, final=reason is not None) and not reason:
+                reason = f"no val improvement in {cfg.early_stop_patience} evals (early stop)"
+    finally:
+        if beat:
+            beat.stop()
+        if t.log:
+            t.log.close()
+    if ddp.master:
+        if t.last_saved != t.step:
+            _save(t)
+        run.write_status(state=state, reason=reason, step=t.step, ended=time.time(), stopping=None)
+        run.clear_stop()
+        print(f"run {state}: {reason}", flush=True)
+    return state
+
+
+# --- setup ---------------------------------------------------------------------------------
+
+def _setup(run: RunDir, cfg: TrainConfig, ddp: Dist, resume: bool) -> _Trainer:
+    """Device, data, model, optimizer and (on resume) the checkpoint's state: ready to step."""
     cfg = with_derived_accum(cfg, ddp.world_size)
     choice = devices.choose(cfg.device, cfg.dtype, cfg.compile, ddp.local_rank)
     devices.setup_backend(choice)
     if ddp.master:
-        run.mark_started(cfg.max_steps, ddp.world_size)
-        run.clear_stop()
+        status = run.mark_started(cfg.max_steps, ddp.world_size)
+        run.clear_stop(older_than=status["started"])  # a stop sent while it was starting stays
         print(f"device {choice.device} | dtype {choice.dtype} | compile {choice.compile} | "
               f"world size {ddp.world_size} ({choice.why})", flush=True)
+    train_batches, val_batches = _load_data(cfg, ddp)
+    torch.manual_seed(cfg.seed)
+    model = GPT(ModelConfig.of(cfg)).to(choice.device)
+    optimizer = make_optimizer(model, cfg, choice.type)
+    t = _Trainer(run, cfg, ddp, choice, model, _wrap(model, choice, ddp), optimizer,
+                 train_batches, val_batches, log=None)
+    if resume:
+        _resume(t)
+    n_params = model.num_params()
+    t.flops_per_token = flops_per_token(model.config, cfg.seq_len, n_params)
+    t.peak_flops = devices.peak_flops(choice, cfg.peak_flops)
+    if ddp.master:
+        print(f"model: {n_params:,} parameters (vocab {cfg.vocab_size}) | "
+              f"{t.flops_per_token / 1e6:.1f} MFLOPs per token (6N + 12LHQT)", flush=True)
+        t.log = metrics.MetricsLog(run.metrics_path)
+        t.log.write("start", t.step, time.time(), resumed=resume, world_size=ddp.world_size,
+                    max_steps=cfg.max_steps)
+    return t
 
-    # --- data ---------------------------------------------------------------------------
+
+def _load_data(cfg: TrainConfig, ddp: Dist) -> tuple[data.BatchWalker, data.BatchWalker]:
     t0 = time.perf_counter()
     tokens = data.load_tokens(cfg.data)
     train_tokens, val_tokens = data.split(tokens, cfg.val_fraction)
     data.check_size(train_tokens, cfg.micro_batch_size, cfg.seq_len, "training")
     data.check_size(val_tokens, cfg.micro_batch_size, cfg.seq_len, "validation")
     train_batches = data.BatchWalker(train_tokens, cfg.micro_batch_size, cfg.seq_len)
-    val_batches = data.BatchWalker(val_tokens, cfg.micro_batch_size, cfg.seq_len)
     if ddp.master:
         print(f"loaded {len(tokens):,} tokens ({len(train_tokens):,} train, {len(val_tokens):,} "
               f"val) in {time.perf_counter() - t0:.2f}s; 1 epoch = {train_batches.chunks:,} "
               f"micro batches", flush=True)
+    return train_batches, data.BatchWalker(val_tokens, cfg.micro_batch_size, cfg.seq_len)
 
-    # --- model and optimizer -------------------------------------------------------------
-    torch.manual_seed(cfg.seed)
-    model = GPT(ModelConfig.of(cfg)).to(choice.device)
-    optimizer = make_optimizer(model, cfg, choice.type)
-    step, micro_seen = 0, 0
-    if resume:
-        step, micro_seen = _restore(run, model, optimizer, choice.device)
-        if ddp.master:
-            run.truncate_metrics_after(step)
-            print(f"resumed from step {step}", flush=True)
-    n_params = model.num_params()
-    flops_tok = flops_per_token(model.config, cfg.seq_len, n_params)
-    peak = devices.peak_flops(choice, cfg.peak_flops)
-    if ddp.master:
-        print(f"model: {n_params:,} parameters (vocab {cfg.vocab_size}) | "
-              f"{flops_tok / 1e6:.1f} MFLOPs per token (6N + 12LHQT)", flush=True)
-    train_model = torch.compile(model) if choice.compile else model
+
+def _wrap(model: GPT, choice, ddp: Dist) -> torch.nn.Module:
+    """The module the training step calls: compiled where chosen, DDP-wrapped on several ranks."""
+    wrapped = torch.compile(model) if choice.compile else model
     if ddp.world_size > 1:
-        train_model = torch.nn.parallel.DistributedDataParallel(
-            train_model, device_ids=[ddp.local_rank] if choice.type == "cuda" else None)
+        wrapped = torch.nn.parallel.DistributedDataParallel(
+            wrapped, device_ids=[ddp.local_rank] if choice.type == "cuda" else None)
+    return wrapped
 
-    tokens_per_step = cfg.tokens_per_step(ddp.world_size)
-    metrics = run.open_metrics() if ddp.master else None
-    reason, state = "max_steps", "completed"
-    last_saved = step if resume else -1
-    last_beat = 0.0
+
+def _resume(t: _Trainer) -> None:
+    ckpt, skipped = checkpoint.load_latest(t.run, map_location=t.choice.device)
+    checkpoint.restore(ckpt, t.model, t.optimizer)
+    t.step = t.last_saved = ckpt.step
+    t.micro_seen, t.train_time_s = ckpt.micro_batches_seen, ckpt.train_time_s
+    t.best_val_loss = ckpt.best_val_loss
+    if t.ddp.master:
+        for line in skipped:
+            print(line, flush=True)
+        metrics.truncate_after(t.run.metrics_path, t.step)
+        print(f"resumed from step {t.step} ({ckpt.path.name})", flush=True)
+
+
+# --- one step ------------------------------------------------------------------------------
+
+def _train_step(t: _Trainer) -> _StepResult:
+    """One optimizer step over grad_accum_steps micro batches on each rank."""
+    cfg, ddp, device = t.cfg, t.ddp, t.choice.device
+    t0 = time.perf_counter()
+    lr = get_lr(t.step, cfg)
+    for group in t.optimizer.param_groups:
+        group["lr"] = lr
+    t.optimizer.zero_grad(set_to_none=True)
+    loss_sum = torch.zeros((), device=device)
+    for micro in range(cfg.grad_accum_steps):
+        x, y = t.train_batches.batch(t.micro_seen + micro * ddp.world_size + ddp.rank)
+        x, y = x.to(device, non_blocking=True), y.to(device, non_blocking=True)
+        last = micro == cfg.grad_accum_steps - 1
+        # DDP all-reduces gradients only on the last micro step of the accumulation.
+        sync = contextlib.nullcontext() if ddp.world_size == 1 or last else t.train_model.no_sync()
+        with sync, t.choice.autocast():
+            _, loss = t.train_model(x, y)
+        loss = loss / cfg.grad_accum_steps  # the sum of the scaled losses is their mean
+        loss_sum += loss.detach()
+        loss.backward()
+    t.micro_seen += cfg.grad_accum_steps * ddp.world_size
+    if ddp.world_size > 1:
+        dist.all_reduce(loss_sum, op=dist.ReduceOp.AVG)
+    norm = torch.nn.utils.clip_grad_norm_(
+        t.model.parameters(), cfg.grad_clip if cfg.grad_clip > 0 else float("inf"))
+    loss_value, norm_value = loss_sum.item(), norm.item()
+    if not (math.isfinite(loss_value) and math.isfinite(norm_value)):
+        raise TrainingDiverged(
+            f"loss is {loss_value} and gradient norm {norm_value} at step {t.step + 1}: "
+            "training diverged. Lower max_lr, raise warmup_steps or check the data")
+    t.optimizer.step()
+    if t.choice.type == "cuda":
+        torch.cuda.synchronize()
+    t.step += 1
+    dt = time.perf_counter() - t0
+    t.train_time_s += dt
+    t.last_loss = loss_value
+    return _StepResult(loss_value, norm_value, lr, dt)
+
+
+def _log_step(t: _Trainer, r: _StepResult) -> None:
+    tokens_per_step = t.cfg.tokens_per_step(t.ddp.world_size)
+    tokens_per_sec = tokens_per_step / r.dt
+    extra = {}
+    if t.peak_flops:
+        extra["mfu"] = t.flops_per_token * tokens_per_sec / (t.peak_flops * t.ddp.world_size)
+    t.log.write("train", t.step, time.time(), loss=r.loss, lr=r.lr, grad_norm=r.grad_norm,
+                dt_ms=r.dt * 1000, tokens_per_sec=tokens_per_sec,
+                tokens_seen=t.step * tokens_per_step, train_time_s=t.train_time_s,
+                peak_mem_mb=_peak_memory_mb(t.choice), **extra)
+    print(f"step {t.step:5d} | loss {r.loss:.6f} | lr {r.lr:.4e} | norm {r.grad_norm:.4f} "
+          f"| dt {r.dt * 1000:.2f}ms | tok/sec {tokens_per_sec:.2f}"
+          + (f" | mfu {extra['mfu'] * 100:.1f}%" if extra else ""), flush=True)
+
+
+def _finish_reason(t: _Trainer, loss: float) -> str | None:
+    """Why training ends after this step on its own (target loss, max_steps), else None."""
+    if t.cfg.target_loss and loss < t.cfg.target_loss:
+        return f"target loss {t.cfg.target_loss} reached (loss {loss:.4f})"
+    if t.step >= t.cfg.max_steps:
+        return f"max_steps {t.cfg.max_steps} reached"
+    return None
+
+
+# --- after each step: eval and samples, checkpoints -----------------------------------------
+
+def _after_step(t: _Trainer, final: bool) -> bool:
+    """Run the per-step hooks that are due; True when early stopping by patience says stop."""
+    out_of_patience = False
+    if t.cfg.eval_interval and (t.step % t.cfg.eval_interval == 0 or final):
+        out_of_patience = _eval_and_sample(t)
+    interval = t.cfg.checkpoint_interval
+    if t.ddp.master and (final or out_of_patience or (interval and t.step % interval == 0)):
+        _save(t)
+    if t.ddp.master:
+        _log_system(t)
+    return out_of_patience
+
+
+def _eval_and_sample(t: _Trainer) -> bool:
+    """Val loss (on every rank), then on rank 0 the sample and the best-val checkpoint.
+    Returns whether early_stop_patience evals passed without a better val loss (every rank
+    sees the same val loss, so all agree)."""
+    val_loss = _evaluate(t.model, t.val_batches, t.cfg, t.choice, t.ddp)
+    improved = t.best_val_loss is None or val_loss < t.best_val_loss
+    t.evals_since_best = 0 if improved else t.evals_since_best + 1
+    if improved:
+        t.best_val_loss = val_loss
+    if t.ddp.master:
+        now = time.time()
+        t.log.write("eval", t.step, now, val_loss=val_loss)
+        print(f"step {t.step:5d} | val loss {val_loss:.4f}", flush=True)
+        t.log.write("sample", t.step, now, prompt=t.cfg.sample_prompt,
+                    text=_sample_text(t.model, t.cfg, t.choice, t.step))
+        if improved:  # kept whatever keep_checkpoints prunes
+            checkpoint.save(_capture(t), t.run.best_checkpoint_path)
+    return bool(t.cfg.early_stop_patience) and t.evals_since_best >= t.cfg.early_stop_patience
+
+
+def _capture(t: _Trainer) -> dict:
+    return checkpoint.capture(t.model, t.optimizer, t.cfg, t.step, t.micro_seen, t.last_loss,
+                              t.ddp.world_size, t.train_time_s, t.best_val_loss)
+
+
+def _save(t: _Trainer) -> None:
+    path = checkpoint.save_step(t.run, _capture(t), keep=t.cfg.keep_checkpoints)
+    t.last_saved = t.step
+    print(f"step {t.step:5d} | saved checkpoint {path.name}", flush=True)
+
+
+class _Heartbeat:
+    """Stamps status.json with the step every second from a thread, so a long eval, sample or
+    checkpoint never makes a live run look crashed."""
+
+    def __init__(self, run: RunDir, step: int, interval: float = 1.0):
+        self.run, self.step, self.interval = run, step, interval
+        self._stopped = threading.Event()
+        self._thread = threading.Thread(target=self._beat, daemon=True, name="heartbeat")
+        self._thread.start()
+
+    def _beat(self) -> None:
+        while not self._stopped.wait(self.interval):
+            try:
+                self.run.write_status(step=self.step)
+            except OSError:  # a full disk: the final status write reports it
+                pass
+
+    def stop(self) -> None:
+        self._stopped.set()
+        self._thread.join()
+
+
+class _SystemSampler:
+    """Process CPU %, resident memory and GPU memory, for a `system` record at most once a second."""
+
+    def __init__(self):
+        self.last_wall, self.last_cpu = time.monotonic(), time.process_time()
+
+    def sample(self, choice) -> dict | None:
+        wall, cpu = time.monotonic(), time.process_time()
+        if wall - self.last_wall < 1.0:
+            return None
+        values = {"cpu_percent": 100 * (cpu - self.last_cpu) / (wall - self.last_wall),
+                  "rss_mb": _rss_mb()}
+        self.last_wall, self.last_cpu = wall, cpu
+        if choice.type == "cuda":
+            values["gpu_mem_mb"] = torch.cuda.memory_allocated(choice.device) / 2**20
+            with contextlib.suppress(Exception):  # needs pynvml; not every machine has it
+                values["gpu_util"] = float(torch.cuda.utilization(choice.device))
+        return values
+
+
+def _log_system(t: _Trainer) -> None:
+    values = t.system.sample(t.choice)
+    if values:
+        t.log.write("system", t.step, time.time(), **values)
+
+
+def _rss_mb() -> float:
+    """Resident memory now (Linux /proc), else the peak the OS reports."""
     try:
-        while step < cfg.max_steps:
-            t0 = time.perf_counter()
-            lr = get_lr(step, cfg)
-            for group in optimizer.param_groups:
-                group["lr"] = lr
-            optimizer.zero_grad(set_to_none=True)
-            loss_sum = torch.zeros((), device=choice.device)
-            for micro in range(cfg.grad_accum_steps):
-                x, y = train_batches.batch(micro_seen + micro * ddp.world_size + ddp.rank)
-                x, y = x.to(choice.device, non_blocking=True), y.to(choice.device, non_blocking=True)
-                last = micro == cfg.grad_accum_steps - 1
-                # DDP all-reduces gradients only on the last micro step of the accumulation.
-                sync = contextlib.nullcontext() if ddp.world_size == 1 or last else train_model.no_sync()
-                with sync, choice.autocast():
-                    _, loss = train_model(x, y)
-                loss = loss / cfg.grad_accum_steps  # the sum of the scaled losses is their mean
-                loss_sum += loss.detach()
-                loss.backward()
-            micro_seen += cfg.grad_accum_steps * ddp.world_size
-            if ddp.world_size > 1:
-                dist.all_reduce(loss_sum, op=dist.ReduceOp.AVG)
-            norm = torch.nn.utils.clip_grad_norm_(
-                model.parameters(), cfg.grad_clip if cfg.grad_clip > 0 else float("inf"))
-            loss_value, norm_value = loss_sum.item(), norm.item()
-            if not (math.isfinite(loss_value) and math.isfinite(norm_value)):
-                raise TrainingDiverged(
-                    f"loss is {loss_value} and gradient norm {norm_value} at step {step + 1}: "
-                    "training diverged. Lower max_lr, raise warmup_steps or check the data")
-            optimizer.step()
-            if choice.type == "cuda":
-                torch.cuda.synchronize()
-            step += 1
-            dt = time.perf_counter() - t0
-            tokens_per_sec = tokens_per_step / dt
-            if ddp.master:
-                record = dict(kind="train", step=step, time=time.time(), loss=loss_value, lr=lr,
-                              grad_norm=norm_value, dt_ms=dt * 1000, tokens_per_sec=tokens_per_sec,
-                              tokens_seen=step * tokens_per_step)
-                if peak:
-                    record["mfu"] = flops_tok * tokens_per_sec / (peak * ddp.world_size)
-                record["peak_mem_mb"] = _peak_memory_mb(choice)
-                _log(metrics, record)
-                print(f"step {step:5d} | loss {loss_value:.6f} | lr {lr:.4e} | norm {norm_value:.4f} "
-                      f"| dt {dt * 1000:.2f}ms | tok/sec {tokens_per_sec:.2f}"
-                      + (f" | mfu {record['mfu'] * 100:.1f}%" if peak else ""), flush=True)
-
-            if cfg.target_loss and loss_value < cfg.target_loss:
-                reason = f"target loss {cfg.target_loss} reached (loss {loss_value:.4f})"
-            elif step >= cfg.max_steps:
-                reason = f"max_steps {cfg.max_steps} reached"
-            else:
-                reason = None
-            stop = _stop_requested(run, ddp, stop_signal, choice.device)
-            if stop and not reason:
-                reason, state = stop, "stopped"
-            final = reason is not None
-            if cfg.eval_interval and (step % cfg.eval_interval == 0 or final):
-                val_loss = _evaluate(model, val_batches, cfg, choice, ddp)
-                if ddp.master:
-                    _log(metrics, dict(kind="eval", step=step, time=time.time(), val_loss=val_loss))
-                    print(f"step {step:5d} | val loss {val_loss:.4f}", flush=True)
-                    text = _sample_text(model, cfg, choice, step)
-                    _log(metrics, dict(kind="sample", step=step, time=time.time(),
-                                       prompt=cfg.sample_prompt, text=text))
-            if ddp.master and (final or (cfg.checkpoint_interval and step % cfg.checkpoint_interval == 0)):
-                _save(run, model, optimizer, cfg, step, micro_seen, loss_value, ddp.world_size)
-                last_saved = step
-            if ddp.master and time.time() - last_beat > 1.0:
-                run.write_status(step=step)  # the heartbeat, at most once a second
-                last_beat = time.time()
-            if final:
-                break
-    finally:
-        if metrics:
-            metrics.close()
-    if ddp.master:
-        if last_saved != step:
-            _save(run, model, optimizer, cfg, step, micro_seen, loss_value, ddp.world_size)
-        run.write_status(state=state, reason=reason, step=step, ended=time.time())
-        run.clear_stop()
-        print(f"run {state}: {reason}", flush=True)
-    return state
+        pages = int(open("/proc/self/statm").read().split()[1])
+        return pages * os.sysconf("SC_PAGE_SIZE") / 2**20
+    except (OSError, ValueError, IndexError):
+        return _peak_rss_mb()
 
 
-def _log(metrics, record: dict) -> None:
-    metrics.write(json.dumps(record) + "\n")
+def _peak_rss_mb() -> float:
+    peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+    return peak / 2**20 if sys.platform == "darwin" else peak / 1024  # bytes on macOS, KiB else
 
 
 def _peak_memory_mb(choice) -> float:
     """Peak device memory on CUDA; elsewhere the process's peak resident memory."""
     gpu = devices.peak_memory_mb(choice)
-    if gpu is not None:
-        return gpu
-    peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
-    return peak / 2**20 if sys.platform == "darwin" else peak / 1024  # bytes on macOS, KiB else
+    return gpu if gpu is not None else _peak_rss_mb()
 
 
 def _stop_requested(run: RunDir, ddp: Dist, stop_signal: _StopSignal, device) -> str | None:
@@ -358,34 +526,3 @@ def _sample_text(model: GPT, cfg: TrainConfig, choice, step: int) -> str:
             model, ids, cfg.sample_tokens, temperature=0.8, top_k=50, generator=generator)]
     model.train()
     return enc.decode(out, errors="replace")
-
-
-def _save(run: RunDir, model: GPT, optimizer, cfg: TrainConfig, step: int, micro_seen: int,
-          loss: float, world_size: int) -> None:
-    state = {
-        "model": model.state_dict(),  # the uncompiled module: no _orig_mod. prefixes
-        "optimizer": optimizer.state_dict(),
-        "step": step,
-        "micro_batches_seen": micro_seen,
-        "loss": loss,
-        "world_size": world_size,
-        "config": cfg.to_dict(),
-        "rng": {"torch": torch.get_rng_state(),
-                "cuda": torch.cuda.get_rng_state_all() if torch.cuda.is_available() else []},
-    }
-    path = run.save_checkpoint(state, step, keep=cfg.keep_checkpoints)
-    print(f"step {step:5d} | saved checkpoint {path.name}", flush=True)
-
-
-def _restore(run: RunDir, model: GPT, optimizer, device) -> tuple[int, int]:
-    path = run.latest_checkpoint()
-    if path is None:
-        raise FileNotFoundError(f"cannot resume {run.run_id}: it has no checkpoint yet; "
-                                "start it again instead")
-    state = load_checkpoint(path, map_location=device)
-    model.load_state_dict(state["model"])
-    optimizer.load_state_dict(state["optimizer"])
-    torch.set_rng_state(state["rng"]["torch"].cpu())
-    if state["rng"]["cuda"] and torch.cuda.is_available():
-        torch.cuda.set_rng_state_all([t.cpu() for t in state["rng"]["cuda"]])
-    return int(state["step"]), int(state["micro_batches_seen"])

@@ -7,14 +7,14 @@ the same model shape before, and otherwise a clearly labelled FLOPs-based guess.
 
 from __future__ import annotations
 
-import os
 import socket
 from dataclasses import dataclass, field
 from pathlib import Path
 
 from core.config import TrainConfig, with_derived_accum
 from core.model import ModelConfig, flops_per_token
-from core.rundir import MetricsReader, list_runs
+from core import metrics
+from core.rundir import list_run_dirs
 
 MB = 2**20
 FP32 = 4
@@ -132,9 +132,6 @@ def estimate(cfg: TrainConfig, n_tokens: int | None = None, runs_dir: str | Path
     return est
 
 
-_throughput_cache: dict[tuple, float | None] = {}
-
-
 def _same_shape(a, b) -> bool:
     return ModelConfig.of(a) == ModelConfig.of(b) and a.seq_len == b.seq_len
 
@@ -144,7 +141,7 @@ def measured_throughput(cfg: TrainConfig, runs_dir: str | Path | None = None
     """(mean tokens/s, run id) of the newest completed run on this host with cfg's model shape
     and sequence length, or None. The first step is left out: it pays for warm-up."""
     host = socket.gethostname()
-    for run in list_runs(runs_dir):
+    for run in list_run_dirs(runs_dir):
         status = run.read_status()
         if status.get("state") != "completed" or status.get("host", host) != host:
             continue
@@ -154,16 +151,7 @@ def measured_throughput(cfg: TrainConfig, runs_dir: str | Path | None = None
             continue
         if not _same_shape(cfg, other):
             continue
-        try:
-            st = os.stat(run.metrics_path)
-        except OSError:
-            continue
-        key = (str(run.metrics_path), st.st_size, st.st_mtime_ns)
-        if key not in _throughput_cache:
-            rates = [r["tokens_per_sec"] for r in MetricsReader(run.metrics_path).read_new()
-                     if "tokens_per_sec" in r]
-            rates = rates[1:] if len(rates) > 1 else rates
-            _throughput_cache[key] = sum(rates) / len(rates) if rates else None
-        if _throughput_cache[key]:
-            return _throughput_cache[key], run.run_id
+        rate = metrics.cached_summary(run.metrics_path).mean_tokens_per_sec
+        if rate:
+            return rate, run.run_id
     return None

@@ -17,11 +17,12 @@ from pathlib import Path
 import torch
 
 from core.config import TrainConfig
-from core.device import DTYPE_NAMES as DTYPES
-from core.inspect_model import human_bytes, model_from_state, resolve_checkpoint, sizes
+from core.device import DTYPE_NAMES as WEIGHT_DTYPES
+from core import checkpoint
+from core.inspect_model import human_bytes, resolve_checkpoint, sizes
 from core.model import GPT, ModelConfig
-from core.rundir import RunDir, load_checkpoint
-from core.sampling import EOT_ID
+from core.rundir import RunDir
+from core.data import EOT_TOKEN
 
 FORMATS = ("safetensors", "hf")
 TIED = "lm_head.weight"  # the same tensor as transformer.wte.weight: stored once, under wte
@@ -30,9 +31,9 @@ _CONV1D = (".attn.c_attn.weight", ".attn.c_proj.weight", ".mlp.c_fc.weight", ".m
 
 
 def _check_dtype(dtype: str) -> torch.dtype:
-    if dtype not in DTYPES:
-        raise ValueError(f"dtype must be one of {', '.join(DTYPES)} (got {dtype!r})")
-    return DTYPES[dtype]
+    if dtype not in WEIGHT_DTYPES:
+        raise ValueError(f"dtype must be one of {', '.join(WEIGHT_DTYPES)} (got {dtype!r})")
+    return WEIGHT_DTYPES[dtype]
 
 
 def model_tensors(model: GPT, dtype: str = "float32") -> dict[str, torch.Tensor]:
@@ -93,8 +94,8 @@ def hf_config(cfg: TrainConfig, dtype: str = "float32") -> dict:
         "initializer_range": 0.02,
         "scale_attn_weights": True,
         "tie_word_embeddings": True,
-        "bos_token_id": EOT_ID,
-        "eos_token_id": EOT_ID,
+        "bos_token_id": EOT_TOKEN,
+        "eos_token_id": EOT_TOKEN,
         "torch_dtype": dtype,
         "use_cache": True,
     }
@@ -131,16 +132,16 @@ def hf_zip_bytes(model: GPT, cfg: TrainConfig, dtype: str = "float32", name: str
 
 
 def export(run_dir: str | Path, fmt: str, out: str | Path, dtype: str = "float32",
-           checkpoint: str | Path | None = None) -> dict[str, int]:
+           checkpoint_file: str | Path | None = None) -> dict[str, int]:
     """Export a run's checkpoint (newest by default) into folder `out`; returns the sizes in
     bytes of the training checkpoint (with optimizer state), and the written model file."""
     if fmt not in FORMATS:
         raise ValueError(f"format must be one of {', '.join(FORMATS)} (got {fmt!r})")
     _check_dtype(dtype)
     run = RunDir(run_dir)
-    path = resolve_checkpoint(run, checkpoint)
-    state = load_checkpoint(path)
-    model, cfg = model_from_state(state, path)
+    path = resolve_checkpoint(run, checkpoint_file)
+    ckpt = checkpoint.load(path)
+    model, cfg, step = ckpt.build_model(), ckpt.config, ckpt.step
     out = Path(out)
     if out.exists() and not out.is_dir():
         raise ValueError(f"--out {out} is a file: give a folder")
@@ -148,9 +149,9 @@ def export(run_dir: str | Path, fmt: str, out: str | Path, dtype: str = "float32
     if fmt == "hf":
         written = write_hf(model, cfg, out, dtype) / "model.safetensors"
     else:
-        written = out / f"{run.run_id}-step{int(state.get('step', 0))}-{dtype}.safetensors"
-        written.write_bytes(safetensors_bytes(model, cfg, dtype, int(state.get("step", 0))))
-    weights = sizes(state)
+        written = out / f"{run.run_id}-step{step}-{dtype}.safetensors"
+        written.write_bytes(safetensors_bytes(model, cfg, dtype, step))
+    weights = sizes(ckpt)
     return {"checkpoint": path.stat().st_size, "model": written.stat().st_size,
             "fp32": weights["fp32"], "half": weights["bf16"], "path": str(written)}
 
@@ -162,7 +163,7 @@ def main(argv=None) -> int:
     parser.add_argument("--checkpoint", help="checkpoint file (default: the run's newest)")
     parser.add_argument("--format", choices=FORMATS, default="safetensors",
                         help="safetensors: our model alone; hf: a Hugging Face GPT-2 folder")
-    parser.add_argument("--dtype", choices=list(DTYPES), default="float32",
+    parser.add_argument("--dtype", choices=list(WEIGHT_DTYPES), default="float32",
                         help="weight precision of the export")
     parser.add_argument("--out", required=True, help="folder to write into (created if missing)")
     args = parser.parse_args(argv)

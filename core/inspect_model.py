@@ -11,9 +11,11 @@ import torch
 
 from core import device as devices
 from core.device import DTYPE_NAMES
-from core.config import GPT2_VOCAB, TrainConfig
+from core.config import DTYPE_ALIASES, GPT2_VOCAB, TrainConfig
 from core.model import GPT, ModelConfig
-from core.rundir import MetricsReader, RunDir, load_checkpoint
+from core import checkpoint, metrics
+from core.metrics import RunSummary
+from core.rundir import RunDir
 
 
 
@@ -49,35 +51,20 @@ def resolve_checkpoint(run: RunDir, checkpoint: str | Path | None = None) -> Pat
     return latest
 
 
-def model_from_state(state: dict, path: Path | str = "?") -> tuple[GPT, TrainConfig]:
-    """A GPT (fp32, CPU, eval mode) holding a checkpoint's weights; ValueError if they do not fit."""
-    try:
-        cfg = TrainConfig.from_dict(state["config"])
-    except (TypeError, ValueError) as e:
-        raise ValueError(f"{path} holds a config this version cannot read: {e}") from e
-    model = GPT(ModelConfig.of(cfg))
-    try:
-        model.load_state_dict(state["model"])
-    except (RuntimeError, TypeError, AttributeError) as e:
-        raise ValueError(f"{path}: the weights do not match the model its config describes "
-                         f"({str(e).splitlines()[0][:200]})") from e
-    return model.eval(), cfg
-
-
-def load_model(checkpoint: str | Path, device: str = "cpu", dtype: str = "float32") -> LoadedModel:
-    """Load a checkpoint safely (weights only) onto a device in fp32 or bf16 for inference.
+def load_model(checkpoint_path: str | Path, device: str = "cpu", dtype: str = "float32") -> LoadedModel:
+    """Load a checkpoint's weights alone (the optimizer state is left on disk) onto a device in
+    fp32 or bf16 for inference.
 
     A missing, truncated or foreign file raises ValueError / FileNotFoundError with a clear
     message; so do an unknown dtype or an unavailable device.
     """
+    dtype = DTYPE_ALIASES.get(dtype, dtype)
     if dtype not in ("float32", "bfloat16"):
         raise ValueError(f"dtype must be float32 or bfloat16 (got {dtype!r})")
     choice = devices.choose(device, "float32", "off")
-    path = Path(checkpoint)
-    state = load_checkpoint(path, map_location="cpu")
-    model, cfg = model_from_state(state, path)
-    model = model.to(device=choice.device, dtype=DTYPE_NAMES[dtype])
-    return LoadedModel(model, cfg, int(state.get("step", 0)), path, choice.device, dtype)
+    ckpt = checkpoint.load(checkpoint_path, map_location="cpu", training=False)
+    model = ckpt.build_model().to(device=choice.device, dtype=DTYPE_NAMES[dtype])
+    return LoadedModel(model, ckpt.config, ckpt.step, ckpt.path, choice.device, dtype)
 
 
 # --- description -------------------------------------------------------------------------------
@@ -140,28 +127,18 @@ def parameter_breakdown(state_dict: dict) -> list[tuple[str, int]]:
     return rows
 
 
-def _tensor_bytes(obj) -> int:
-    if isinstance(obj, torch.Tensor):
-        return obj.numel() * obj.element_size()
-    if isinstance(obj, dict):
-        return sum(_tensor_bytes(v) for v in obj.values())
-    if isinstance(obj, (list, tuple)):
-        return sum(_tensor_bytes(v) for v in obj)
-    return 0
-
-
-def sizes(state: dict, checkpoint_path: str | Path | None = None) -> dict[str, int]:
+def sizes(ckpt: checkpoint.Checkpoint) -> dict[str, int]:
     """Byte sizes from a loaded checkpoint: the weights in fp32 and in bf16, the optimizer state
     (AdamW's two moments), weights + optimizer, and the checkpoint file on disk."""
-    n = sum(t.numel() for t in _unique(state["model"]).values())
+    n = sum(t.numel() for t in _unique(ckpt.model).values())
     out = {
         "fp32": n * 4,
         "bf16": n * 2,
-        "optimizer": _tensor_bytes(state.get("optimizer", {}).get("state", {})),
+        "optimizer": checkpoint.state_bytes((ckpt.optimizer or {}).get("state", {})),
     }
     out["fp32_with_optimizer"] = out["fp32"] + out["optimizer"]
-    if checkpoint_path and Path(checkpoint_path).is_file():
-        out["checkpoint_file"] = Path(checkpoint_path).stat().st_size
+    if ckpt.path.is_file():
+        out["checkpoint_file"] = ckpt.path.stat().st_size
     return out
 
 
@@ -181,39 +158,23 @@ def human_bytes(n: float) -> str:
     return f"{n:.1f} GiB"
 
 
-def training_results(run: RunDir) -> dict:
-    """Results of a run from metrics.jsonl and status.json: initial and final loss, reduction,
-    best val loss and its perplexity, steps, stop reason, total time, mean step time and
-    tokens/s, peak memory. Missing figures are None."""
-    records = MetricsReader(run.metrics_path).read_new()
-    train = [r for r in records if r.get("kind", "train") == "train" and "loss" in r]
-    evals = [r for r in records if r.get("kind") == "eval" and "val_loss" in r]
+def training_results(run: RunDir, summary: RunSummary | None = None) -> dict:
+    """Results of a run from its metrics summary and status.json: initial and final loss,
+    reduction, best val loss, its step and perplexity, steps, stop reason, training time (summed
+    over every stop and resume), mean step time and tokens/s, peak memory. Missing figures are
+    None."""
+    s = summary or metrics.summarize(run.metrics_path)
     status = run.read_status()
-    out: dict = dict.fromkeys(("initial_loss", "final_loss", "loss_reduction", "best_val_loss",
-                               "best_val_step", "best_val_perplexity", "total_time_s",
-                               "mean_step_ms", "mean_tokens_per_sec", "peak_mem_mb"))
-    out["steps"] = train[-1]["step"] if train else int(status.get("step", 0))
-    out["max_steps"] = status.get("max_steps")
-    out["state"] = run.effective_state(status)
-    out["stop_reason"] = status.get("reason")
-    if train:
-        out["initial_loss"], out["final_loss"] = train[0]["loss"], train[-1]["loss"]
-        if out["initial_loss"]:
-            out["loss_reduction"] = 1 - out["final_loss"] / out["initial_loss"]
-        steps = [r for r in train if "dt_ms" in r]
-        # The first step pays for warm-up (allocation, compilation): leave it out of the means.
-        timed = steps[1:] or steps
-        if timed:
-            out["mean_step_ms"] = sum(r["dt_ms"] for r in timed) / len(timed)
-            out["mean_tokens_per_sec"] = sum(r.get("tokens_per_sec", 0) for r in timed) / len(timed)
-        mems = [r["peak_mem_mb"] for r in train if r.get("peak_mem_mb") is not None]
-        out["peak_mem_mb"] = max(mems) if mems else None
-    if evals:
-        best = min(evals, key=lambda r: r["val_loss"])
-        out["best_val_loss"], out["best_val_step"] = best["val_loss"], best["step"]
-        out["best_val_perplexity"] = math.exp(min(best["val_loss"], 700))
-    started = status.get("started")
-    ended = status.get("ended") or (status.get("updated") if out["state"] == "running" else None)
-    if started and ended:
-        out["total_time_s"] = max(0.0, ended - started)
+    out = {
+        "initial_loss": s.first_loss, "final_loss": s.last_loss, "loss_reduction": None,
+        "best_val_loss": s.best_val_loss, "best_val_step": s.best_val_step,
+        "best_val_perplexity": math.exp(min(s.best_val_loss, 700)) if s.best_val_loss is not None else None,
+        "total_time_s": s.train_time_s if s.last_step else None,
+        "mean_step_ms": s.mean_step_ms, "mean_tokens_per_sec": s.mean_tokens_per_sec,
+        "peak_mem_mb": s.peak_mem_mb, "steps": s.last_step or int(status.get("step") or 0),
+        "max_steps": status.get("max_steps"), "state": run.effective_state(status),
+        "stop_reason": status.get("reason"),
+    }
+    if s.first_loss and s.last_loss is not None:
+        out["loss_reduction"] = 1 - s.last_loss / s.first_loss
     return out

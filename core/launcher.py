@@ -8,7 +8,6 @@ directory stays the only truth. No command is ever a shell string.
 
 from __future__ import annotations
 
-import json
 import os
 import signal
 import subprocess
@@ -19,9 +18,10 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from core.config import ConfigError, TrainConfig, check_run_id
-from core.rundir import ACTIVE_STATES, RunDir, default_runs_dir, pid_alive
-from core.rundir import list_runs as _list_dirs
-from core.train import check_runnable
+from core import metrics
+from core.preflight import check_runnable
+from core.rundir import (ACTIVE_STATES, RunDir, default_run_name, default_runs_dir,
+                         list_run_dirs, pid_alive)
 
 PROJECT_ROOT = Path(__file__).resolve().parent.parent
 STOP_TIMEOUT_S = 30.0  # the least time a run gets to end by itself before each signal
@@ -50,18 +50,6 @@ def reap() -> None:
     for pid, proc in list(_children.items()):
         if proc.poll() is not None:
             del _children[pid]
-
-
-def default_run_name(prefix: str, runs_dir: str | Path | None = None) -> str:
-    """`<prefix>-<YYYYmmdd-HHMMSS>`, with `-2`, `-3`... added when that name is taken."""
-    runs_dir = Path(runs_dir or default_runs_dir())
-    safe = "".join(c if c.isalnum() or c in "-_" else "-" for c in prefix).strip("-_") or "run"
-    base = f"{safe[:40]}-{time.strftime('%Y%m%d-%H%M%S')}"
-    name, n = base, 1
-    while (runs_dir / name).exists():
-        n += 1
-        name = f"{base}-{n}"
-    return name
 
 
 def engine_command(run_path: str | Path, nproc: int, resume: bool = False,
@@ -161,21 +149,7 @@ def _wait_ended(run: RunDir, timeout: float) -> bool:
 def stop_timeout(run: RunDir) -> float:
     """How long to wait at each stage of a stop: STOP_TIMEOUT_S, or three steps of a slow run
     (a GPT-2 124M step takes minutes on a CPU, and the engine only looks between steps)."""
-    last_dt_ms = 0.0
-    try:
-        with open(run.metrics_path, "rb") as f:
-            f.seek(max(0, os.fstat(f.fileno()).st_size - 4096))
-            tail = f.read().decode("utf-8", "replace")
-        for line in reversed(tail.splitlines()[1:] or tail.splitlines()):
-            try:
-                record = json.loads(line)
-            except json.JSONDecodeError:
-                continue
-            if "dt_ms" in record:
-                last_dt_ms = float(record["dt_ms"])
-                break
-    except OSError:
-        pass
+    last_dt_ms = metrics.last_step_time_ms(run.metrics_path)
     return max(STOP_TIMEOUT_S, 3 * last_dt_ms / 1000)
 
 
@@ -255,7 +229,7 @@ def list_runs(runs_dir: str | Path | None = None) -> list[RunInfo]:
     """Every run under runs_dir, newest first, with the state to show (crashed detected)."""
     reap()
     infos = []
-    for run in _list_dirs(runs_dir):
+    for run in list_run_dirs(runs_dir):
         status = run.read_status()
         infos.append(RunInfo(run, status, run.effective_state(status)))
     return infos

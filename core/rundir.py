@@ -1,7 +1,9 @@
 """The run directory: the one interface between the engine and everything that reads runs.
 
 This module alone knows the file names inside `runs/<run_id>/` (see shared DESIGN.md):
-config.json, status.json, metrics.jsonl, log.txt, checkpoints/, STOP.
+config.json, status.json, metrics.jsonl, log.txt, checkpoints/ (step_NNNNNNN.pt and best.pt),
+STOP. What a metrics record holds is core/metrics.py's business, what a checkpoint holds
+core/checkpoint.py's.
 """
 
 from __future__ import annotations
@@ -11,18 +13,16 @@ import os
 import re
 import shutil
 import socket
+import threading
 import time
-from dataclasses import dataclass
 from pathlib import Path
-
-import torch
 
 from core.config import SCHEMA_VERSION, ConfigError, TrainConfig, check_run_id
 
-STATES = ("queued", "running", "completed", "stopped", "failed")
 ACTIVE_STATES = ("queued", "running")
 CRASHED = "crashed"  # never written: how readers show a running run whose process is gone
 HEARTBEAT_GRACE_S = 5.0
+_STATUS_LOCK = threading.Lock()
 _CKPT = re.compile(r"^step_(\d{7})\.pt$")
 
 
@@ -119,10 +119,11 @@ class RunDir:
 
     def write_status(self, **fields) -> dict:
         """Merge fields into status.json (atomically) and stamp the heartbeat."""
-        status = self.read_status()
-        status.update(fields, updated=time.time())
-        status.setdefault("created", status["updated"])
-        _write_atomic(self.path / "status.json", json.dumps(status))
+        with _STATUS_LOCK:  # the engine's heartbeat thread writes too
+            status = self.read_status()
+            status.update(fields, updated=time.time())
+            status.setdefault("created", status["updated"])
+            _write_atomic(self.path / "status.json", json.dumps(status))
         return status
 
     def mark_started(self, max_steps: int, world_size: int) -> dict:
@@ -147,20 +148,15 @@ class RunDir:
     def stop_requested(self) -> bool:
         return (self.path / "STOP").exists()
 
-    def clear_stop(self) -> None:
-        (self.path / "STOP").unlink(missing_ok=True)
-
-    # --- metrics -------------------------------------------------------------------------
-    def open_metrics(self):
-        """A line-buffered append handle: each record reaches the file as it is written."""
-        return open(self.metrics_path, "a", buffering=1)
-
-    def truncate_metrics_after(self, step: int) -> None:
-        """On resume, drop records past the checkpoint's step so the log never has two of one step."""
-        if not self.metrics_path.exists():
-            return
-        kept = [r for r in MetricsReader(self.metrics_path).read_new() if r.get("step", 0) <= step]
-        _write_atomic(self.metrics_path, "".join(json.dumps(r) + "\n" for r in kept))
+    def clear_stop(self, older_than: float | None = None) -> None:
+        """Remove the stop request; with older_than, only one written before that time (a stop
+        sent while a run was starting must survive its start)."""
+        path = self.path / "STOP"
+        try:
+            if older_than is None or path.stat().st_mtime < older_than:
+                path.unlink(missing_ok=True)
+        except FileNotFoundError:
+            pass
 
     # --- checkpoints ---------------------------------------------------------------------
     def checkpoints(self) -> list[tuple[int, Path]]:
@@ -175,86 +171,31 @@ class RunDir:
         found = self.checkpoints()
         return found[-1][1] if found else None
 
-    def save_checkpoint(self, state: dict, step: int, keep: int = 0) -> Path:
-        """Write to a temp name and rename, so a crash never leaves a half file as the latest."""
-        self.checkpoint_dir.mkdir(exist_ok=True)
-        path = self.checkpoint_dir / f"step_{step:07d}.pt"
-        tmp = path.with_suffix(".pt.tmp")
-        torch.save(state, tmp)
-        os.replace(tmp, path)
-        if keep:
-            for _, old in self.checkpoints()[:-keep]:
-                old.unlink(missing_ok=True)
-        return path
+    @property
+    def best_checkpoint_path(self) -> Path:
+        """The checkpoint of the best val loss so far; never pruned by keep_checkpoints."""
+        return self.checkpoint_dir / "best.pt"
+
+    def checkpoint_path(self, step: int) -> Path:
+        return self.checkpoint_dir / f"step_{step:07d}.pt"
 
     def delete(self) -> None:
         shutil.rmtree(self.path)
 
 
-def load_checkpoint(path: str | Path, map_location="cpu") -> dict:
-    """Load a checkpoint safely (tensors and plain types only); clear errors for bad files."""
-    path = Path(path)
-    if not path.is_file():
-        raise FileNotFoundError(f"checkpoint {path} does not exist")
-    try:
-        state = torch.load(path, map_location=map_location, weights_only=True)
-    except Exception as e:
-        raise ValueError(
-            f"checkpoint {path} cannot be read ({type(e).__name__}: {str(e).splitlines()[0][:200]}); "
-            "it may be truncated or not one of ours: pick another checkpoint"
-        ) from e
-    if not isinstance(state, dict) or "model" not in state or "config" not in state:
-        raise ValueError(f"{path} is not a checkpoint of this project (no model weights and config)")
-    return state
+def default_run_name(prefix: str, runs_dir: str | Path | None = None) -> str:
+    """`<prefix>-<YYYYmmdd-HHMMSS>`, with `-2`, `-3`... added when that name is taken."""
+    runs_dir = Path(runs_dir or default_runs_dir())
+    safe = "".join(c if c.isalnum() or c in "-_" else "-" for c in prefix).strip("-_") or "run"
+    base = f"{safe[:40]}-{time.strftime('%Y%m%d-%H%M%S')}"
+    name, n = base, 1
+    while (runs_dir / name).exists():
+        n += 1
+        name = f"{base}-{n}"
+    return name
 
 
-@dataclass
-class MetricsReader:
-    """Reads metrics.jsonl incrementally: remembers the byte offset and skips a torn last line.
-
-    A resume rewrites the file (a new inode, perhaps soon longer than before); the reader then
-    starts over from the top and says so, so that callers drop what they built from the old file.
-    """
-
-    path: Path
-    offset: int = 0
-    file_id: tuple | None = None  # (device, inode) of the file read so far
-
-    def read_new_bytes(self) -> tuple[bytes, bool]:
-        """Complete lines appended since the last call, and whether the file was replaced since
-        (then the bytes are the whole new file, from its start)."""
-        try:
-            with open(self.path, "rb") as f:
-                st = os.fstat(f.fileno())
-                restarted = self.file_id not in (None, (st.st_dev, st.st_ino)) or st.st_size < self.offset
-                if restarted:
-                    self.offset = 0
-                self.file_id = (st.st_dev, st.st_ino)
-                f.seek(self.offset)
-                chunk = f.read()
-        except FileNotFoundError:
-            return b"", False
-        end = chunk.rfind(b"\n") + 1  # a line without its newline is still being written
-        self.offset += end
-        return chunk[:end], restarted
-
-    def read_new(self) -> list[dict]:
-        """Records appended since the last call (complete lines only)."""
-        return parse_records(self.read_new_bytes()[0])
-
-
-def parse_records(chunk: bytes) -> list[dict]:
-    """JSON records of complete lines, skipping any that a crash tore mid-write."""
-    records = []
-    for line in chunk.splitlines():
-        try:
-            records.append(json.loads(line))
-        except ValueError:  # JSON or UTF-8 errors
-            continue
-    return records
-
-
-def list_runs(runs_dir: str | Path | None = None) -> list[RunDir]:
+def list_run_dirs(runs_dir: str | Path | None = None) -> list[RunDir]:
     """Every run directory under runs_dir, newest first."""
     root = Path(runs_dir or default_runs_dir())
     if not root.is_dir():

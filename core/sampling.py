@@ -11,7 +11,7 @@ from typing import Iterator
 import torch
 
 from core.config import GPT2_VOCAB  # ids at or above it are padding (50304 = 50257 rounded up)
-from core.data import EOT_TOKEN as EOT_ID
+from core.data import EOT_TOKEN
 from core.model import GPT, KVCache
 
 
@@ -203,7 +203,7 @@ def stream_tokens(model: GPT, prompt_ids: list[int], settings: SamplingSettings,
         top_p, top_i = torch.topk(probs, n_alternatives)
         top = tuple((enc.decode_single_token_bytes(int(t)).decode("utf-8", errors="replace"),
                      float(p)) for p, t in zip(top_p, top_i))
-        eot = token == EOT_ID
+        eot = token == EOT_TOKEN
         last = i == settings.max_new_tokens - 1 or (eot and settings.stop_at_eot)
         if eot:
             text = utf8.flush() + ("" if settings.stop_at_eot else "<|endoftext|>")
@@ -214,14 +214,6 @@ def stream_tokens(model: GPT, prompt_ids: list[int], settings: SamplingSettings,
         yield TokenEvent(i, token, text, float(probs[token]), top, time.perf_counter() - t0, eot)
         if last:
             return
-
-
-def generate_text(model: GPT, prompt: str, settings: SamplingSettings,
-                  device: str | torch.device = "cpu") -> tuple[str, list[TokenEvent], int]:
-    """The continuation of a prompt as one string, with its events and the cropped-token count."""
-    ids, dropped = encode_prompt(prompt, model.config.block_size)
-    events = list(stream_tokens(model, ids, settings, device))
-    return "".join(e.text for e in events), events, dropped
 
 
 @dataclass(frozen=True)

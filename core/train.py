@@ -10,13 +10,13 @@ import argparse
 import dataclasses
 import os
 import sys
-import time
 from pathlib import Path
 
 from core import config as C
-from core import data, device
+from core import data
+from core.preflight import check_runnable
 from core.engine import init_distributed, train
-from core.rundir import RunDir, default_runs_dir
+from core.rundir import RunDir, default_run_name, default_runs_dir
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -61,16 +61,6 @@ def config_from_args(args) -> C.TrainConfig:
     return base.replace(**_given_fields(args))
 
 
-def check_runnable(cfg: C.TrainConfig) -> None:
-    """Checks beyond the field rules that still must pass before a run directory is created."""
-    C.validate(cfg)
-    try:
-        device.choose(cfg.device, cfg.dtype, cfg.compile)
-        data.resolve_source(cfg.data)
-    except ValueError as e:
-        raise C.ConfigError(str(e)) from e
-
-
 def prepare(argv=None, world_size: int = 1) -> tuple[RunDir, bool]:
     """Parse the command line into a run directory to train, creating it unless resuming; under
     torchrun a new run records world_size as its nproc (so total_batch_tokens is checked
@@ -107,7 +97,7 @@ def prepare(argv=None, world_size: int = 1) -> tuple[RunDir, bool]:
         runs_dir, name = path.parent, path.name
     else:
         runs_dir = Path(args.runs_dir) if args.runs_dir else default_runs_dir()
-        name = args.name or f"{args.preset}-{time.strftime('%Y%m%d-%H%M%S')}"
+        name = args.name or default_run_name(args.preset, runs_dir)
     return RunDir.create(runs_dir, name, cfg), False
 
 

@@ -21,7 +21,9 @@ import torch
 from conftest import make_tiny_config
 from core import launcher
 from core.engine import train
-from core.rundir import MetricsReader, RunDir, load_checkpoint
+from core import checkpoint
+from core.metrics import MetricsReader
+from core.rundir import RunDir
 
 ROOT = Path(__file__).resolve().parent.parent
 JOB_TIMEOUT_S = 120  # a safety net against a hung job, not a performance assertion
@@ -139,8 +141,8 @@ def test_two_ranks_match_one_process_with_twice_the_accumulation(small_text, run
     # Only rank 0 writes: one line per step, and both final weights are the same model.
     lines = two.metrics_path.read_text().splitlines()
     assert len(lines) == len(set(lines))
-    w2 = load_checkpoint(two.latest_checkpoint())["model"]
-    w1 = load_checkpoint(one.latest_checkpoint())["model"]
+    w2 = checkpoint.load(two.latest_checkpoint()).model
+    w1 = checkpoint.load(one.latest_checkpoint()).model
     for name in w1:
         torch.testing.assert_close(w2[name], w1[name], atol=1e-4, rtol=0)
 
@@ -188,14 +190,14 @@ def test_stop_ends_every_rank_and_the_checkpoint_resumes_in_one_process(small_te
     stopped_at = status["step"]
     assert stopped_at == max(_records(run, "train")) and 2 <= stopped_at < 12
     assert [s for s, _ in run.checkpoints()] == [stopped_at]
-    state = load_checkpoint(run.latest_checkpoint())
-    assert state["world_size"] == 2 and state["config"]["grad_accum_steps"] == 2
+    ckpt = checkpoint.load(run.latest_checkpoint())
+    assert ckpt.world_size == 2 and ckpt.config.grad_accum_steps == 2
     assert not run.stop_requested()
     assert not [p for p in [proc.pid, *tree] if _alive(p)]
 
     assert train(str(run.path), resume=True) == "completed"  # 1 process, 4 micro steps
     assert run.read_status()["world_size"] == 1
-    assert load_checkpoint(run.latest_checkpoint())["config"]["grad_accum_steps"] == 4
+    assert checkpoint.load(run.latest_checkpoint()).config.grad_accum_steps == 4
     whole = RunDir.create(runs_dir, "whole", make_tiny_config(small_text, **common))
     assert train(str(whole.path)) == "completed"
     resumed, reference = _records(run, "train"), _records(whole, "train")

@@ -55,7 +55,7 @@ def test_time_uses_the_newest_completed_run_of_the_same_shape(runs_dir):
     def fake_run(name, config, rates, state="completed"):
         run = RunDir.create(runs_dir, name, config)
         run.metrics_path.write_text("".join(
-            json.dumps({"kind": "train", "step": i + 1, "tokens_per_sec": r}) + "\n"
+            json.dumps({"kind": "train", "step": i + 1, "loss": 5.0, "tokens_per_sec": r}) + "\n"
             for i, r in enumerate(rates)))
         run.write_status(state=state)
 

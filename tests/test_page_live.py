@@ -12,7 +12,8 @@ import pytest
 from streamlit.testing.v1 import AppTest
 
 from core import rundir
-from core.rundir import MetricsReader, RunDir
+from core.metrics import MetricsReader
+from core.rundir import RunDir
 
 
 def _array(value):
@@ -50,7 +51,7 @@ def _metric(at, label):
 
 
 def _train_lines(run, steps, start=1):
-    with run.open_metrics() as f:
+    with open(run.metrics_path, "a", buffering=1) as f:
         for s in range(start, start + steps):
             f.write(json.dumps(dict(kind="train", step=s, time=time.time() - 100 + s, loss=5.0 / s,
                                     lr=1e-3, grad_norm=0.8, dt_ms=250.0, tokens_per_sec=1024.0,
@@ -69,7 +70,7 @@ def test_running_run_updates_incrementally(runs_dir, tiny_config, monkeypatch):
     run = RunDir.create(runs_dir, "training", tiny_config.replace(max_steps=100, target_loss=0.5))
     run.write_status(state="running", pid=os.getpid(), started=time.time() - 100, step=30)
     _train_lines(run, 30)
-    with run.open_metrics() as f:
+    with open(run.metrics_path, "a", buffering=1) as f:
         f.write(json.dumps(dict(kind="eval", step=30, time=time.time(), val_loss=0.9)) + "\n")
         f.write(json.dumps(dict(kind="sample", step=30, time=time.time(), prompt="ROMEO:",
                                 text=" *bold* _it_ # $x$")) + "\n")

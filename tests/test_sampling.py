@@ -7,10 +7,12 @@ import pytest
 import torch
 
 from core import sampling as S
+from core.data import EOT_TOKEN
 from core.inspect_model import (architecture, load_model, meta_breakdown, parameter_breakdown,
                                 resolve_checkpoint, sizes, training_results)
 from core.model import GPT, ModelConfig
-from core.rundir import RunDir, load_checkpoint
+from core import checkpoint
+from core.rundir import RunDir
 
 
 @pytest.fixture(scope="module")
@@ -26,7 +28,7 @@ def rigged_model(eot_bias: float = 5.0) -> GPT:
         m.transformer.ln_f.weight.zero_()
         m.transformer.ln_f.bias.fill_(1.0)  # final hidden state = ones: logit i = sum(wte[i])
         m.transformer.wte.weight[50300] = 10.0
-        m.transformer.wte.weight[S.EOT_ID] = eot_bias
+        m.transformer.wte.weight[EOT_TOKEN] = eot_bias
     return m
 
 
@@ -72,7 +74,7 @@ def test_same_seed_same_text_and_other_seed_other_text(model):
 
 def test_padding_is_never_emitted_and_end_of_text_stops():
     events = list(S.stream_tokens(rigged_model(), [464], S.SamplingSettings(max_new_tokens=10)))
-    assert [e.token_id for e in events] == [S.EOT_ID]  # not 50300, and it stopped at once
+    assert [e.token_id for e in events] == [EOT_TOKEN]  # not 50300, and it stopped at once
     assert events[0].eot and events[0].text == ""
     assert events[0].prob > 0.99 and all(t != "" for t, _ in events[0].top[:1])
     events = list(S.stream_tokens(rigged_model(), [464],
@@ -110,7 +112,7 @@ def test_prompt_is_cropped_from_the_left():
     ids, dropped = S.encode_prompt("to be or not to be " * 10, block_size=16)
     assert len(ids) == 16 and dropped > 0
     ids, dropped = S.encode_prompt("<|endoftext|>", block_size=16)
-    assert ids == [S.EOT_ID] and dropped == 0
+    assert ids == [EOT_TOKEN] and dropped == 0
 
 
 def test_next_token_probabilities_sorted_entropy_and_temperature(model):
@@ -157,8 +159,9 @@ def test_load_model_from_a_trained_run(trained_run):
     assert path == trained_run.latest_checkpoint()
     loaded = load_model(path)
     assert loaded.step == 12 and loaded.config.n_embd == 32
-    text, events, _ = S.generate_text(loaded.model, "ROMEO:", S.SamplingSettings(max_new_tokens=5))
-    assert 1 <= len(events) <= 5 and isinstance(text, str)
+    ids, _ = S.encode_prompt("ROMEO:", loaded.model.config.block_size)
+    events = list(S.stream_tokens(loaded.model, ids, S.SamplingSettings(max_new_tokens=5)))
+    assert 1 <= len(events) <= 5 and all(isinstance(e.text, str) for e in events)
     bf16 = load_model(path, dtype="bfloat16")
     assert next(bf16.model.parameters()).dtype == torch.bfloat16
     assert list(S.stream_tokens(bf16.model, [464], S.SamplingSettings(max_new_tokens=3,
@@ -190,14 +193,14 @@ def test_run_without_checkpoint_says_so(runs_dir, tiny_config):
 
 def test_breakdown_and_sizes_from_real_tensors(trained_run):
     path = trained_run.latest_checkpoint()
-    state = load_checkpoint(path)
-    rows = dict(parameter_breakdown(state["model"]))
+    ckpt = checkpoint.load(path)
+    rows = dict(parameter_breakdown(ckpt.model))
     model = load_model(path).model
     assert rows["total"] == model.num_params()
     assert rows["token embedding (wte, tied with lm_head)"] == 50304 * 32
     assert sum(v for k, v in rows.items() if k != "total") == rows["total"]
     assert dict(meta_breakdown(trained_run.read_config())) == rows
-    sz = sizes(state, path)
+    sz = sizes(ckpt)
     assert sz["fp32"] == rows["total"] * 4 and sz["bf16"] == rows["total"] * 2
     assert sz["optimizer"] >= 2 * sz["fp32"]  # AdamW keeps two moments per weight
     assert sz["checkpoint_file"] > sz["fp32_with_optimizer"] * 0.9

@@ -6,7 +6,7 @@ import pytest
 
 from conftest import ROOT
 from core import train as cli
-from core.rundir import RunDir, list_runs
+from core.rundir import RunDir, list_run_dirs
 
 
 def run_cli(*args, env_extra=None):
@@ -62,7 +62,7 @@ def test_cli_trains_prints_step_lines_and_resumes_further(runs_dir, small_text):
     again = run_cli("--run-dir", str(run.path), "--resume", "--max-steps", "8")
     assert again.returncode == 0, again.stderr
     assert "resumed from step 6" in again.stdout and run.read_status()["step"] == 8
-    assert [r.run_id for r in list_runs(runs_dir)] == ["cli"]
+    assert [r.run_id for r in list_run_dirs(runs_dir)] == ["cli"]
 
 
 def test_existing_run_without_resume_is_refused(trained_run, capsys):

@@ -1,0 +1,173 @@
+"""What a checkpoint holds, and the one place that builds, writes and unpacks it.
+
+A checkpoint is a `torch.save`d dict of tensors and plain values (so `weights_only=True` loads
+it): the model's weights, the optimizer state, the step, the data position (micro batches
+consumed), the RNG states, the config, and metadata (loss, world size, training time so far,
+the best val loss seen). The engine saves through `capture` + `save`; resume, the playground,
+sample, export and model info read through `load`. Where the files live is core/rundir.py's
+business (`RunDir.checkpoint_path`).
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import torch
+
+from core.config import TrainConfig
+from core.model import GPT, ModelConfig
+from core.rundir import RunDir
+
+MB = 2**20
+
+
+@dataclass
+class Checkpoint:
+    """An unpacked checkpoint. `optimizer` and `rng` are None when loaded for inference."""
+
+    path: Path
+    model: dict
+    config: TrainConfig
+    step: int
+    micro_batches_seen: int = 0
+    loss: float | None = None
+    world_size: int = 1
+    train_time_s: float = 0.0
+    best_val_loss: float | None = None
+    optimizer: dict | None = None
+    rng: dict | None = None
+    meta: dict = field(default_factory=dict)  # keys this version does not know, kept as read
+
+    def build_model(self) -> GPT:
+        """A GPT (fp32, CPU, eval mode) holding these weights; ValueError if they do not fit."""
+        model = GPT(ModelConfig.of(self.config))
+        try:
+            model.load_state_dict(self.model)
+        except (RuntimeError, TypeError, AttributeError) as e:
+            raise ValueError(f"{self.path}: the weights do not match the model its config "
+                             f"describes ({str(e).splitlines()[0][:200]})") from e
+        return model.eval()
+
+
+_KNOWN = {"model", "config", "step", "micro_batches_seen", "loss", "world_size", "train_time_s",
+          "best_val_loss", "optimizer", "rng"}
+
+
+def capture(model: GPT, optimizer, cfg: TrainConfig, step: int, micro_batches_seen: int,
+            loss: float, world_size: int, train_time_s: float,
+            best_val_loss: float | None = None) -> dict:
+    """The state to save: everything an exact resume needs, plus what readers show."""
+    return {
+        "model": model.state_dict(),  # the uncompiled module: no _orig_mod. prefixes
+        "optimizer": optimizer.state_dict(),
+        "step": step,
+        "micro_batches_seen": micro_batches_seen,
+        "loss": loss,
+        "world_size": world_size,
+        "train_time_s": train_time_s,
+        "best_val_loss": best_val_loss,
+        "config": cfg.to_dict(),
+        "rng": {"torch": torch.get_rng_state(),
+                "cuda": torch.cuda.get_rng_state_all() if torch.cuda.is_available() else []},
+    }
+
+
+class DiskFull(OSError):
+    """No room for a checkpoint; the message says how much was needed and how much is free."""
+
+
+def save(state: dict, path: Path) -> Path:
+    """Write state to path through a temp file and a rename, so a crash never leaves a half file
+    under the final name; on a full disk the temp file is removed and DiskFull says the sizes."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+    try:
+        torch.save(state, tmp)
+        os.replace(tmp, path)
+    except (OSError, RuntimeError) as e:
+        tmp.unlink(missing_ok=True)
+        free = shutil.disk_usage(path.parent).free
+        needed = state_bytes(state)
+        if isinstance(e, OSError) and e.errno not in (28, 122) and free > needed:
+            raise
+        raise DiskFull(28, f"no space left on device for checkpoint {path.name} (needed "
+                           f"~{needed / MB:.0f} MB, free {free / MB:.0f} MB)") from e
+    return path
+
+
+def save_step(run: RunDir, state: dict, keep: int = 0) -> Path:
+    """Save the run's checkpoint for state's step, then keep only the newest `keep` (0 = all)."""
+    path = save(state, run.checkpoint_path(int(state["step"])))
+    if keep:
+        for _, old in run.checkpoints()[:-keep]:
+            old.unlink(missing_ok=True)
+    return path
+
+
+def state_bytes(state) -> int:
+    """Bytes of the tensors in a (nested) state: about the size of its file."""
+    if isinstance(state, torch.Tensor):
+        return state.numel() * state.element_size()
+    if isinstance(state, dict):
+        return sum(state_bytes(v) for v in state.values())
+    if isinstance(state, (list, tuple)):
+        return sum(state_bytes(v) for v in state)
+    return 0
+
+
+def load(path: str | Path, map_location="cpu", training: bool = True) -> Checkpoint:
+    """Load a checkpoint safely (tensors and plain types only) with clear errors for bad files.
+
+    With training=False the optimizer state and RNG are left unread: the file is memory-mapped,
+    so only the model's tensors are read from disk (a fraction of the file for inference).
+    """
+    path = Path(path)
+    if not path.is_file():
+        raise FileNotFoundError(f"checkpoint {path} does not exist")
+    try:
+        state = torch.load(path, map_location=map_location, weights_only=True, mmap=True)
+    except Exception as e:
+        raise ValueError(
+            f"checkpoint {path} cannot be read ({type(e).__name__}: {str(e).splitlines()[0][:200]}); "
+            "it may be truncated or not one of ours: pick another checkpoint") from e
+    if not isinstance(state, dict) or "model" not in state or "config" not in state:
+        raise ValueError(f"{path} is not a checkpoint of this project (no model weights and config)")
+    try:
+        cfg = TrainConfig.from_dict(state["config"])
+    except (TypeError, ValueError) as e:
+        raise ValueError(f"{path} holds a config this version cannot read: {e}") from e
+    return Checkpoint(
+        path=path, model=state["model"], config=cfg, step=int(state.get("step", 0)),
+        micro_batches_seen=int(state.get("micro_batches_seen", 0)), loss=state.get("loss"),
+        world_size=int(state.get("world_size", 1)),
+        train_time_s=float(state.get("train_time_s") or 0.0),
+        best_val_loss=state.get("best_val_loss"),
+        optimizer=state.get("optimizer") if training else None,
+        rng=state.get("rng") if training else None,
+        meta={k: v for k, v in state.items() if k not in _KNOWN})
+
+
+def load_latest(run: RunDir, map_location="cpu") -> tuple[Checkpoint, list[str]]:
+    """The newest checkpoint of the run that loads, and a line for each newer one skipped
+    (truncated by a crash or a full disk, say). FileNotFoundError when none loads."""
+    skipped = []
+    for _, path in reversed(run.checkpoints()):
+        try:
+            return load(path, map_location), skipped
+        except ValueError as e:
+            skipped.append(f"skipped {path.name}: {e}")
+    raise FileNotFoundError(
+        f"cannot resume {run.run_id}: it has no checkpoint that loads"
+        + (f" ({'; '.join(skipped)})" if skipped else " yet") + "; start it again instead")
+
+
+def restore(ckpt: Checkpoint, model: GPT, optimizer) -> None:
+    """Put a training checkpoint's weights, optimizer state and RNG back for an exact resume."""
+    model.load_state_dict(ckpt.model)
+    optimizer.load_state_dict(ckpt.optimizer)
+    torch.set_rng_state(ckpt.rng["torch"].cpu())
+    if ckpt.rng["cuda"] and torch.cuda.is_available():
+        torch.cuda.set_rng_state_all([t.cpu() for t in ckpt.rng["cuda"]])
