@@ -52,7 +52,8 @@ def _start(cfg, runs_dir: Path, name: str):
 
 def time_launch(cfg, runs_dir: Path, name: str, timeout: float) -> dict:
     """Seconds from launch to the engine starting, and to its first train record on disk."""
-    from core.rundir import ACTIVE_STATES, MetricsReader
+    from core.metrics import MetricsReader
+    from core.rundir import ACTIVE_STATES
 
     t0 = time.time()
     run = _start(cfg, runs_dir, name)

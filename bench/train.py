@@ -73,7 +73,8 @@ def bench_config(args):
 
 def run_engine(cfg, warmup: int, runs_dir: Path, name: str) -> dict:
     """Train cfg with the engine in its own process; timings come from its metrics.jsonl."""
-    from core.rundir import MetricsReader, RunDir
+    from core.metrics import MetricsReader
+    from core.rundir import RunDir
 
     run = RunDir.create(runs_dir, name, cfg)
     env = dict(os.environ, PYTHONPATH=os.pathsep.join(filter(None, (str(common.ROOT),

@@ -11,7 +11,7 @@ import streamlit as st
 import torch
 
 from core.inspect_model import LoadedModel, load_model
-from core.rundir import RunDir, list_runs
+from core.rundir import RunDir, list_run_dirs
 from dashboard.state import runs_dir
 
 LATEST = "latest"
@@ -19,7 +19,7 @@ LATEST = "latest"
 
 def pick_run(prefix: str) -> RunDir:
     """A run chosen in a select box (newest first); stops the page when there are none."""
-    runs = list_runs(runs_dir())
+    runs = list_run_dirs(runs_dir())
     if not runs:
         st.info(f"No runs in `{runs_dir()}` yet. Start one on the **New run** page, or set the "
                 "runs directory in the sidebar.")

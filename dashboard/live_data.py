@@ -1,6 +1,6 @@
 """Incremental loading of a run's metrics into column arrays for the live page (no Streamlit).
 
-A RunSeries keeps a core.rundir.MetricsReader (a byte offset into metrics.jsonl), so each
+A RunSeries keeps a core.metrics.MetricsReader (a byte offset into metrics.jsonl), so each
 refresh parses only the lines appended since the last one. The first load of a long run parses
 its bulk with pyarrow's JSON reader (a few times faster than json.loads per line, and already
 installed with Streamlit); small appends go through MetricsReader line by line. Smoothed series
@@ -16,7 +16,8 @@ from pathlib import Path
 
 import numpy as np
 
-from core.rundir import MetricsReader, RunDir, parse_records
+from core.metrics import MetricsReader, parse_records
+from core.rundir import RunDir
 from dashboard.charts import (MAX_BUCKETS, Downsampler, EmaState, HLine, Trace, ema_debiased,
                               empty_note, line_figure)
 
@@ -75,17 +76,12 @@ def _f(value) -> float:
         return float("nan")
 
 
-def _kind(record: dict) -> str:
-    return record.get("kind") or ("train" if "loss" in record else "eval" if "val_loss" in record
-                                  else "sample" if "text" in record else "other")
-
-
 def _split_records(records: list[dict]) -> tuple[dict, dict, list[dict]]:
     """Records (dicts from MetricsReader) -> (train columns, eval columns, samples)."""
-    train = [r for r in records if _kind(r) == "train"]
-    evals = [r for r in records if _kind(r) == "eval"]
+    train = [r for r in records if r["kind"] == "train"]
+    evals = [r for r in records if r["kind"] == "eval"]
     samples = [dict(step=int(_f(r.get("step")) or 0), text=str(r.get("text", "")),
-                    prompt=str(r.get("prompt", ""))) for r in records if _kind(r) == "sample"]
+                    prompt=str(r.get("prompt", ""))) for r in records if r["kind"] == "sample"]
     tcols = {c: np.array([_f(r.get(c)) for r in train]) for c in TRAIN_COLUMNS} if train else {}
     ecols = {c: np.array([_f(r.get(c)) for r in evals]) for c in EVAL_COLUMNS} if evals else {}
     return tcols, ecols, samples

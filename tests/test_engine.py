@@ -5,7 +5,6 @@ import sys
 import time
 
 import pytest
-import torch
 
 from conftest import ROOT, make_tiny_config
 from core import engine

@@ -12,7 +12,7 @@ import pytest
 from streamlit.testing.v1 import AppTest
 
 from conftest import ROOT, make_tiny_config
-from core import rundir
+from core import metrics, rundir
 from core.launcher import RunInfo
 from core.rundir import RunDir
 from dashboard import run_table
@@ -35,7 +35,8 @@ run.clear_stop()
 
 def write_metrics(run: RunDir, losses, vals=()):
     lines = [dict(kind="train", step=i + 1, loss=x, lr=1e-3, tokens_per_sec=100.0,
-                  tokens_seen=(i + 1) * 256, dt_ms=10.0, time=1.0 + i) for i, x in enumerate(losses)]
+                  tokens_seen=(i + 1) * 256, dt_ms=10.0, time=1.0 + i, train_time_s=16.25 * (i + 1))
+             for i, x in enumerate(losses)]
     lines += [dict(kind="eval", step=s, val_loss=v) for s, v in vals]
     lines.append(dict(kind="sample", step=len(losses), text="ROMEO: hi, \"there\"\n"))
     run.metrics_path.write_text("".join(json.dumps(r) + "\n" for r in lines))
@@ -88,7 +89,8 @@ def test_table_shows_every_state(runs, runs_dir):
         "done": "completed", "broken": "failed", "crashed": "crashed", "live": "running"}
     assert table.loc["done", "best loss"] == 3.0 and table.loc["done", "last loss"] == 3.5
     assert table.loc["done", "best val loss"] == 3.9 and table.loc["done", "tokens seen"] == 1024
-    assert table.loc["done", "duration"] == "1m 05s"
+    assert table.loc["done", "training time"] == "1m 05s"  # from the records, not wall time
+    assert table.loc["done", "best val step"] == 4
     assert table.loc["broken", "max lr"] == 1e-2
     at.selectbox(key="runs_selected").set_value("broken").run()
     assert "TrainingDiverged" in at.error[0].value
@@ -147,14 +149,14 @@ def test_open_live_view_sets_the_selected_run(runs, runs_dir):
 def test_summary_csv_and_curves(tmp_path, small_text):
     run = RunDir.create(tmp_path, "r", make_tiny_config(small_text))
     write_metrics(run, [float(x) for x in range(5000, 0, -1)], vals=[(10, 2.0)])
-    summary = run_table.metrics_summary(run)
+    summary = metrics.cached_summary(run.metrics_path)
     assert (summary.last_step, summary.best_loss, summary.last_loss) == (5000, 1.0, 1.0)
     # Appends are read incrementally; a rewrite (a resume truncates) starts over.
     with open(run.metrics_path, "a") as f:
         f.write(json.dumps(dict(kind="train", step=5001, loss=0.5, tokens_seen=9)) + "\n")
-    assert run_table.metrics_summary(run).best_loss == 0.5
+    assert metrics.cached_summary(run.metrics_path).best_loss == 0.5
     write_metrics(run, [7.0])
-    assert run_table.metrics_summary(run).best_loss == 7.0
+    assert metrics.cached_summary(run.metrics_path).best_loss == 7.0
 
     write_metrics(run, [float(x) for x in range(5000, 0, -1)], vals=[(10, 2.0)])
     csv_text = run_table.metrics_csv(run)
@@ -167,9 +169,9 @@ def test_summary_csv_and_curves(tmp_path, small_text):
 
     info = RunInfo(run, {"state": "running", "started": 100.0, "step": 7, "max_steps": 12,
                          "created": 50.0}, "crashed")
-    row = run_table.summary_row(info, run_table.MetricsSummary(), run.read_config(), now=200.0)
+    row = run_table.summary_row(info, metrics.RunSummary(), run.read_config())
     assert row["state"] == "crashed" and row["progress"] == pytest.approx(7 / 12)
-    assert "process gone" in row["error"] and row["duration"] == "0s"  # no heartbeat known
+    assert "process gone" in row["error"] and row["training time"] == ""  # no step recorded
 
 
 def test_colours_are_stable_and_from_the_palette():

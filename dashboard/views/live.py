@@ -6,7 +6,7 @@ import time
 import numpy as np
 import streamlit as st
 
-from core.rundir import ACTIVE_STATES, CRASHED, list_runs
+from core.rundir import ACTIVE_STATES, CRASHED, list_run_dirs
 from dashboard.colors import run_color
 from dashboard.live_data import X_AXES, build_figures, series_for, tail_text
 from dashboard.run_table import format_duration
@@ -29,7 +29,7 @@ def _num(value: float, fmt: str) -> str:
 
 
 st.title("Live metrics")
-runs = list_runs(runs_dir())
+runs = list_run_dirs(runs_dir())
 if not runs:
     st.info("No runs yet. Start a training run and watch its loss fall here, live.")
     st.page_link("views/new_run.py", label="Start a new run", icon="🚀")

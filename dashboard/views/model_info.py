@@ -5,11 +5,11 @@ import dataclasses
 import pandas as pd
 import streamlit as st
 
+from core import checkpoint
 from core import export as E
 from core.config import TrainConfig
 from core.inspect_model import (architecture, human_bytes, load_model, meta_breakdown,
                                 parameter_breakdown, sizes, training_results)
-from core.rundir import load_checkpoint
 from dashboard.checkpoint_picker import pick_checkpoint, pick_run
 
 st.title("Model info")
@@ -18,9 +18,9 @@ st.title("Model info")
 @st.cache_resource(max_entries=4, show_spinner="Reading the checkpoint...")
 def _checkpoint_facts(path: str, mtime: float) -> dict:
     """Breakdown and sizes from the checkpoint's real tensors (the state itself is not kept)."""
-    state = load_checkpoint(path)
-    return {"breakdown": parameter_breakdown(state["model"]), "sizes": sizes(state, path),
-            "step": int(state.get("step", 0)), "config": TrainConfig.from_dict(state["config"])}
+    ckpt = checkpoint.load(path)
+    return {"breakdown": parameter_breakdown(ckpt.model), "sizes": sizes(ckpt),
+            "step": ckpt.step, "config": ckpt.config}
 
 
 c_run, c_ckpt = st.columns([3, 2])

@@ -4,7 +4,7 @@ import pandas as pd
 import plotly.graph_objects as go
 import streamlit as st
 
-from core import launcher
+from core import launcher, metrics
 from core.config import ConfigError
 from core.rundir import ACTIVE_STATES
 from dashboard import run_table
@@ -69,7 +69,7 @@ info = next(i for i in infos if i.run_id == selected)
 active = info.state in ACTIVE_STATES
 has_checkpoint = info.run.latest_checkpoint() is not None
 # metrics.jsonl has every step; status.json's step is a heartbeat written at most once a second.
-step_done = max(info.status.get("step") or 0, run_table.metrics_summary(info.run).last_step)
+step_done = max(info.status.get("step") or 0, metrics.cached_summary(info.run.metrics_path).last_step)
 st.markdown(f"State: **{info.state}** · step {step_done} / "
             f"{info.status.get('max_steps', '?')}")
 if info.state in ("failed", "crashed"):
