@@ -46,7 +46,11 @@ class TrainConfig:
     grad_clip: float = _f(1.0, "optimisation", "clip the global gradient norm to this (0 = off)")
     # schedule
     warmup_steps: int = _f(200, "schedule", "linear warmup steps")
-    max_steps: int = _f(2000, "schedule", "optimizer steps; the cosine decay ends here")
+    max_steps: int = _f(2000, "schedule", "optimizer steps (the cosine decay ends here unless "
+                        "lr_decay_steps is set)")
+    lr_decay_steps: int = _f(
+        0, "schedule", "step where the cosine reaches min_lr (0 = max_steps); continuing a "
+        "finished run sets it to the old max_steps so the extra steps train at min_lr")
     # batch
     micro_batch_size: int = _f(2, "batch", "sequences per micro step and process")
     seq_len: int = _f(1024, "batch", "tokens per sequence (at most block_size)")
@@ -74,7 +78,14 @@ class TrainConfig:
     sample_prompt: str = _f("ROMEO:", "logging", "prompt of the samples logged during training")
     sample_tokens: int = _f(64, "logging", "tokens per logged sample")
     checkpoint_interval: int = _f(250, "logging", "steps between checkpoints (0 = only at the end)")
-    keep_checkpoints: int = _f(2, "logging", "newest checkpoints kept on disk (0 = all)")
+    keep_checkpoints: int = _f(2, "logging", "newest checkpoints kept on disk (0 = all); the "
+                               "best-val checkpoint best.pt is kept besides")
+    snapshot_interval: int = _f(
+        0, "logging", "steps between weights-only half-precision snapshots for comparing "
+        "checkpoints over time (0 = off)")
+    snapshot_cap_mb: int = _f(200, "logging", "disk cap of the snapshots; the oldest go first")
+    copy_min_len: int = _f(8, "logging", "tokens a span of a sample must share verbatim with "
+                           "the training text to count as copied (eval copy rate; 0 = off)")
     seed: int = _f(1337, "logging", "random seed for weights, data order and samples")
 
     def __post_init__(self):
@@ -162,7 +173,8 @@ def field_problems(cfg: TrainConfig) -> dict[str, str]:
         if not isinstance(getattr(cfg, name), int) or getattr(cfg, name) < 1:
             p[name] = f"must be a positive whole number (got {getattr(cfg, name)!r})"
     for name in ("warmup_steps", "eval_interval", "checkpoint_interval", "keep_checkpoints",
-                 "total_batch_tokens", "seed"):
+                 "total_batch_tokens", "seed", "lr_decay_steps", "early_stop_patience",
+                 "snapshot_interval", "snapshot_cap_mb", "copy_min_len"):
         if not isinstance(getattr(cfg, name), int) or getattr(cfg, name) < 0:
             p[name] = f"must be a whole number >= 0 (got {getattr(cfg, name)!r})"
     for name in ("max_lr", "min_lr", "weight_decay", "eps", "grad_clip", "target_loss",

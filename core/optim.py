@@ -12,12 +12,15 @@ from core.config import TrainConfig
 
 def get_lr(step: int, cfg: TrainConfig) -> float:
     """Learning rate for optimizer step `step` (0-based): linear warmup to max_lr, cosine decay
-    to min_lr at max_steps, flat after (the build-nanogpt schedule)."""
+    to min_lr at lr_decay_steps (max_steps when 0), flat after (the build-nanogpt schedule;
+    nanoGPT's lr_decay_iters). A run continued past its planned end keeps its old decay length,
+    so its extra steps train at min_lr instead of jumping back up the cosine."""
     if step < cfg.warmup_steps:
         return cfg.max_lr * (step + 1) / cfg.warmup_steps
-    if step >= cfg.max_steps:
+    decay_end = cfg.lr_decay_steps or cfg.max_steps
+    if step >= decay_end:
         return cfg.min_lr
-    progress = (step - cfg.warmup_steps) / max(1, cfg.max_steps - cfg.warmup_steps)
+    progress = (step - cfg.warmup_steps) / max(1, decay_end - cfg.warmup_steps)
     coeff = 0.5 * (1.0 + math.cos(math.pi * progress))  # 1 -> 0
     return cfg.min_lr + coeff * (cfg.max_lr - cfg.min_lr)
 
