@@ -1,15 +1,20 @@
 """What a checkpoint holds, and the one place that builds, writes and unpacks it.
 
-A checkpoint is a `torch.save`d dict of tensors and plain values (so `weights_only=True` loads
+A checkpoint (`.pt`) is a `torch.save`d dict of tensors and plain values (so `weights_only=True` loads
 it): the model's weights, the optimizer state, the step, the data position (micro batches
 consumed), the RNG states, the config, and metadata (loss, world size, training time so far,
 the best val loss seen). The engine saves through `capture` + `save`; resume, the playground,
-sample, export and model info read through `load`. Where the files live is core/rundir.py's
-business (`RunDir.checkpoint_path`).
+sample, export and model info read through `load`.
+
+A snapshot (`.safetensors`) holds the weights alone, in half precision, with the config, step
+and val loss in its metadata: cheap enough to keep many, so a run has many points in time for
+comparing its output across training. `load` reads both kinds. Where the files live is
+core/rundir.py's business (`RunDir.checkpoint_path`, `RunDir.snapshot_path`).
 """
 
 from __future__ import annotations
 
+import json
 import os
 import shutil
 from dataclasses import dataclass, field
@@ -22,6 +27,8 @@ from core.model import GPT, ModelConfig
 from core.rundir import RunDir
 
 MB = 2**20
+TIED = "lm_head.weight"  # the same tensor as transformer.wte.weight: stored once, under wte
+WEIGHT_DTYPES = {"float32": torch.float32, "bfloat16": torch.bfloat16, "float16": torch.float16}
 
 
 @dataclass
@@ -127,6 +134,8 @@ def load(path: str | Path, map_location="cpu", training: bool = True) -> Checkpo
     path = Path(path)
     if not path.is_file():
         raise FileNotFoundError(f"checkpoint {path} does not exist")
+    if path.suffix == ".safetensors":
+        return _load_weights_file(path)
     try:
         state = torch.load(path, map_location=map_location, weights_only=True, mmap=True)
     except Exception as e:
@@ -162,6 +171,71 @@ def load_latest(run: RunDir, map_location="cpu") -> tuple[Checkpoint, list[str]]
     raise FileNotFoundError(
         f"cannot resume {run.run_id}: it has no checkpoint that loads"
         + (f" ({'; '.join(skipped)})" if skipped else " yet") + "; start it again instead")
+
+
+# --- weights-only files: snapshots and the safetensors export ------------------------------------
+
+def model_tensors(model: GPT, dtype: str = "float32") -> dict[str, torch.Tensor]:
+    """The model's state dict as contiguous CPU tensors in dtype, the tied lm_head left out."""
+    if dtype not in WEIGHT_DTYPES:
+        raise ValueError(f"dtype must be one of {', '.join(WEIGHT_DTYPES)} (got {dtype!r})")
+    return {name: t.detach().to("cpu", WEIGHT_DTYPES[dtype]).contiguous()
+            for name, t in model.state_dict().items() if name != TIED}
+
+
+def weights_bytes(model: GPT, cfg: TrainConfig, dtype: str = "float32", step: int = 0,
+                  val_loss: float | None = None) -> bytes:
+    """The model alone as a safetensors file; config, step and val loss ride in the metadata."""
+    from safetensors.torch import save
+
+    meta = {"format": "pt", "config": json.dumps(cfg.to_dict()), "step": str(step),
+            "tied": f"{TIED}=transformer.wte.weight"}
+    if val_loss is not None:
+        meta["val_loss"] = repr(float(val_loss))
+    return save(model_tensors(model, dtype), metadata=meta)
+
+
+def _load_weights_file(path: Path) -> Checkpoint:
+    from safetensors import safe_open
+
+    try:
+        with safe_open(str(path), framework="pt") as f:
+            meta = f.metadata() or {}
+            tensors = {k: f.get_tensor(k).float() for k in f.keys()}
+    except Exception as e:
+        raise ValueError(f"{path} is not a readable safetensors file ({e}): pick another") from e
+    if "config" not in meta or "transformer.wte.weight" not in tensors:
+        raise ValueError(f"{path} has no config in its metadata: not written by this project")
+    try:
+        cfg = TrainConfig.from_dict(json.loads(meta["config"]))
+    except (TypeError, ValueError) as e:
+        raise ValueError(f"{path} holds a config this version cannot read: {e}") from e
+    tensors[TIED] = tensors["transformer.wte.weight"]
+    val = meta.get("val_loss")
+    return Checkpoint(path=path, model=tensors, config=cfg, step=int(meta.get("step", 0)),
+                      best_val_loss=float(val) if val else None)
+
+
+def save_snapshot(run: RunDir, model: GPT, cfg: TrainConfig, step: int,
+                  val_loss: float | None = None) -> Path:
+    """A half-precision weights-only snapshot of this step; the oldest snapshots go once they
+    together exceed cfg.snapshot_cap_mb."""
+    path = run.snapshot_path(step)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+    try:
+        tmp.write_bytes(weights_bytes(model, cfg, "float16", step, val_loss))
+        os.replace(tmp, path)
+    finally:
+        tmp.unlink(missing_ok=True)
+    found = run.snapshots()
+    total = sum(p.stat().st_size for _, p in found)
+    for _, old in found[:-1]:  # never the newest
+        if total <= cfg.snapshot_cap_mb * MB:
+            break
+        total -= old.stat().st_size
+        old.unlink(missing_ok=True)
+    return path
 
 
 def restore(ckpt: Checkpoint, model: GPT, optimizer) -> None:

@@ -187,6 +187,7 @@ class _Trainer:
     train_time_s: float = 0.0
     last_loss: float = float("nan")
     best_val_loss: float | None = None
+    last_val_loss: float | None = None
     evals_since_best: int = 0
     last_saved: int = -1
     flops_per_token: float = 0.0
@@ -264,6 +265,8 @@ def _setup(run: RunDir, cfg: TrainConfig, ddp: Dist, resume: bool) -> _Trainer:
         t.log = metrics.MetricsLog(run.metrics_path)
         t.log.write("start", t.step, time.time(), resumed=resume, world_size=ddp.world_size,
                     max_steps=cfg.max_steps)
+        if cfg.snapshot_interval and not resume:  # the untrained model: where the timeline begins
+            checkpoint.save_snapshot(run, model, cfg, 0)
     return t
 
 
@@ -376,11 +379,14 @@ def _after_step(t: _Trainer, final: bool) -> bool:
     out_of_patience = False
     if t.cfg.eval_interval and (t.step % t.cfg.eval_interval == 0 or final):
         out_of_patience = _eval_and_sample(t)
+    if not t.ddp.master:
+        return out_of_patience
     interval = t.cfg.checkpoint_interval
-    if t.ddp.master and (final or out_of_patience or (interval and t.step % interval == 0)):
+    if final or out_of_patience or (interval and t.step % interval == 0):
         _save(t)
-    if t.ddp.master:
-        _log_system(t)
+    if t.cfg.snapshot_interval and (final or t.step % t.cfg.snapshot_interval == 0):
+        checkpoint.save_snapshot(t.run, t.model, t.cfg, t.step, t.last_val_loss)
+    _log_system(t)
     return out_of_patience
 
 
@@ -388,7 +394,7 @@ def _eval_and_sample(t: _Trainer) -> bool:
     """Val loss (on every rank), then on rank 0 the sample and the best-val checkpoint.
     Returns whether early_stop_patience evals passed without a better val loss (every rank
     sees the same val loss, so all agree)."""
-    val_loss = _evaluate(t.model, t.val_batches, t.cfg, t.choice, t.ddp)
+    val_loss = t.last_val_loss = _evaluate(t.model, t.val_batches, t.cfg, t.choice, t.ddp)
     improved = t.best_val_loss is None or val_loss < t.best_val_loss
     t.evals_since_best = 0 if improved else t.evals_since_best + 1
     if improved:

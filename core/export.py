@@ -17,61 +17,21 @@ from pathlib import Path
 import torch
 
 from core.config import TrainConfig
-from core.device import DTYPE_NAMES as WEIGHT_DTYPES
 from core import checkpoint
+from core.checkpoint import WEIGHT_DTYPES
 from core.inspect_model import human_bytes, resolve_checkpoint, sizes
-from core.model import GPT, ModelConfig
+from core.model import GPT
 from core.rundir import RunDir
 from core.data import EOT_TOKEN
 
 FORMATS = ("safetensors", "hf")
-TIED = "lm_head.weight"  # the same tensor as transformer.wte.weight: stored once, under wte
 # GPT-2's Conv1D stores these weights as (in, out), nn.Linear as (out, in).
 _CONV1D = (".attn.c_attn.weight", ".attn.c_proj.weight", ".mlp.c_fc.weight", ".mlp.c_proj.weight")
 
 
-def _check_dtype(dtype: str) -> torch.dtype:
-    if dtype not in WEIGHT_DTYPES:
-        raise ValueError(f"dtype must be one of {', '.join(WEIGHT_DTYPES)} (got {dtype!r})")
-    return WEIGHT_DTYPES[dtype]
-
-
-def model_tensors(model: GPT, dtype: str = "float32") -> dict[str, torch.Tensor]:
-    """Our state dict as contiguous CPU tensors in dtype, the tied lm_head weight left out."""
-    torch_dtype = _check_dtype(dtype)
-    return {name: t.detach().to("cpu", torch_dtype).contiguous()
-            for name, t in model.state_dict().items() if name != TIED}
-
-
 def safetensors_bytes(model: GPT, cfg: TrainConfig, dtype: str = "float32", step: int = 0) -> bytes:
     """The model alone as a safetensors file (bytes); the config rides in the metadata."""
-    from safetensors.torch import save
-
-    meta = {"format": "pt", "config": json.dumps(cfg.to_dict()), "step": str(step),
-            "tied": f"{TIED}={'transformer.wte.weight'}"}
-    return save(model_tensors(model, dtype), metadata=meta)
-
-
-def load_safetensors(path: str | Path) -> tuple[GPT, TrainConfig]:
-    """A GPT (fp32, CPU) from a file written by safetensors_bytes / `--format safetensors`."""
-    from safetensors import safe_open
-
-    path = Path(path)
-    if not path.is_file():
-        raise FileNotFoundError(f"{path} does not exist")
-    try:
-        with safe_open(str(path), framework="pt") as f:
-            meta = f.metadata() or {}
-            tensors = {k: f.get_tensor(k) for k in f.keys()}
-    except Exception as e:
-        raise ValueError(f"{path} is not a readable safetensors file ({e})") from e
-    if "config" not in meta:
-        raise ValueError(f"{path} has no config in its metadata: not exported by this project")
-    cfg = TrainConfig.from_dict(json.loads(meta["config"]))
-    model = GPT(ModelConfig.of(cfg))
-    tensors[TIED] = tensors["transformer.wte.weight"]
-    model.load_state_dict({k: v.float() for k, v in tensors.items()})
-    return model.eval(), cfg
+    return checkpoint.weights_bytes(model, cfg, dtype, step)
 
 
 def hf_config(cfg: TrainConfig, dtype: str = "float32") -> dict:
@@ -104,7 +64,7 @@ def hf_config(cfg: TrainConfig, dtype: str = "float32") -> dict:
 def hf_tensors(model: GPT, dtype: str = "float32") -> dict[str, torch.Tensor]:
     """Our weights under GPT2LMHeadModel's names, Conv1D weights transposed to (in, out)."""
     out = {}
-    for name, t in model_tensors(model, dtype).items():
+    for name, t in checkpoint.model_tensors(model, dtype).items():
         out[name] = t.t().contiguous() if name.endswith(_CONV1D) else t
     return out
 
@@ -137,7 +97,8 @@ def export(run_dir: str | Path, fmt: str, out: str | Path, dtype: str = "float32
     bytes of the training checkpoint (with optimizer state), and the written model file."""
     if fmt not in FORMATS:
         raise ValueError(f"format must be one of {', '.join(FORMATS)} (got {fmt!r})")
-    _check_dtype(dtype)
+    if dtype not in WEIGHT_DTYPES:
+        raise ValueError(f"dtype must be one of {', '.join(WEIGHT_DTYPES)} (got {dtype!r})")
     run = RunDir(run_dir)
     path = resolve_checkpoint(run, checkpoint_file)
     ckpt = checkpoint.load(path)

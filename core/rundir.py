@@ -2,8 +2,8 @@
 
 This module alone knows the file names inside `runs/<run_id>/` (see shared DESIGN.md):
 config.json, status.json, metrics.jsonl, log.txt, checkpoints/ (step_NNNNNNN.pt and best.pt),
-STOP. What a metrics record holds is core/metrics.py's business, what a checkpoint holds
-core/checkpoint.py's.
+snapshots/ (step_NNNNNNN.safetensors), STOP. What a metrics record holds is core/metrics.py's
+business, what a checkpoint or snapshot holds core/checkpoint.py's.
 """
 
 from __future__ import annotations
@@ -24,6 +24,7 @@ CRASHED = "crashed"  # never written: how readers show a running run whose proce
 HEARTBEAT_GRACE_S = 5.0
 _STATUS_LOCK = threading.Lock()
 _CKPT = re.compile(r"^step_(\d{7})\.pt$")
+_SNAPSHOT = re.compile(r"^step_(\d{7})\.safetensors$")
 
 
 def default_runs_dir() -> Path:
@@ -178,6 +179,21 @@ class RunDir:
 
     def checkpoint_path(self, step: int) -> Path:
         return self.checkpoint_dir / f"step_{step:07d}.pt"
+
+    @property
+    def snapshot_dir(self) -> Path:
+        return self.path / "snapshots"
+
+    def snapshot_path(self, step: int) -> Path:
+        return self.snapshot_dir / f"step_{step:07d}.safetensors"
+
+    def snapshots(self) -> list[tuple[int, Path]]:
+        """(step, path) of every weights-only snapshot, oldest first."""
+        if not self.snapshot_dir.is_dir():
+            return []
+        found = [(int(m.group(1)), p) for p in self.snapshot_dir.iterdir()
+                 if (m := _SNAPSHOT.match(p.name))]
+        return sorted(found)
 
     def delete(self) -> None:
         shutil.rmtree(self.path)

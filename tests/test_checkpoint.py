@@ -87,3 +87,26 @@ def test_unknown_keys_are_kept_as_meta(tmp_path):
     path = tmp_path / "x.pt"
     torch.save({**_state(1, preset("nano")), "future_field": 7}, path)
     assert checkpoint.load(path).meta == {"future_field": 7}
+
+
+def test_snapshots_are_written_loaded_and_capped(tiny_config, runs_dir):
+    from core.engine import train
+
+    cfg = tiny_config.replace(snapshot_interval=4, max_steps=12, snapshot_cap_mb=4)
+    run = RunDir.create(runs_dir, "snaps", cfg)
+    assert train(str(run.path)) == "completed"
+    steps = [s for s, _ in run.snapshots()]
+    size = run.snapshot_path(12).stat().st_size
+    assert 2 * 1024 * 1024 < size < 4 * 1024 * 1024  # one fits the 4 MB cap, two do not
+    assert steps == [12]  # the cap pruned the older ones, never the newest
+    snap = checkpoint.load(run.snapshot_path(12))
+    full = checkpoint.load(run.latest_checkpoint())
+    assert snap.step == 12 and snap.config == cfg and snap.best_val_loss is not None
+    model = snap.build_model()
+    assert model.lm_head.weight is model.transformer.wte.weight
+    for name, w in full.build_model().state_dict().items():
+        assert torch.allclose(model.state_dict()[name], w, atol=1e-3, rtol=1e-2), name
+
+    uncapped = RunDir.create(runs_dir, "uncapped", cfg.replace(snapshot_cap_mb=100))
+    assert train(str(uncapped.path)) == "completed"
+    assert [s for s, _ in uncapped.snapshots()] == [0, 4, 8, 12]  # step 0: the untrained model

@@ -5,6 +5,7 @@ import json
 import pytest
 import torch
 
+from core import checkpoint
 from core import export as E
 from core.inspect_model import load_model
 from core.rundir import RunDir
@@ -18,8 +19,9 @@ def loaded(trained_run):
 def test_safetensors_round_trip_gives_identical_logits(loaded, tmp_path):
     path = tmp_path / "m.safetensors"
     path.write_bytes(E.safetensors_bytes(loaded.model, loaded.config, "float32", loaded.step))
-    model, cfg = E.load_safetensors(path)
-    assert cfg == loaded.config
+    ckpt = checkpoint.load(path)
+    model, cfg = ckpt.build_model(), ckpt.config
+    assert cfg == loaded.config and ckpt.step == loaded.step
     ids = torch.randint(0, 50257, (2, 20))
     with torch.no_grad():
         assert torch.equal(model(ids)[0], loaded.model(ids)[0])
@@ -27,15 +29,15 @@ def test_safetensors_round_trip_gives_identical_logits(loaded, tmp_path):
 
 
 def test_tied_weight_is_stored_once_and_half_precision_halves_the_file(loaded):
-    tensors = E.model_tensors(loaded.model)
-    assert E.TIED not in tensors and "transformer.wte.weight" in tensors
+    tensors = checkpoint.model_tensors(loaded.model)
+    assert checkpoint.TIED not in tensors and "transformer.wte.weight" in tensors
     n = sum(t.numel() for t in tensors.values())
     assert n == loaded.model.num_params()
     full = E.safetensors_bytes(loaded.model, loaded.config, "float32")
     half = E.safetensors_bytes(loaded.model, loaded.config, "bfloat16")
     assert n * 4 < len(full) < n * 4 + 64_000
     assert n * 2 < len(half) < n * 2 + 64_000
-    assert all(t.dtype == torch.float16 for t in E.model_tensors(loaded.model, "float16").values())
+    assert all(t.dtype == torch.float16 for t in checkpoint.model_tensors(loaded.model, "float16").values())
 
 
 def test_hf_layout_transposes_conv1d_weights(loaded, tmp_path):
