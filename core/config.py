@@ -36,6 +36,9 @@ class TrainConfig:
     n_embd: int = _f(768, "model", "embedding width (must divide by n_head)")
     block_size: int = _f(1024, "model", "context length: learned positions the model has")
     vocab_size: int = _f(50304, "model", "vocabulary size (GPT-2's 50257 padded to 50304)")
+    init_from: str = _f("", "model", "start from these weights instead of random ones: a Hugging "
+                        "Face GPT-2 folder or hub name (gpt2), or a run, checkpoint or snapshot; "
+                        "the model's shape comes from it ('' = from scratch)")
     # optimisation
     max_lr: float = _f(6e-4, "optimisation", "peak learning rate after warmup")
     min_lr: float = _f(6e-5, "optimisation", "learning rate at the end of the cosine decay")

@@ -24,7 +24,7 @@ from core import data, device as devices
 from core.config import TrainConfig, with_derived_accum
 from core.model import GPT, ModelConfig, flops_per_token
 from core.optim import get_lr, make_optimizer
-from core import checkpoint, metrics
+from core import checkpoint, metrics, pretrained
 from core.rundir import RunDir
 from core.sampling import generate_ids
 
@@ -250,7 +250,12 @@ def _setup(run: RunDir, cfg: TrainConfig, ddp: Dist, resume: bool) -> _Trainer:
               f"world size {ddp.world_size} ({choice.why})", flush=True)
     train_batches, val_batches = _load_data(cfg, ddp)
     torch.manual_seed(cfg.seed)
-    model = GPT(ModelConfig.of(cfg)).to(choice.device)
+    model = GPT(ModelConfig.of(cfg))
+    if cfg.init_from and not resume:
+        line = pretrained.load_into(model, cfg.init_from)
+        if ddp.master:
+            print(line, flush=True)
+    model = model.to(choice.device)
     optimizer = make_optimizer(model, cfg, choice.type)
     t = _Trainer(run, cfg, ddp, choice, model, _wrap(model, choice, ddp), optimizer,
                  train_batches, val_batches, log=None)

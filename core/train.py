@@ -13,7 +13,7 @@ import sys
 from pathlib import Path
 
 from core import config as C
-from core import data
+from core import data, pretrained
 from core.preflight import check_runnable
 from core.engine import init_distributed, train
 from core.rundir import RunDir, default_run_name, default_runs_dir
@@ -57,7 +57,10 @@ def _given_fields(args) -> dict:
 
 
 def config_from_args(args) -> C.TrainConfig:
+    """The preset (or --config file), then --init-from's model shape, then the given flags."""
     base = C.load_json(args.config) if args.config else C.preset(args.preset)
+    if args.init_from:
+        base = base.replace(**pretrained.source_shape(args.init_from))
     return base.replace(**_given_fields(args))
 
 
