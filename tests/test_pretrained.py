@@ -13,7 +13,7 @@ from core.model import GPT, ModelConfig
 from core.preflight import check_runnable
 from core.rundir import RunDir
 from core.train import main as train_main
-from tests.conftest import make_tiny_config
+from conftest import make_tiny_config
 
 transformers = pytest.importorskip("transformers")
 
