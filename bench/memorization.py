@@ -122,8 +122,8 @@ def main(argv=None) -> int:
            ["data", "tokens", "build_s", "build_peak_mb", "with_tokens_mb", "bound_mb",
             "query_64_ms", "query_500_ms", "copied_share_500"],
            notes=["build_peak_mb: memory the build allocated beyond its input (tracemalloc); "
-                  "with_tokens_mb adds the uint16 tokens; bound: 10n + 60 max(2^20, count of the commonest "
-                  "token) bytes (core/memorization.py).",
+                  "with_tokens_mb adds the uint16 tokens; bound: 10n + 60 max(2^20, count of the "
+                  "commonest token) bytes (core/memorization.py).",
                   "query: median copy_stats time (min_len 8) on a sample of copied runs of "
                   "10-60 tokens between novel ones."])
     return 0

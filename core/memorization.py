@@ -11,11 +11,12 @@ share of a sample that was copied. Locations map a token offset back to file, li
 Memory. Building the index of n tokens holds the uint16 tokens (2n bytes), the int32 suffix array
 and an int32 rank array (4n each), and the work buffers of one chunk of still-tied suffixes: ~60
 bytes a suffix for a chunk of 2^20 (CHUNK), or ~35 bytes a suffix of one larger group of suffixes
-that share their first token (in text, the most common token: ~3-6% of n). Peak <= 10n + 60g bytes
-with g = max(CHUNK, the most common token's count): 1.2 GB measured for 100M tokens whose commonest
-token is 6.4% of them (the bound: 1.38 GB). The byte-offset table adds n/8 bytes. A loaded index is the tokens plus its
-memory-mapped suffix array: 6n bytes. One index holds at most 2^31 - 2 tokens (int32 offsets);
-beyond that, shard the text (one suffix array a shard, queries summed over shards).
+that share their first token (in text, the most common token: ~3-6% of n). Peak <= 10n + 60g
+bytes with g = max(CHUNK, the most common token's count): 1.2 GB measured for 100M tokens whose
+commonest token is 6.4% of them (the bound: 1.38 GB). The byte-offset table adds n/8 bytes. A
+loaded index is the tokens plus its memory-mapped suffix array: 6n bytes. One index holds at most
+2^31 - 2 tokens (int32 offsets); beyond that, shard the text (a suffix array a shard, queries
+summed over shards).
 
 Command line: `python -m core.memorization --run-dir DIR (--text T | --file F) [--min-len N]`
 prints the spans of the text found verbatim in the run's training text, with their locations.
@@ -43,6 +44,7 @@ STRIDE = 64  # the byte offset of every STRIDE-th token is stored; the rest are 
 MAX_TOKENS = 2**31 - 2  # int32 offsets and rank+1 keys
 QUERY_END, TEXT_END = -1, -2  # sentinels past the end: a text suffix that ends sorts first
 LOW_END, HIGH_END = -3, 1 << 30  # pattern ends for the lower and upper bound of a range search
+MAX_LINES = 20  # lines of a span shown in its context
 MEMORIZE_EPOCHS = 4.0  # more passes over the same text than this: expect verbatim recall
 SPEAKER = re.compile(rb"(?m)(?:\A|(?<=\n\n))([A-Z][A-Za-z' ,.-]{0,38}):\r?$")
 INDEX_VERSION = 1
@@ -169,11 +171,13 @@ def lcp_array(tokens: np.ndarray, sa: np.ndarray) -> np.ndarray:
 
 # --- comparing -----------------------------------------------------------------------------
 def _gather(arr: np.ndarray, idx: np.ndarray, fill: int) -> np.ndarray:
-    """arr[idx] as int32, `fill` where idx runs past the end."""
+    """arr[idx], with `fill` where idx runs past the end (then as int32)."""
     if len(arr) == 0:
         return np.full(idx.shape, fill, np.int32)
-    values = arr[np.minimum(idx, len(arr) - 1)].astype(np.int32)
-    values[idx >= len(arr)] = fill
+    values = np.take(arr, idx, mode="clip")
+    if idx.max(initial=0) >= len(arr):  # rare: only suffixes near the end
+        values = values.astype(np.int32)
+        values[idx >= len(arr)] = fill
     return values
 
 
@@ -181,7 +185,7 @@ def _first_diff(x, x_at, y, y_at, skip, x_end, y_end):
     """For each row r, compare x[x_at[r]:] with y[y_at[r]:] from position skip[r] on (the first
     skip[r] tokens are known equal): return where they first differ (the LCP) and the sign of
     y - x there. Different end sentinels make every pair differ somewhere."""
-    d = skip.astype(np.int64).copy()
+    d = skip.astype(np.int64)
     sign = np.zeros(len(d), np.int8)
     todo = np.arange(len(d))
     width = 8
@@ -190,20 +194,21 @@ def _first_diff(x, x_at, y, y_at, skip, x_end, y_end):
         xv = _gather(x, x_at[todo, None] + offs, x_end)
         yv = _gather(y, y_at[todo, None] + offs, y_end)
         differs = xv != yv
-        hit = differs.any(axis=1)
         first = differs.argmax(axis=1)
+        hit = differs[np.arange(len(todo)), first]  # False: the whole block was equal
         rows, col = np.flatnonzero(hit), first[hit]
         d[todo[rows]] += col
-        sign[todo[rows]] = np.sign(yv[rows, col] - xv[rows, col])
-        d[todo[~hit]] += width
+        sign[todo[rows]] = np.sign(yv[rows, col].astype(np.int64) - xv[rows, col])
         todo = todo[~hit]
+        d[todo] += width
         width = min(width * 2, 4096)  # long matches: fewer, wider rounds
     return d, sign
 
 
 # --- querying ------------------------------------------------------------------------------
 class Span(NamedTuple):
-    """Tokens [start, end) of a text that occur verbatim at `source_offset` of a split."""
+    """Tokens [start, end) of a text that occur verbatim at token `source_offset` of a split
+    (counted from the start of that split)."""
     start: int
     end: int
     source_offset: int
@@ -264,7 +269,7 @@ class SuffixIndex:
         positions either side of where it would sort; -1 and n stand for the ends) and the LCP
         of the query with each; comparisons skip the tokens both sides are known to share."""
         m = len(starts)
-        first = query[np.minimum(starts, len(query) - 1)].astype(np.int64) if len(query) else starts
+        first = query[starts].astype(np.int64)
         # the suffixes starting with the query's first token: the search starts from there
         lo, hi = self.buckets[first] - 1, self.buckets[first + 1]
         lcp_lo, lcp_hi = np.zeros(m, np.int64), np.zeros(m, np.int64)
@@ -280,19 +285,22 @@ class SuffixIndex:
             active = active[hi[active] - lo[active] > 1]
         return lo, hi, lcp_lo, lcp_hi
 
-    def longest_matches(self, ids) -> tuple[np.ndarray, np.ndarray]:
+    def longest_matches(self, ids, where=None) -> tuple[np.ndarray, np.ndarray]:
         """For each position i of ids: the length L of the longest ids[i:i+L] found verbatim in
-        this text, and one offset where it occurs (-1 where L is 0). The best match sorts next
+        this text, and one offset where it occurs (-1 where L is 0); only at the positions a
+        boolean mask `where` allows, if given (0 and -1 elsewhere). The best match sorts next
         to where ids[i:] would, so one binary search per position finds it."""
         q = _as_ids(ids)
-        if not len(q) or not len(self.sa):
-            return np.zeros(len(q), np.int64), np.full(len(q), -1, np.int64)
-        lo, hi, lcp_lo, lcp_hi = self._search(q, np.arange(len(q), dtype=np.int64))
+        lengths, offsets = np.zeros(len(q), np.int64), np.full(len(q), -1, np.int64)
+        starts = np.arange(len(q)) if where is None else np.flatnonzero(where)
+        if not len(starts) or not len(self.sa):
+            return lengths, offsets
+        lo, hi, lcp_lo, lcp_hi = self._search(q, starts)
         n = len(self.sa)
         at_lo = self.sa[np.clip(lo, 0, n - 1)].astype(np.int64)
         at_hi = self.sa[np.clip(hi, 0, n - 1)].astype(np.int64)
-        lengths = np.maximum(lcp_lo, lcp_hi)
-        offsets = np.where(lcp_lo >= lcp_hi, at_lo, at_hi)
+        lengths[starts] = np.maximum(lcp_lo, lcp_hi)
+        offsets[starts] = np.where(lcp_lo >= lcp_hi, at_lo, at_hi)
         return lengths, np.where(lengths > 0, offsets, -1)
 
     def find(self, pattern) -> tuple[int, int]:
@@ -317,11 +325,11 @@ class SuffixIndex:
         earlier ends, so spans never overlap and each is verbatim at its source_offset."""
         return self._spans(ids, min_len)[0]
 
-    def _spans(self, ids, min_len: int) -> tuple[list[Span], int]:
-        """copied_spans, and the longest match before any cut."""
+    def _spans(self, ids, min_len: int, where=None) -> tuple[list[Span], int]:
+        """copied_spans (starting only where `where` allows), and the longest before any cut."""
         if not isinstance(min_len, (int, np.integer)) or min_len < 1:
             raise ValueError(f"min_len must be a whole number >= 1 (got {min_len!r})")
-        lengths, offsets = self.longest_matches(ids)
+        lengths, offsets = self.longest_matches(ids, where)
         before = np.concatenate(([0], lengths[:-1]))
         starts = np.flatnonzero((lengths >= min_len) & (before <= lengths))
         spans, covered = [], 0
@@ -486,16 +494,19 @@ class CorpusIndex:
 
     def _spans(self, ids, min_len: int) -> tuple[list[Span], int]:
         train, longest = self.train._spans(ids, min_len)
-        covered = np.zeros(len(_as_ids(ids)) + 1, bool)
+        covered = np.zeros(len(_as_ids(ids)), bool)
         for s in train:
             covered[s.start:s.end] = True
         held = []
-        for s in self.val.copied_spans(ids, min_len):
-            free = np.flatnonzero(~covered[s.start:s.end + 1])  # runs of uncovered tokens
-            for run in np.split(free, np.flatnonzero(np.diff(free) > 1) + 1):
-                a, b = s.start + int(run[0]), min(s.start + int(run[-1]) + 1, s.end)
+        # held-out matches that start inside a training span continue as ones that start at
+        # its end, so only uncovered positions are searched; a match running on into the next
+        # training span is cut where that begins
+        for s in self.val._spans(ids, min_len, ~covered)[0]:
+            free = np.concatenate(([False], ~covered[s.start:s.end], [False]))
+            edges = np.flatnonzero(free[1:] != free[:-1])  # uncovered runs: starts, ends
+            for a, b in zip(edges[::2].tolist(), edges[1::2].tolist()):
                 if b - a >= min_len:
-                    held.append(Span(a, b, s.source_offset + a - s.start, b - a, "val"))
+                    held.append(Span(s.start + a, s.start + b, s.source_offset + a, b - a, "val"))
         return sorted(train + held), longest
 
     def copy_stats(self, ids, min_len: int = 8) -> CopyStats:
@@ -530,7 +541,7 @@ class CorpusIndex:
     def locate(self, offset: int, length: int = 1, split: str = "train",
                context: int = 1) -> Location:
         """Where tokens [offset, offset + length) of a split come from: file, lines, speaker,
-        and `context` lines either side."""
+        and `context` lines either side (of a long span, only its first MAX_LINES lines)."""
         if split not in ("train", "val"):
             raise ValueError(f"split must be 'train' or 'val' (got {split!r})")
         first = offset + (len(self.train) if split == "val" else 0)
@@ -548,9 +559,10 @@ class CorpusIndex:
                                & (self._speakers <= self._line_start(top))]
         speaker = None
         if len(spoke):
-            line = text[spoke[-1]:]
-            speaker = line[:line.index(b":")].decode("utf-8", "replace")
-        lines = range(max(top - context, file_top), min(bottom + context, file_bottom) + 1)
+            at = int(spoke[-1])
+            speaker = text[at:text.index(b":", at)].decode("utf-8", "replace")
+        last = min(bottom + context, file_bottom, top + context + MAX_LINES - 1)
+        lines = range(max(top - context, file_top), last + 1)
         return Location(self._file_name(f), top - file_top + 1, bottom - file_top + 1, speaker,
                         tuple((g - file_top + 1, self._line_text(g)) for g in lines))
 
@@ -589,7 +601,8 @@ def load_index(data: str, val_fraction: float = 0.1) -> CorpusIndex:
 # --- before a run: the data X-ray --------------------------------------------------------------
 @dataclass
 class Repeat:
-    """A passage the training text holds more than once: where, how long, how often."""
+    """A passage the training text holds more than once: where, how long (tokens), how often,
+    and its text (of a passage over 500 tokens, the first 500)."""
     offset: int
     length: int
     count: int
@@ -634,7 +647,7 @@ def data_xray(cfg, n_params: int, top: int = 3, index: CorpusIndex | None = None
         warning = (f"{cfg.max_steps:,} steps x {per_step:,} tokens = {epochs:,.0f} epochs of this "
                    "text: expect it to memorize")
     repeats = [Repeat(o, n, index.train.count(index.train.tokens[o:o + n]),
-                      _decode(index.train.tokens[o:o + n]), index.locate(o, n))
+                      _decode(index.train.tokens[o:o + min(n, 500)]), index.locate(o, n))
                for o, n in _cached_repeats(index, top)]
     return DataXray(len(index.tokens), n_train, n_val, per_step, steps_per_epoch, epochs,
                     n_params / max(n_train, 1), repeats, warning)
@@ -690,6 +703,8 @@ def _read_ids(args) -> list[int]:
             text = Path(args.file).read_text(encoding="utf-8")
         except UnicodeDecodeError:
             raise ValueError(f"{args.file} is not UTF-8 text: convert it first")
+        except OSError as e:
+            raise ValueError(f"cannot read --file {args.file}: {e.strerror or e}")
     else:
         text = args.text
     if not text.strip():
