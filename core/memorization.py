@@ -12,8 +12,8 @@ Memory. Building the index of n tokens holds the uint16 tokens (2n bytes), the i
 and an int32 rank array (4n each), and the work buffers of one chunk of still-tied suffixes: ~60
 bytes a suffix for a chunk of 2^20 (CHUNK), or ~35 bytes a suffix of one larger group of suffixes
 that share their first token (in text, the most common token: ~3-6% of n). Peak <= 10n + 60g
-bytes with g = max(CHUNK, the most common token's count): 1.2 GB measured for 100M tokens whose
-commonest token is 6.4% of them (the bound: 1.38 GB). The byte-offset table adds n/8 bytes. A
+bytes with g = max(CHUNK, the most common token's count): 1,205 MiB measured for 100M tokens whose
+commonest token is 6.4% of them (the bound: 1,320 MiB). The byte-offset table adds n/8 bytes. A
 loaded index is the tokens plus its memory-mapped suffix array: 6n bytes. One index holds at most
 2^31 - 2 tokens (int32 offsets); beyond that, shard the text (a suffix array a shard, queries
 summed over shards).
@@ -156,16 +156,25 @@ def _refine_chunk(sa, rank, group_start, group_len, h):
 
 
 def lcp_array(tokens: np.ndarray, sa: np.ndarray) -> np.ndarray:
-    """LCP[j]: how many tokens the suffixes at sa[j-1] and sa[j] share (LCP[0] = 0). Compared
-    in blocks that double in width, so the work is about twice the sum of the LCPs."""
+    """LCP[j]: how many tokens the suffixes at sa[j-1] and sa[j] share (LCP[0] = 0). Most pairs
+    share a few tokens, so it compares one token a round over the pairs still equal, and hands
+    the few long ones to the block comparison."""
     n = len(sa)
     out = np.zeros(n, np.int32)
-    step = CHUNK // 4
-    for a in range(1, n, step):
-        j = np.arange(a, min(a + step, n))
-        d, _ = _first_diff(tokens, sa[j - 1].astype(np.int64), tokens, sa[j].astype(np.int64),
-                           np.zeros(len(j), np.int64), TEXT_END, QUERY_END)
-        out[j] = d
+    step = CHUNK * 4
+    for start in range(1, n, step):
+        j = np.arange(start, min(start + step, n))
+        a, b = sa[j - 1].astype(np.int64), sa[j].astype(np.int64)
+        k = 0
+        while len(j) > 1024 and k < 64:
+            same = (b + k < n) & (a + k < n)  # a or b past the end: they differ there
+            same &= np.take(tokens, a + k, mode="clip") == np.take(tokens, b + k, mode="clip")
+            j, a, b = j[same], a[same], b[same]
+            k += 1
+            out[j] = k
+        if len(j):
+            out[j], _ = _first_diff(tokens, a, tokens, b, np.full(len(j), k, np.int64),
+                                    TEXT_END, QUERY_END)
     return out
 
 
@@ -376,7 +385,8 @@ class SuffixIndex:
         left |= self.tokens[np.maximum(a - 1, 0)] != self.tokens[np.maximum(b - 1, 0)]
         score = np.where(left, lcp[1:], 0)
         chosen: list[tuple[int, int, list[tuple[int, int]]]] = []
-        for j in np.argsort(-score, kind="stable")[:max(50 * top, 200)].tolist():
+        best = np.argpartition(-score, min(max(50 * top, 200), len(score) - 1))[:max(50 * top, 200)]
+        for j in best[np.argsort(-score[best], kind="stable")].tolist():
             length = int(score[j])
             if length < 2 or len(chosen) == top:
                 break
