@@ -193,6 +193,7 @@ class _Trainer:
     flops_per_token: float = 0.0
     peak_flops: float = 0.0
     system: "_SystemSampler" = field(default_factory=lambda: _SystemSampler())
+    corpus: object = None  # core.memorization.CorpusIndex on rank 0, for the copy rate
 
 
 @dataclass(frozen=True)
@@ -268,6 +269,8 @@ def _setup(run: RunDir, cfg: TrainConfig, ddp: Dist, resume: bool) -> _Trainer:
         print(f"model: {n_params:,} parameters (vocab {cfg.vocab_size}) | "
               f"{t.flops_per_token / 1e6:.1f} MFLOPs per token (6N + 12LHQT)", flush=True)
         t.log = metrics.MetricsLog(run.metrics_path)
+        if cfg.eval_interval:
+            t.corpus = _load_corpus_index(cfg)
         t.log.write("start", t.step, time.time(), resumed=resume, world_size=ddp.world_size,
                     max_steps=cfg.max_steps)
         if cfg.snapshot_interval and not resume:  # the untrained model: where the timeline begins
@@ -406,10 +409,14 @@ def _eval_and_sample(t: _Trainer) -> bool:
         t.best_val_loss = val_loss
     if t.ddp.master:
         now = time.time()
-        t.log.write("eval", t.step, now, val_loss=val_loss)
-        print(f"step {t.step:5d} | val loss {val_loss:.4f}", flush=True)
-        t.log.write("sample", t.step, now, prompt=t.cfg.sample_prompt,
-                    text=_sample_text(t.model, t.cfg, t.choice, t.step))
+        sample = _sample_ids(t.model, t.cfg, t.choice, t.cfg.seed + t.step)
+        copying = _copy_rate(t, sample)
+        t.log.write("eval", t.step, now, val_loss=val_loss, **copying)
+        print(f"step {t.step:5d} | val loss {val_loss:.4f}" + (
+            f" | copied {copying['copy_rate']:.1%}, longest {copying['longest_copy']} tokens"
+            if copying else ""), flush=True)
+        text = data.get_tokenizer().decode(sample, errors="replace")
+        t.log.write("sample", t.step, now, prompt=t.cfg.sample_prompt, text=text)
         if improved:  # kept whatever keep_checkpoints prunes
             checkpoint.save(_capture(t), t.run.best_checkpoint_path)
     return bool(t.cfg.early_stop_patience) and t.evals_since_best >= t.cfg.early_stop_patience
@@ -525,15 +532,44 @@ def _evaluate(model: GPT, batches: data.BatchWalker, cfg: TrainConfig, choice, d
 
 
 @torch.no_grad()
-def _sample_text(model: GPT, cfg: TrainConfig, choice, step: int) -> str:
-    """A sample from the fixed prompt, seeded by the step so it never disturbs training's RNG."""
-    enc = data.get_tokenizer()
-    prompt = enc.encode_ordinary(cfg.sample_prompt) or [data.EOT_TOKEN]
+def _sample_ids(model: GPT, cfg: TrainConfig, choice, seed: int) -> list[int]:
+    """Token ids sampled after the fixed prompt, with their own generator so sampling never
+    disturbs training's RNG."""
+    prompt = data.get_tokenizer().encode_ordinary(cfg.sample_prompt) or [data.EOT_TOKEN]
     ids = torch.tensor([prompt], device=choice.device)
-    generator = torch.Generator(device=choice.device).manual_seed(cfg.seed + step)
+    generator = torch.Generator(device=choice.device).manual_seed(seed)
     model.eval()
     with choice.autocast():
         out = [next_id.item() for next_id, _ in generate_ids(
             model, ids, cfg.sample_tokens, temperature=0.8, top_k=50, generator=generator)]
     model.train()
-    return enc.decode(out, errors="replace")
+    return out
+
+
+COPY_SEEDS = (1, 2, 3)  # fixed, so the copy rate moves with the model, not with the dice
+
+
+def _copy_rate(t: _Trainer, logged_sample: list[int]) -> dict:
+    """Share of sampled tokens inside spans of >= copy_min_len tokens found verbatim in the
+    training text, and the longest span: over the logged sample and samples of fixed seeds."""
+    if t.corpus is None:
+        return {}
+    samples = [logged_sample] + [_sample_ids(t.model, t.cfg, t.choice, s) for s in COPY_SEEDS]
+    stats = [t.corpus.copy_stats(ids, t.cfg.copy_min_len) for ids in samples]
+    copied = sum(s.share * s.tokens for s in stats)
+    return {"copy_rate": copied / max(1, sum(s.tokens for s in stats)),
+            "longest_copy": max(s.longest for s in stats), "copy_min_len": t.cfg.copy_min_len}
+
+
+def _load_corpus_index(cfg: TrainConfig):
+    """The suffix-array index of the training text for the copy rate; None (meter off, said in
+    the log) when copy_min_len is 0 or the index cannot be built."""
+    if not cfg.copy_min_len:
+        return None
+    from core import memorization
+
+    try:
+        return memorization.load_index(cfg.data, cfg.val_fraction)
+    except (ValueError, OSError, MemoryError) as e:
+        print(f"copy-rate meter off: cannot index the training text ({e})", flush=True)
+        return None
