@@ -24,7 +24,7 @@ from core import data, device as devices
 from core.config import TrainConfig, with_derived_accum
 from core.model import GPT, ModelConfig, flops_per_token
 from core.optim import get_lr, make_optimizer
-from core import checkpoint, metrics, pretrained
+from core import checkpoint, inspect_batch, metrics, pretrained
 from core.rundir import RunDir
 from core.sampling import generate_ids
 
@@ -362,10 +362,15 @@ def _log_step(t: _Trainer, r: _StepResult) -> None:
     extra = {}
     if t.peak_flops:
         extra["mfu"] = t.flops_per_token * tokens_per_sec / (t.peak_flops * t.ddp.world_size)
+    # Which tokens this step trained on (every rank's micro batches, hashed from rank 0's own
+    # walker), so the batch view can prove it shows the same ones.
+    per_step = t.cfg.grad_accum_steps * t.ddp.world_size
+    checksum = inspect_batch.walker_checksum(t.train_batches,
+                                             range(t.micro_seen - per_step, t.micro_seen))
     t.log.write("train", t.step, time.time(), loss=r.loss, lr=r.lr, grad_norm=r.grad_norm,
                 dt_ms=r.dt * 1000, tokens_per_sec=tokens_per_sec,
                 tokens_seen=t.step * tokens_per_step, train_time_s=t.train_time_s,
-                peak_mem_mb=_peak_memory_mb(t.choice), **extra)
+                peak_mem_mb=_peak_memory_mb(t.choice), batch_checksum=checksum, **extra)
     print(f"step {t.step:5d} | loss {r.loss:.6f} | lr {r.lr:.4e} | norm {r.grad_norm:.4f} "
           f"| dt {r.dt * 1000:.2f}ms | tok/sec {tokens_per_sec:.2f}"
           + (f" | mfu {extra['mfu'] * 100:.1f}%" if extra else ""), flush=True)

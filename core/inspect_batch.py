@@ -26,7 +26,6 @@ from core import data
 from core.config import TrainConfig, with_derived_accum
 from core.model import GPT
 
-CHECKSUM_FIELD = "batch_checksum"  # the train record's field (the metrics format's owner adds it)
 
 
 class MicroBatch(NamedTuple):
@@ -137,8 +136,8 @@ def describe_step(cfg: TrainConfig, step: int, world_size: int = 1, model: GPT |
 def recorded_checksum(records: Iterable[dict], step: int) -> str | None:
     """The checksum the engine recorded for a step in metrics records, or None."""
     for r in records:
-        if r.get("kind", "train") == "train" and r.get("step") == step and CHECKSUM_FIELD in r:
-            return str(r[CHECKSUM_FIELD])
+        if r["kind"] == "train" and r["step"] == step and "batch_checksum" in r:
+            return r["batch_checksum"]
     return None
 
 
@@ -170,7 +169,8 @@ def _load(args):
     """(config, world size, model or None, metrics records, steps trained) for the CLI;
     ValueError if bad."""
     from core.inspect_model import load_model, resolve_checkpoint
-    from core.rundir import MetricsReader, RunDir
+    from core.metrics import MetricsReader
+    from core.rundir import RunDir
 
     run = RunDir(args.run_dir)
     if not run.exists():

@@ -21,7 +21,7 @@ import torch
 from conftest import make_tiny_config
 from core import launcher
 from core.engine import train
-from core import checkpoint
+from core import checkpoint, inspect_batch
 from core.metrics import MetricsReader
 from core.rundir import RunDir
 
@@ -137,6 +137,12 @@ def test_two_ranks_match_one_process_with_twice_the_accumulation(small_text, run
     assert sorted(eval2) == sorted(eval1) == [2, 4]
     _assert_close(eval2, eval1, "val_loss", [2, 4])
     assert train1[4]["loss"] < train1[1]["loss"]  # it learned something: not a trivial match
+    # The batch view rebuilds each step's tokens from the config: the engine's checksums agree,
+    # and two ranks trained on exactly the tokens of one process.
+    cfg2 = two.read_config()
+    for step in range(1, 5):
+        assert train2[step]["batch_checksum"] == inspect_batch.step_checksum(cfg2, step, 2)
+        assert train2[step]["batch_checksum"] == train1[step]["batch_checksum"]
 
     # Only rank 0 writes: one line per step, and both final weights are the same model.
     lines = two.metrics_path.read_text().splitlines()

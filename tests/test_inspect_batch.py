@@ -6,7 +6,7 @@ import json
 import pytest
 import torch
 
-from core import data
+from core import data, metrics
 from core import inspect_batch as IB
 from core.engine import train
 from core.model import GPT, ModelConfig
@@ -60,7 +60,8 @@ def test_the_real_engine_reads_what_step_batches_says(tiny_config, runs_dir, mon
     assert train(str(RunDir.create(runs_dir, "order", cfg).path)) == "completed"
     train_walker_id = seen[0][0]
     trained = [n for w, n in seen if w == train_walker_id]
-    expected = [b.number for s in (1, 2, 3) for b in IB.step_batches(cfg, s, 1)]
+    # each step reads its micro batches to train, then again to record their checksum
+    expected = [b.number for s in (1, 2, 3) for _ in "tc" for b in IB.step_batches(cfg, s, 1)]
     assert trained == expected
 
 
@@ -101,10 +102,10 @@ def test_window_losses_average_to_the_models_loss(tiny_config):
 # --- command line --------------------------------------------------------------------------------
 
 def write_train_records(run: RunDir, checksums: dict[int, str]) -> None:
-    with run.open_metrics() as f:
+    with open(run.metrics_path, "a") as f:
         for step, checksum in checksums.items():
             f.write(json.dumps({"kind": "train", "step": step, "loss": 1.0,
-                                IB.CHECKSUM_FIELD: checksum}) + "\n")
+                                "batch_checksum": checksum}) + "\n")
         f.write(json.dumps({"kind": "eval", "step": 1, "val_loss": 1.0}) + "\n")
 
 
@@ -145,3 +146,12 @@ def test_cli_missing_run_dir(tmp_path, capsys):
     assert IB.main(["--run-dir", str(tmp_path / "nope"), "--step", "1"]) == 2
     assert "not a run directory" in capsys.readouterr().err
     assert not (tmp_path / "nope").exists()
+
+
+def test_the_engine_records_the_checksum_the_batch_view_rebuilds(trained_run):
+    cfg = trained_run.read_config()
+    records = metrics.read_all(trained_run.metrics_path)
+    steps = [r["step"] for r in records if r["kind"] == "train"]
+    assert steps == list(range(1, 13))
+    for step in steps:
+        assert IB.recorded_checksum(records, step) == IB.step_checksum(cfg, step, 1)
