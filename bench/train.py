@@ -211,7 +211,7 @@ def compare_loops(args) -> dict:
     choice = devices.choose(cfg.device, cfg.dtype, cfg.compile)
     tokens_per_step = cfg.tokens_per_step(1)
     n_params, flops_tok = model_figures(cfg)
-    peak = devices.peak_flops(choice, cfg.peak_flops)
+    peak = devices.peak_flops(choice, cfg.peak_flops).value
     engine, bare = [], []
     with tempfile.TemporaryDirectory(prefix="bench-train-") as tmp:
         for r in range(args.repeats):

@@ -87,34 +87,65 @@ def setup_backend(choice: DeviceChoice) -> None:
         torch.set_float32_matmul_precision("high")  # TF32 matmuls: ~8x faster fp32 on Ampere+
 
 
-def peak_flops(choice: DeviceChoice, configured: float = 0.0) -> float:
-    """Peak FLOP/s to measure MFU against: the configured value, a GPU table entry, or a CPU
-    peak measured once with a large matmul and cached."""
+@dataclass(frozen=True)
+class PeakFlops:
+    """The peak FLOP/s MFU is measured against, and where it comes from (shown beside MFU)."""
+
+    value: float
+    source: str
+
+
+def peak_flops(choice: DeviceChoice, configured: float = 0.0) -> PeakFlops:
+    """Peak FLOP/s to measure MFU against: the configured value, a GPU table entry, or the CPU's
+    peak as measured here (see measured_cpu_peak). value 0 means unknown (no MFU)."""
     if configured:
-        return configured
+        return PeakFlops(configured, "peak_flops setting")
     if choice.type == "cuda":
         name = torch.cuda.get_device_name(choice.device)
         for key, value in GPU_PEAK_BF16.items():
             if key in name:
-                return value if choice.dtype != "float32" else value / 2  # TF32 is half rate
-        return 0.0
+                tf32 = choice.dtype == "float32"
+                return PeakFlops(value / 2 if tf32 else value,
+                                 f"{key} data sheet, {'TF32 (half the bf16 rate)' if tf32 else 'bf16'}")
+        return PeakFlops(0.0, f"{name} is not in the GPU table: set peak_flops")
     if choice.type == "cpu":
-        return measured_cpu_peak()
-    return 0.0
+        value, measured_at = measured_cpu_peak()
+        return PeakFlops(value, f"fp32 matmul measured here {time.strftime('%Y-%m-%d %H:%M', time.localtime(measured_at))}")
+    return PeakFlops(0.0, "unknown for this device: set peak_flops")
 
 
-def measured_cpu_peak(size: int = 2048, repeats: int = 5) -> float:
-    """fp32 matmul FLOP/s of this CPU with torch's threads; measured once and cached."""
+PEAK_MAX_AGE_S = 30 * 86400  # hardware and libraries change: measure afresh after a month
+
+
+def measured_cpu_peak(size: int = 2048, repeats: int = 5) -> tuple[float, float]:
+    """fp32 matmul FLOP/s of this CPU with torch's threads, and when that was measured.
+
+    Each call measures again (the best of `repeats`, about half a second) and keeps the highest
+    figure seen in the last month: a measurement taken while other work loaded the machine is
+    too low, and is replaced as soon as an idle one beats it, never the other way round.
+    """
     from core.data import cache_dir
 
     key = f"{platform.processor() or platform.machine()}-{os.cpu_count()}-{torch.get_num_threads()}"
     path = cache_dir() / "cpu_peak.json"
     try:
         cached = json.loads(path.read_text())
-        if key in cached:
-            return cached[key]
+        if not isinstance(cached, dict):
+            cached = {}
     except (OSError, json.JSONDecodeError):
         cached = {}
+    now = time.time()
+    flops = _matmul_flops(size, repeats)
+    old = cached.get(key)
+    if isinstance(old, dict) and now - old.get("measured_at", 0) < PEAK_MAX_AGE_S and old.get("flops", 0) >= flops:
+        return old["flops"], old["measured_at"]
+    cached[key] = {"flops": flops, "measured_at": now}
+    with contextlib.suppress(OSError):
+        path.write_text(json.dumps(cached))
+    return flops, now
+
+
+def _matmul_flops(size: int, repeats: int) -> float:
     a, b = torch.randn(size, size), torch.randn(size, size)
     a @ b  # warm up the threads and caches
     best = float("inf")
@@ -122,10 +153,7 @@ def measured_cpu_peak(size: int = 2048, repeats: int = 5) -> float:
         t0 = time.perf_counter()
         a @ b
         best = min(best, time.perf_counter() - t0)
-    flops = 2 * size**3 / best
-    cached[key] = flops
-    path.write_text(json.dumps(cached))
-    return flops
+    return 2 * size**3 / best
 
 
 def peak_memory_mb(choice: DeviceChoice) -> float | None:

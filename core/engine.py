@@ -264,15 +264,17 @@ def _setup(run: RunDir, cfg: TrainConfig, ddp: Dist, resume: bool) -> _Trainer:
         _resume(t)
     n_params = model.num_params()
     t.flops_per_token = flops_per_token(model.config, cfg.seq_len, n_params)
-    t.peak_flops = devices.peak_flops(choice, cfg.peak_flops)
+    peak = devices.peak_flops(choice, cfg.peak_flops)
+    t.peak_flops = peak.value
     if ddp.master:
         print(f"model: {n_params:,} parameters (vocab {cfg.vocab_size}) | "
-              f"{t.flops_per_token / 1e6:.1f} MFLOPs per token (6N + 12LHQT)", flush=True)
+              f"{t.flops_per_token / 1e6:.1f} MFLOPs per token (6N + 12LHQT) | MFU against "
+              f"{peak.value / 1e9:,.0f} GFLOP/s ({peak.source})", flush=True)
         t.log = metrics.MetricsLog(run.metrics_path)
         if cfg.eval_interval:
             t.corpus = _load_corpus_index(cfg)
         t.log.write("start", t.step, time.time(), resumed=resume, world_size=ddp.world_size,
-                    max_steps=cfg.max_steps)
+                    max_steps=cfg.max_steps, peak_flops=peak.value, peak_source=peak.source)
         if cfg.snapshot_interval and not resume:  # the untrained model: where the timeline begins
             checkpoint.save_snapshot(run, model, cfg, 0)
     return t
@@ -551,14 +553,13 @@ def _sample_ids(model: GPT, cfg: TrainConfig, choice, seed: int) -> list[int]:
     return out
 
 
-COPY_SEEDS = (1, 2, 3)  # fixed, so the copy rate moves with the model, not with the dice
-
-
 def _copy_rate(t: _Trainer, logged_sample: list[int]) -> dict:
     """Share of sampled tokens inside spans of >= copy_min_len tokens found verbatim in the
     training text, and the longest span: over the logged sample and samples of fixed seeds."""
     if t.corpus is None:
         return {}
+    from core.memorization import COPY_SEEDS
+
     samples = [logged_sample] + [_sample_ids(t.model, t.cfg, t.choice, s) for s in COPY_SEEDS]
     stats = [t.corpus.copy_stats(ids, t.cfg.copy_min_len) for ids in samples]
     copied = sum(s.share * s.tokens for s in stats)

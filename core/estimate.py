@@ -15,10 +15,12 @@ from core.config import TrainConfig, with_derived_accum
 from core.model import ModelConfig, flops_per_token
 from core import metrics
 from core.rundir import list_run_dirs
+from core.throughput import Probe
 
 MB = 2**20
 FP32 = 4
 DTYPE_BYTES = {"float32": 4, "bfloat16": 2, "float16": 2}
+STARTUP_S = 4.0  # launch to first step, eager, caches warm (bench/launch.py: 3.8 s)
 GUESS_UTILISATION = 0.30  # fraction of peak FLOP/s a small GPT step reaches (a rough guess)
 ACTIVATION_FORMULA = (
     "activations ~ B*T*(16*L*C*a + V*(a + 8) + 4*C) bytes per process: each block keeps ~16 "
@@ -84,13 +86,15 @@ class Estimate:
 
 def estimate(cfg: TrainConfig, n_tokens: int | None = None, runs_dir: str | Path | None = None,
              dtype: str = "float32", device_type: str = "cpu", peak_flops: float | None = None,
-             ) -> Estimate:
+             probe: Probe | None = None) -> Estimate:
     """Everything the New run page shows before launch, for a valid cfg.
 
     n_tokens is the data set's token count (for steps per epoch); dtype and device_type are the
     resolved device choice. The time uses the mean throughput of the newest completed run on
-    this machine with the same model shape (from runs_dir), else a guess from FLOPs against
-    peak_flops (the CPU's measured peak when not given) at GUESS_UTILISATION.
+    this machine with the same model shape (from runs_dir), else a probe of this shape (a few
+    real training steps timed by core.throughput.probe), else a guess from FLOPs against
+    peak_flops (the CPU's measured peak when not given) at GUESS_UTILISATION. It adds the
+    evals, their samples and the process start-up to the training steps.
     """
     if cfg.total_batch_tokens:
         cfg = with_derived_accum(cfg, cfg.nproc)
@@ -112,11 +116,17 @@ def estimate(cfg: TrainConfig, n_tokens: int | None = None, runs_dir: str | Path
         est.time_is_guess = False
         est.time_source = (f"measured: mean throughput of run {run_id} ({tps:,.0f} tokens/s), "
                            "the newest completed run of this model shape on this machine")
+    elif probe:
+        est.tokens_per_sec = probe.train_tokens_per_sec
+        est.time_is_guess = False
+        busy = f", machine load {probe.load_avg:.1f}" if probe.load_avg is not None else ""
+        est.time_source = (f"measured: a few real training steps of this shape just now "
+                           f"({probe.train_tokens_per_sec:,.0f} tokens/s{busy})")
     else:
         if peak_flops is None and device_type == "cpu":
             from core.device import measured_cpu_peak
 
-            peak_flops = measured_cpu_peak()
+            peak_flops = measured_cpu_peak()[0]
         if peak_flops:
             # Processes on one CPU share its cores; GPUs add up.
             scale = cfg.nproc if device_type == "cuda" else 1
@@ -126,10 +136,23 @@ def estimate(cfg: TrainConfig, n_tokens: int | None = None, runs_dir: str | Path
                                f"{GUESS_UTILISATION:.0%} of {peak_flops * scale / 1e9:,.0f} "
                                f"GFLOP/s peak ({device_type}); no run of this shape finished here yet")
     if est.tokens_per_sec:
-        est.time_s = est.total_tokens / est.tokens_per_sec
+        est.time_s = est.total_tokens / est.tokens_per_sec + overhead_s(cfg, est.tokens_per_sec, probe)
     if cfg.target_loss:
         est.notes.append(f"may end earlier: the run stops once the loss is below {cfg.target_loss}")
     return est
+
+
+def overhead_s(cfg: TrainConfig, train_tokens_per_sec: float, probe: Probe | None = None) -> float:
+    """Seconds a run spends beside its training steps: start-up, and at every eval the val
+    batches (forward only) and the samples (the logged one and the copy-rate ones)."""
+    evals = cfg.max_steps // cfg.eval_interval + 1 if cfg.eval_interval else 0
+    eval_tps = probe.eval_tokens_per_sec if probe else 3 * train_tokens_per_sec  # forward only
+    eval_s = cfg.eval_batches * cfg.micro_batch_size * cfg.seq_len / eval_tps
+    per_sample_token = probe.sample_s_per_token if probe else 0.0
+    from core.memorization import COPY_SEEDS
+
+    samples = 1 + (len(COPY_SEEDS) if cfg.copy_min_len else 0)
+    return STARTUP_S + evals * (eval_s + samples * cfg.sample_tokens * per_sample_token)
 
 
 def _same_shape(a, b) -> bool:

@@ -36,8 +36,10 @@ KINDS: dict[str, dict[str, tuple]] = {
     "eval": dict(val_loss=NUMBER, copy_rate=NUMBER, longest_copy=NUMBER, copy_min_len=NUMBER),
     # A text sample from the fixed prompt.
     "sample": dict(prompt=TEXT, text=TEXT),
-    # A process began training the run (a start or a resume): the segments of its time line.
-    "start": dict(resumed=FLAG, world_size=NUMBER, max_steps=NUMBER),
+    # A process began training the run (a start or a resume): the segments of its time line;
+    # and the peak FLOP/s its MFU figures are measured against, with where that peak comes from.
+    "start": dict(resumed=FLAG, world_size=NUMBER, max_steps=NUMBER, peak_flops=NUMBER,
+                  peak_source=TEXT),
     # Process resources, at most once a second.
     "system": dict(cpu_percent=NUMBER, rss_mb=NUMBER, gpu_mem_mb=NUMBER, gpu_util=NUMBER),
 }

@@ -46,7 +46,8 @@ def test_time_is_a_labelled_guess_without_history(runs_dir):
     est = E.estimate(cfg, runs_dir=runs_dir, peak_flops=1e10)
     assert est.time_is_guess and est.time_source.startswith("guess")
     assert est.tokens_per_sec == pytest.approx(0.3 * 1e10 / est.flops_per_token)
-    assert est.time_s == pytest.approx(100 * est.tokens_per_step / est.tokens_per_sec)
+    assert est.time_s == pytest.approx(100 * est.tokens_per_step / est.tokens_per_sec
+                                       + E.overhead_s(cfg, est.tokens_per_sec))
 
 
 def test_time_uses_the_newest_completed_run_of_the_same_shape(runs_dir):
@@ -65,10 +66,39 @@ def test_time_uses_the_newest_completed_run_of_the_same_shape(runs_dir):
     est = E.estimate(cfg, runs_dir=runs_dir, peak_flops=1e10)
     assert not est.time_is_guess and "same" in est.time_source
     assert est.tokens_per_sec == 2000
-    assert est.time_s == pytest.approx(100 * est.tokens_per_step / 2000)
+    assert est.time_s == pytest.approx(100 * est.tokens_per_step / 2000 + E.overhead_s(cfg, 2000))
 
 
 def test_total_batch_tokens_sets_accumulation():
     cfg = make_tiny_config("x", total_batch_tokens=4 * 32 * 6)
     est = E.estimate(cfg, peak_flops=1e10)
     assert est.grad_accum_steps == 6 and est.tokens_per_step == 768
+
+
+def test_a_probe_times_real_steps_and_the_estimate_adds_evals_and_start_up(runs_dir):
+    from core.throughput import probe
+
+    cfg = make_tiny_config("x", max_steps=100, eval_interval=10, eval_batches=4)
+    p = probe(cfg)
+    assert p.train_tokens_per_sec > 0 and p.eval_tokens_per_sec > p.train_tokens_per_sec
+    assert p.sample_s_per_token > 0 and p.seconds > 0
+    est = E.estimate(cfg, runs_dir=runs_dir, probe=p)
+    assert not est.time_is_guess and est.time_source.startswith("measured: a few real training")
+    steps_s = 100 * est.tokens_per_step / p.train_tokens_per_sec
+    evals_s = 11 * (4 * 4 * 32 / p.eval_tokens_per_sec + 4 * 8 * p.sample_s_per_token)
+    assert est.time_s == pytest.approx(steps_s + evals_s + E.STARTUP_S)
+
+
+def test_the_cpu_peak_keeps_the_best_measurement(monkeypatch, tmp_path):
+    from core import device
+
+    monkeypatch.setenv("GPT_CACHE_DIR", str(tmp_path))
+    monkeypatch.setattr(device, "_matmul_flops", lambda size, repeats: 38e9)  # a busy machine
+    assert device.measured_cpu_peak()[0] == 38e9
+    monkeypatch.setattr(device, "_matmul_flops", lambda size, repeats: 143e9)  # idle later
+    assert device.measured_cpu_peak()[0] == 143e9
+    monkeypatch.setattr(device, "_matmul_flops", lambda size, repeats: 50e9)  # busy again
+    value, measured_at = device.measured_cpu_peak()
+    assert value == 143e9
+    peak = device.peak_flops(device.choose("cpu"))
+    assert peak.value == 143e9 and peak.source.startswith("fp32 matmul measured here")

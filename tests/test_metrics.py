@@ -22,7 +22,8 @@ def test_every_kind_round_trips_through_the_writer_and_reader(tmp_path):
                       batch_checksum="ab12"),
         "eval": dict(val_loss=2.9, copy_rate=0.25, longest_copy=12, copy_min_len=8),
         "sample": dict(prompt="ROMEO:", text="To be"),
-        "start": dict(resumed=True, world_size=2, max_steps=100),
+        "start": dict(resumed=True, world_size=2, max_steps=100, peak_flops=1.4e11,
+                      peak_source="fp32 matmul measured here"),
         "system": dict(cpu_percent=180.0, rss_mb=400.0, gpu_mem_mb=1.0, gpu_util=50.0),
     }
     assert set(examples) == set(KINDS)  # a new kind needs an example here
