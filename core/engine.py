@@ -208,6 +208,8 @@ def _fit(run: RunDir, cfg: TrainConfig, ddp: Dist, resume: bool, stop_signal: _S
     t = _setup(run, cfg, ddp, resume)
     beat = _Heartbeat(run, t.step) if ddp.master else None
     reason, state = None, "completed"
+    if t.step >= cfg.max_steps:  # resumed at its end: nothing to train
+        reason = f"max_steps {cfg.max_steps} reached"
     try:
         while reason is None:
             result = _train_step(t)

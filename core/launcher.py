@@ -1,4 +1,4 @@
-"""Start, stop, resume, delete and list runs: the engine always runs in its own process.
+"""Start, stop, resume, continue, delete and list runs: the engine always runs in its own process.
 
 The launcher prepares a run directory and starts `python -m core.train --run-dir DIR` (or
 torchrun for several processes) detached from the caller: its own session, output to the run's
@@ -8,6 +8,7 @@ directory stays the only truth. No command is ever a shell string.
 
 from __future__ import annotations
 
+import operator
 import os
 import signal
 import subprocess
@@ -20,12 +21,17 @@ from pathlib import Path
 from core.config import ConfigError, TrainConfig, check_run_id
 from core import metrics
 from core.preflight import check_runnable
-from core.rundir import (ACTIVE_STATES, RunDir, default_run_name, default_runs_dir,
+from core.rundir import (ACTIVE_STATES, WAITING, RunDir, default_run_name, default_runs_dir,
                          list_run_dirs, pid_alive)
 
 PROJECT_ROOT = Path(__file__).resolve().parent.parent
 STOP_TIMEOUT_S = 30.0  # the least time a run gets to end by itself before each signal
 _POLL_S = 0.2
+# What torchrun tells its ranks: a run started from a rank (the run queue) must not inherit it.
+_DISTRIBUTED_ENV = ("RANK", "LOCAL_RANK", "WORLD_SIZE", "LOCAL_WORLD_SIZE", "GROUP_RANK",
+                    "GROUP_WORLD_SIZE", "ROLE_RANK", "ROLE_NAME", "ROLE_WORLD_SIZE", "MASTER_ADDR",
+                    "MASTER_PORT", "TORCHELASTIC_RUN_ID", "TORCHELASTIC_RESTART_COUNT",
+                    "TORCHELASTIC_MAX_RESTARTS", "TORCHELASTIC_USE_AGENT_STORE")
 
 # Children started from this process, by pid: poll() reaps the finished ones so they never
 # linger as zombies (a zombie's pid still "exists" and would look alive).
@@ -67,7 +73,8 @@ def engine_command(run_path: str | Path, nproc: int, resume: bool = False,
 
 
 def _spawn(run: RunDir, cmd: list[str]) -> int:
-    env = dict(os.environ, PYTHONUNBUFFERED="1")
+    env = {k: v for k, v in os.environ.items() if k not in _DISTRIBUTED_ENV}
+    env["PYTHONUNBUFFERED"] = "1"
     # `-m core.train` must find the project whatever the caller's working directory was.
     env["PYTHONPATH"] = os.pathsep.join(p for p in (str(PROJECT_ROOT), env.get("PYTHONPATH")) if p)
     with open(run.log_path, "ab") as log:
@@ -93,6 +100,18 @@ def launch(config: TrainConfig, runs_dir: str | Path | None = None, name: str | 
     runs_dir.mkdir(parents=True, exist_ok=True)
     run = RunDir.create(runs_dir, name, config)
     _spawn(run, engine_command(run.path, config.nproc))
+    return run.run_id
+
+
+def launch_prepared(run: RunDir) -> str:
+    """Start training a run directory that was created but never started (a waiting run of the
+    queue): its status turns 'queued' before the process starts, so it reads as active at once.
+    Returns the run id."""
+    reap()
+    cfg = run.read_config()
+    run.write_status(state="queued", pid=None, launcher_pid=None, error=None, reason=None,
+                     ended=None)
+    _spawn(run, engine_command(run.path, cfg.nproc))
     return run.run_id
 
 
@@ -192,28 +211,98 @@ def _escalate(run: RunDir, timeout: float) -> None:
         run.clear_stop()
 
 
-def resume(run: RunDir | str | Path, max_steps: int | None = None) -> str:
-    """Continue a run that is not running from its latest checkpoint, in the background;
-    max_steps, when given, trains it further than first planned. Returns the run id."""
+def checkpoint_step(run: RunDir) -> int | None:
+    """The step a resume restarts from: the newest checkpoint's, or None without one."""
+    found = run.checkpoints()
+    return found[-1][0] if found else None
+
+
+def can_resume(run: RunDir | str | Path) -> tuple[bool, str]:
+    """Whether plain Resume (no new max_steps) would train anything, and why not (or from
+    where): refused while active or waiting in the queue, without a checkpoint, and for a
+    completed run, which only Continue training (continue_run) takes further."""
     run = _as_run(run)
     state = state_of(run)
     if state in ACTIVE_STATES:
-        raise ConfigError(f"run {run.run_id} is {state}: stop it before resuming")
-    if run.latest_checkpoint() is None:
-        raise ConfigError(f"run {run.run_id} has no checkpoint to resume from (it ended before "
-                          "its first save): start a new run instead")
-    cfg = run.read_config()
+        return False, f"{state}: stop it before resuming"
+    if state == WAITING:
+        return False, "waiting in the run queue: it starts when the runs before it end"
+    step = checkpoint_step(run)
+    if step is None:
+        return False, ("no checkpoint to resume from (it ended before its first save): "
+                       "start a new run instead")
+    max_steps = run.read_config().max_steps
+    if step >= max_steps:
+        return False, "completed: use Continue training with a higher max_steps"
+    if state == "completed":
+        why = run.read_status().get("reason") or "ended by its own rule"
+        return False, f"completed ({why}): use Continue training to train further"
+    return True, f"resumes from step {step} of {max_steps}"
+
+
+def resume(run: RunDir | str | Path, max_steps: int | None = None) -> str:
+    """Continue a stopped, failed or crashed run from its latest checkpoint, in the background;
+    refused (ConfigError with can_resume's reason) where that would train nothing. max_steps,
+    when given, means continue_run(run, max_steps). Returns the run id."""
     if max_steps is not None:
-        if int(max_steps) < 1:
-            raise ConfigError(f"max_steps: must be a positive whole number (got {max_steps!r})")
-        check_runnable(cfg.replace(max_steps=int(max_steps)))
-    run.clear_stop()
-    # A fresh heartbeat, no old pids, and the step it restarts from: 'queued' until the engine
-    # takes over.
-    run.write_status(state="queued", step=run.checkpoints()[-1][0], pid=None, launcher_pid=None,
-                     error=None, reason=None, ended=None)
-    _spawn(run, engine_command(run.path, cfg.nproc, resume=True, max_steps=max_steps))
+        return continue_run(run, max_steps)
+    run = _as_run(run)
+    ok, why = can_resume(run)
+    if not ok:
+        raise ConfigError(f"run {run.run_id}: {why}")
+    _respawn(run, run.read_config())
     return run.run_id
+
+
+def continued_config(cfg: TrainConfig, from_step: int, max_steps: int,
+                     target_loss: float | None = None) -> TrainConfig:
+    """The config that trains a run on from checkpoint step from_step to max_steps (which must
+    be above it), with target_loss when given. The learning-rate schedule keeps its length: with
+    lr_decay_steps at 0 (decay over max_steps) it becomes the old max_steps, so the cosine
+    still ends there and the extra steps train at min_lr. Raises ConfigError."""
+    try:
+        steps = operator.index(max_steps)  # ints of any kind (a widget's numpy int too)
+    except TypeError:
+        steps = None
+    if steps is None or isinstance(max_steps, bool) or steps <= from_step:
+        raise ConfigError(f"max_steps: must be a whole number above the checkpoint's step "
+                          f"{from_step} to train further (got {max_steps!r})")
+    changes = {"max_steps": steps}
+    if not cfg.lr_decay_steps:
+        changes["lr_decay_steps"] = cfg.max_steps
+    if target_loss is not None:
+        changes["target_loss"] = target_loss
+    return cfg.replace(**changes)
+
+
+def continue_run(run: RunDir | str | Path, max_steps: int, target_loss: float | None = None) -> str:
+    """Continue training a run that is not active (completed ones included) from its latest
+    checkpoint up to a new max_steps, in the background: config.json is rewritten through
+    continued_config (the cosine keeps its old length; the extra steps train at min_lr).
+    Raises ConfigError (active, no checkpoint, max_steps not above the checkpoint's step, an
+    invalid target_loss) before anything changes; returns the run id."""
+    run = _as_run(run)
+    state = state_of(run)
+    if state in ACTIVE_STATES:
+        raise ConfigError(f"run {run.run_id} is {state}: stop it before continuing")
+    step = checkpoint_step(run)
+    if step is None:
+        raise ConfigError(f"run {run.run_id} has no checkpoint to continue from (it ended before "
+                          "its first save): start a new run instead")
+    cfg = continued_config(run.read_config(), step, max_steps, target_loss)
+    check_runnable(cfg)
+    run.write_config(cfg)
+    _respawn(run, cfg)
+    return run.run_id
+
+
+def _respawn(run: RunDir, cfg: TrainConfig) -> None:
+    """Start the engine on run with --resume: 'queued' until the engine takes over."""
+    run.clear_stop()
+    # A fresh heartbeat, no old pids, and the step it restarts from.
+    run.write_status(state="queued", step=checkpoint_step(run), pid=None, launcher_pid=None,
+                     error=None, reason=None, ended=None)
+    _spawn(run, engine_command(run.path, cfg.nproc, resume=True))
 
 
 def delete(run: RunDir | str | Path) -> None:

@@ -2,8 +2,10 @@
 
 This module alone knows the file names inside `runs/<run_id>/` (see shared DESIGN.md):
 config.json, status.json, metrics.jsonl, log.txt, checkpoints/ (step_NNNNNNN.pt and best.pt),
-snapshots/ (step_NNNNNNN.safetensors), STOP. What a metrics record holds is core/metrics.py's
-business, what a checkpoint or snapshot holds core/checkpoint.py's.
+snapshots/ (step_NNNNNNN.safetensors), STOP, notes.json (a display title and a free-text
+note); and in the runs directory itself, queue.json (runs waiting to start, core/run_queue.py)
+and its lock file. What a metrics record holds is core/metrics.py's business, what a checkpoint
+or snapshot holds core/checkpoint.py's.
 """
 
 from __future__ import annotations
@@ -20,11 +22,14 @@ from pathlib import Path
 from core.config import SCHEMA_VERSION, ConfigError, TrainConfig, check_run_id
 
 ACTIVE_STATES = ("queued", "running")
+WAITING = "waiting"  # in the run queue, never started: not active (may be deleted), never crashed
 CRASHED = "crashed"  # never written: how readers show a running run whose process is gone
 HEARTBEAT_GRACE_S = 5.0
 _STATUS_LOCK = threading.Lock()
+_NOTES_LOCK = threading.Lock()
 _CKPT = re.compile(r"^step_(\d{7})\.pt$")
 _SNAPSHOT = re.compile(r"^step_(\d{7})\.safetensors$")
+TITLE_MAX, NOTE_MAX = 80, 2000
 
 
 def default_runs_dir() -> Path:
@@ -67,14 +72,15 @@ class RunDir:
         self.path = Path(path)
 
     @classmethod
-    def create(cls, runs_dir: str | Path, run_id: str, config: TrainConfig) -> "RunDir":
+    def create(cls, runs_dir: str | Path, run_id: str, config: TrainConfig,
+               state: str = "queued") -> "RunDir":
         run = cls(Path(runs_dir) / check_run_id(run_id))
         try:
             run.path.mkdir(parents=True, exist_ok=False)
         except FileExistsError:
             raise ConfigError(f"a run named {run_id!r} already exists in {runs_dir}: pick another name")
         run.write_config(config)
-        run.write_status(state="queued", step=0, max_steps=config.max_steps)
+        run.write_status(state=state, step=0, max_steps=config.max_steps)
         return run
 
     @property
@@ -198,6 +204,41 @@ class RunDir:
     def delete(self) -> None:
         shutil.rmtree(self.path)
 
+    # --- notes: a display title and a free-text note --------------------------------------
+    def read_notes(self) -> dict:
+        """{"title", "note"}: the title defaults to the run id, the note to "" (also when
+        notes.json is missing or unreadable). The run id itself never changes."""
+        try:
+            values = json.loads((self.path / "notes.json").read_text())
+        except (FileNotFoundError, json.JSONDecodeError, UnicodeDecodeError):
+            values = {}
+        values = values if isinstance(values, dict) else {}
+        title, note = values.get("title"), values.get("note")
+        return {"title": title if isinstance(title, str) and title else self.run_id,
+                "note": note if isinstance(note, str) else ""}
+
+    def write_notes(self, title: str | None = None, note: str | None = None) -> dict:
+        """Set the title (1-80 printable characters, surrounding spaces dropped) and/or the note
+        (up to 2000 characters; line breaks allowed); None keeps the current value. Written
+        atomically; raises ConfigError naming the problem. Returns the notes as now stored."""
+        if not self.exists():
+            raise ConfigError(f"no run at {self.path}: pick one from the runs list")
+        if title is not None:
+            if not isinstance(title, str) or not title.strip():
+                raise ConfigError("title: give 1-80 characters (the run id is kept either way)")
+            title = title.strip()
+            if len(title) > TITLE_MAX or not title.isprintable():
+                raise ConfigError(f"title: use at most {TITLE_MAX} printable characters, no line "
+                                  f"breaks or tabs (got {len(title)} characters)")
+        if note is not None and (not isinstance(note, str) or len(note) > NOTE_MAX):
+            got = len(note) if isinstance(note, str) else type(note).__name__
+            raise ConfigError(f"note: use at most {NOTE_MAX} characters (got {got})")
+        with _NOTES_LOCK:  # two browser sessions of one app may save at once
+            notes = self.read_notes()
+            notes.update({k: v for k, v in (("title", title), ("note", note)) if v is not None})
+            _write_atomic(self.path / "notes.json", json.dumps(notes))
+        return notes
+
 
 def default_run_name(prefix: str, runs_dir: str | Path | None = None) -> str:
     """`<prefix>-<YYYYmmdd-HHMMSS>`, with `-2`, `-3`... added when that name is taken."""
@@ -211,8 +252,19 @@ def default_run_name(prefix: str, runs_dir: str | Path | None = None) -> str:
     return name
 
 
+def queue_path(runs_dir: str | Path) -> Path:
+    """The run queue of a runs directory (its format is core/run_queue.py's business)."""
+    return Path(runs_dir) / "queue.json"
+
+
+def queue_lock_path(runs_dir: str | Path) -> Path:
+    """The file locked (fcntl) while the queue is read and changed: the app and the engines
+    that start the next run share it."""
+    return Path(runs_dir) / ".queue.lock"
+
+
 def list_run_dirs(runs_dir: str | Path | None = None) -> list[RunDir]:
-    """Every run directory under runs_dir, newest first."""
+    """Every run directory under runs_dir (waiting ones included), newest first."""
     root = Path(runs_dir or default_runs_dir())
     if not root.is_dir():
         return []

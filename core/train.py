@@ -1,7 +1,10 @@
 """Command line: `python -m core.train [--preset NAME] [--FIELD VALUE ...] [--resume]`.
 
-Every config field is a flag. Invalid settings are refused with one clear line and exit code 2
-before anything is created. Also the entry point torchrun starts on every rank.
+`--run-dir DIR --resume --max-steps N [--target-loss X]` trains a run further than planned
+(Continue training; the cosine keeps its old length). When a run ends, the next run waiting in
+its runs directory's queue starts (core/run_queue.py). Every config field is a flag. Invalid
+settings are refused with one clear line and exit code 2 before anything is created. Also the
+entry point torchrun starts on every rank.
 """
 
 from __future__ import annotations
@@ -13,7 +16,7 @@ import sys
 from pathlib import Path
 
 from core import config as C
-from core import data, pretrained
+from core import data, launcher, pretrained
 from core.preflight import check_runnable
 from core.engine import init_distributed, train
 from core.rundir import RunDir, default_run_name, default_runs_dir
@@ -80,10 +83,10 @@ def prepare(argv=None, world_size: int = 1) -> tuple[RunDir, bool]:
             if run.effective_state(status) == "running":
                 raise C.ConfigError(f"run {run.run_id} is still running (pid {status.get('pid')}): "
                                     "stop it before resuming")
-            if field_flags:  # e.g. --max-steps to train further than first planned
-                cfg = cfg.replace(**_given_fields(args))
-                check_runnable(cfg)
-                run.write_config(cfg)
+            resumed = _resumed_config(run, cfg, _given_fields(args))
+            if resumed != cfg:  # e.g. --max-steps to train further than first planned
+                check_runnable(resumed)
+                run.write_config(resumed)
             return run, True
         if status.get("state") == "queued" and not field_flags:
             return run, False  # prepared by the launcher
@@ -104,6 +107,39 @@ def prepare(argv=None, world_size: int = 1) -> tuple[RunDir, bool]:
     return RunDir.create(runs_dir, name, cfg), False
 
 
+def _resumed_config(run: RunDir, cfg: C.TrainConfig, given: dict) -> C.TrainConfig:
+    """The config a resume trains with. A new --max-steps (and --target-loss) goes through
+    launcher.continued_config, as Continue training in the app does (the cosine keeps its old
+    length); other flags given replace their fields. Refused when there is no checkpoint, or
+    when the checkpoint already reached max_steps and no higher --max-steps is given."""
+    step = launcher.checkpoint_step(run)
+    if step is None:
+        raise C.ConfigError(f"run {run.run_id} has no checkpoint to resume from (it ended before "
+                            "its first save): start a new run instead")
+    given = dict(given)
+    if "max_steps" in given:
+        cfg = launcher.continued_config(cfg, step, given.pop("max_steps"),
+                                        given.pop("target_loss", None))
+    elif step >= cfg.max_steps:
+        raise C.ConfigError(f"run {run.run_id} already reached max_steps {cfg.max_steps} (step "
+                            f"{step}): give --max-steps above {step} to train further")
+    return cfg.replace(**given) if given else cfg
+
+
+def _start_queued(run_path: str | Path) -> None:
+    """Now that this run has ended (whatever its state), start the next run waiting in its
+    runs directory's queue, if any. Never raises: the run's own result stands."""
+    try:
+        from core import run_queue
+
+        started = run_queue.start_next(Path(run_path).parent)
+        if started:
+            print(f"run queue: started {started}", flush=True)
+    except Exception as e:  # noqa: BLE001 - logged, never fatal
+        print(f"run queue: could not start the next run: {type(e).__name__}: {e}",
+              file=sys.stderr, flush=True)
+
+
 def main(argv=None) -> int:
     distributed = int(os.environ.get("WORLD_SIZE", "1")) > 1
     if distributed:
@@ -114,7 +150,9 @@ def main(argv=None) -> int:
         print(f"error: {e}", file=sys.stderr)
         return 2
     print(f"run directory: {run.path}", flush=True)
-    return 0 if train(str(run.path), resume) != "failed" else 1
+    state = train(str(run.path), resume)
+    _start_queued(run.path)
+    return 0 if state != "failed" else 1
 
 
 def _main_distributed(argv) -> int:
@@ -147,7 +185,10 @@ def _main_distributed(argv) -> int:
             print(f"error: {error}", file=sys.stderr)
         dist.destroy_process_group()
         return 2
-    return 0 if train(run_dir, resume) != "failed" else 1
+    state = train(run_dir, resume)
+    if ddp.master:
+        _start_queued(run_dir)
+    return 0 if state != "failed" else 1
 
 
 if __name__ == "__main__":
