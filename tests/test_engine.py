@@ -169,3 +169,54 @@ def test_stop_request_saves_a_checkpoint_and_ends_stopped(runs_dir, tiny_config,
     step = status["step"]
     assert run.latest_checkpoint().name == f"step_{step:07d}.pt"
     assert not run.stop_requested()  # the request is consumed
+
+
+def test_copy_rate_start_and_system_records(runs_dir, tiny_config, monkeypatch):
+    monkeypatch.setattr(engine._SystemSampler, "sample",
+                        lambda self, choice: {"cpu_percent": 95.0, "rss_mb": 321.0})
+    run, state = start(runs_dir, "records", tiny_config)
+    assert state == "completed"
+    evals = records(run, "eval")
+    assert all(0 <= e["copy_rate"] <= 1 and e["longest_copy"] >= 0 and e["copy_min_len"] == 8
+               for e in evals)
+    starts = records(run, "start")
+    assert [(s["step"], s["resumed"]) for s in starts] == [(0, False)]
+    assert starts[0]["peak_flops"] > 0 and starts[0]["peak_source"]
+    system = records(run, "system")
+    assert len(system) == 12 and system[0] == {"kind": "system", "step": 1, "time": system[0]["time"],
+                                               "cpu_percent": 95.0, "rss_mb": 321.0}
+    train = records(run)
+    assert all(len(r["batch_checksum"]) == 16 for r in train)
+    assert 0 < train[0]["train_time_s"] < train[-1]["train_time_s"]
+
+
+def test_memorizing_a_tiny_text_shows_as_copying(tmp_path, runs_dir):
+    text = tmp_path / "verse.txt"
+    text.write_text(("ROMEO:\nBut soft, what light through yonder window breaks?\n"
+                     "It is the east, and Juliet is the sun.\n\n") * 40)
+    cfg = make_tiny_config(text, max_steps=60, max_lr=1e-2, min_lr=1e-3, eval_interval=60,
+                           sample_tokens=24, val_fraction=0.2, copy_min_len=6)
+    run, state = start(runs_dir, "memorize", cfg)
+    assert state == "completed"
+    final = records(run, "eval")[-1]
+    assert final["copy_rate"] > 0.3 and final["longest_copy"] >= 6, final  # random text: ~0
+
+
+def test_best_val_checkpoint_survives_pruning_and_patience_stops_early(runs_dir, tiny_config):
+    from core import checkpoint
+
+    # A learning rate this high makes val loss rise after its first evals.
+    cfg = tiny_config.replace(max_steps=200, eval_interval=2, keep_checkpoints=1,
+                              checkpoint_interval=2, max_lr=0.3, min_lr=0.3, warmup_steps=0,
+                              early_stop_patience=2)
+    run, state = start(runs_dir, "patience", cfg)
+    assert state == "completed"
+    status = run.read_status()
+    assert "no val improvement in 2 evals" in status["reason"], status["reason"]
+    evals = [(e["step"], e["val_loss"]) for e in records(run, "eval")]
+    best_step, best_val = min(evals, key=lambda e: e[1])
+    assert status["step"] < 200 and evals[-1][0] == status["step"]
+    assert [e[0] for e in evals[-3:]] == [best_step, best_step + 2, best_step + 4]
+    assert [s for s, _ in run.checkpoints()] == [status["step"]]  # keep_checkpoints=1
+    best = checkpoint.load(run.best_checkpoint_path)
+    assert best.step == best_step and best.best_val_loss == pytest.approx(best_val)
