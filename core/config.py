@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import math
 import re
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -17,7 +18,8 @@ GPT2_VOCAB = 50257  # tokens in the GPT-2 BPE; the model pads to a multiple of 6
 DEVICES = ("auto", "cpu", "cuda", "mps")
 DTYPES = ("auto", "float32", "bfloat16")  # fp16 would need loss scaling: not offered
 DTYPE_ALIASES = {"fp32": "float32", "bf16": "bfloat16"}  # accepted everywhere, stored canonical
-RUN_ID_PATTERN = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_-]{0,63}$")
+RUN_ID_PATTERN = re.compile(r"[A-Za-z0-9][A-Za-z0-9_-]{0,63}")  # matched whole (fullmatch)
+MAX_SEED = 2**32 - 1  # numpy's limit; torch's generator takes seed + step, far below 2**64
 
 
 class ConfigError(ValueError):
@@ -108,6 +110,8 @@ class TrainConfig:
     @classmethod
     def from_dict(cls, values: dict) -> "TrainConfig":
         """Build from a dict (config.json, a form), ignoring the schema key; unknown keys fail."""
+        if not isinstance(values, dict):
+            raise ConfigError(f"a config must be a JSON object of settings (got {type(values).__name__})")
         values = {k: v for k, v in values.items() if k != "schema_version"}
         defaults = cls()
         unknown = sorted(set(values) - {f.name for f in dataclasses.fields(cls)})
@@ -183,8 +187,10 @@ def field_problems(cfg: TrainConfig) -> dict[str, str]:
     for name in ("max_lr", "min_lr", "weight_decay", "eps", "grad_clip", "target_loss",
                  "peak_flops"):
         value = getattr(cfg, name)
-        if not isinstance(value, (int, float)) or value != value or value < 0:
-            p[name] = f"must be a number >= 0 (got {value!r})"
+        if not isinstance(value, (int, float)) or not math.isfinite(value) or value < 0:
+            p[name] = f"must be a finite number >= 0 (got {value!r})"
+    if "seed" not in p and cfg.seed > MAX_SEED:
+        p["seed"] = f"must be at most {MAX_SEED} (2**32 - 1) (got {cfg.seed})"
     if not p.get("max_lr") and cfg.max_lr <= 0:
         p["max_lr"] = "must be above 0"
     if "n_embd" not in p and "n_head" not in p and cfg.n_embd % cfg.n_head:
@@ -231,6 +237,23 @@ def with_derived_accum(cfg: TrainConfig, world_size: int) -> TrainConfig:
     return cfg.replace(grad_accum_steps=cfg.total_batch_tokens // per_micro, nproc=world_size)
 
 
+# The fields of schema version 1's first config.json: a run's config.json holds at least these.
+# Fields added since default to "off" (or to what runs did before them), so older runs still load.
+V1_FIELDS = (
+    "n_layer", "n_head", "n_embd", "block_size", "vocab_size", "max_lr", "min_lr", "weight_decay",
+    "beta1", "beta2", "eps", "grad_clip", "warmup_steps", "max_steps", "micro_batch_size",
+    "seq_len", "grad_accum_steps", "total_batch_tokens", "data", "val_fraction", "device", "dtype",
+    "compile", "nproc", "peak_flops", "target_loss", "eval_interval", "eval_batches",
+    "sample_prompt", "sample_tokens", "checkpoint_interval", "keep_checkpoints", "seed",
+)
+
+
+def missing_fields(values: dict) -> list[str]:
+    """The schema-1 fields a run's saved config lacks: such a file was not written whole by this
+    tool, and filling them with defaults would describe another model."""
+    return [name for name in V1_FIELDS if name not in values]
+
+
 def load_json(path: str | Path) -> TrainConfig:
     try:
         values = json.loads(Path(path).read_text())
@@ -241,7 +264,7 @@ def load_json(path: str | Path) -> TrainConfig:
 
 def check_run_id(run_id: str) -> str:
     """Refuse run names that could escape the runs directory or confuse a shell."""
-    if not RUN_ID_PATTERN.match(run_id or ""):
+    if not isinstance(run_id, str) or not RUN_ID_PATTERN.fullmatch(run_id):
         raise ConfigError(
             f"invalid run name {run_id!r}: use 1-64 letters, digits, '-' or '_', "
             "starting with a letter or digit"

@@ -7,6 +7,7 @@ uint16 .npy keyed by the text's sha256, so a second run does not tokenize again.
 
 from __future__ import annotations
 
+import codecs
 import functools
 import hashlib
 import os
@@ -23,6 +24,10 @@ TINYSHAKESPEARE_URL = (
 # This workplace's offline copies (see ../shared/data/README.md); absent on a user's machine.
 _SHARED_DATA = PROJECT_ROOT.parent / "shared" / "data"
 EOT_TOKEN = 50256
+# Sources up to this size are tokenized before a run is created (the tokens are cached, so the
+# engine does not tokenize again) to refuse one too small for a batch; larger ones cannot be.
+CHECK_TOKENS_BYTES = 16 * 2**20
+_SNIFF_BYTES = 1 << 16
 
 
 class DataError(ValueError):
@@ -92,16 +97,44 @@ def _tinyshakespeare() -> Path:
     return target
 
 
+def check_text_files(files: list[Path]) -> int:
+    """Refuse a source that is empty, or whose files are binary (NUL bytes) or not UTF-8 in
+    their first 64 KB, with a DataError saying which file and the fix; returns the total bytes."""
+    total = 0
+    for path in files:
+        try:
+            size = path.stat().st_size
+            with open(path, "rb") as f:
+                head = f.read(_SNIFF_BYTES)
+        except OSError as e:
+            raise DataError(f"cannot read {path} ({e.strerror}): check the path and its "
+                            "permissions") from e
+        if b"\0" in head:
+            raise DataError(f"{path} looks binary (it holds NUL bytes), not text: give a UTF-8 "
+                            ".txt file")
+        try:
+            codecs.getincrementaldecoder("utf-8")().decode(head, final=size <= len(head))
+        except UnicodeDecodeError as e:
+            raise _not_utf8(path, e) from e
+        total += size
+    if not total:
+        raise DataError(f"the data ({', '.join(p.name for p in files)}) is empty: give a text "
+                        "file with enough text for a few batches")
+    return total
+
+
+def _not_utf8(path: Path, e: UnicodeDecodeError) -> DataError:
+    return DataError(f"{path} is not UTF-8 text (byte {e.start}): convert it, e.g. "
+                     f"`iconv -f latin1 -t utf-8 {path.name} > fixed.txt`")
+
+
 def read_text(files: list[Path]) -> str:
     parts = []
     for path in files:
         try:
             parts.append(path.read_bytes().decode("utf-8"))
         except UnicodeDecodeError as e:
-            raise DataError(
-                f"{path} is not UTF-8 text (byte {e.start}): convert it, e.g. "
-                f"`iconv -f latin1 -t utf-8 {path.name} > fixed.txt`"
-            ) from e
+            raise _not_utf8(path, e) from e
     return "\n\n".join(parts)
 
 

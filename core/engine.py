@@ -7,9 +7,11 @@ every rank stops together (the stop and failure flags are all-reduced each step)
 from __future__ import annotations
 
 import contextlib
+import errno
 import math
 import os
 import resource
+import shutil
 import signal
 import sys
 import threading
@@ -141,20 +143,34 @@ def _fit_reporting_failure(run: RunDir, cfg: TrainConfig, ddp: Dist, resume: boo
         return _fit(run, cfg, ddp, resume, stop_signal)
     except BaseException as e:
         message = f"{type(e).__name__}: {e}"
+        if isinstance(e, OSError) and e.errno in (errno.ENOSPC, errno.EDQUOT):
+            if not isinstance(e, checkpoint.DiskFull):  # a log or metrics write hit the wall
+                with contextlib.suppress(OSError):
+                    free = shutil.disk_usage(run.path).free / 2**20
+                    message = (f"no space left on device (free {free:.0f} MB) writing "
+                               f"{e.filename or 'the run'}")
+            message += "; free some space, then resume: it continues from the last checkpoint"
         if ddp.world_size > 1 and _lost_peer(e):
             message = (f"rank {ddp.rank} lost contact with another rank, which crashed or was "
                        f"killed (torchrun's summary in log.txt names it): {message}")
         elif ddp.world_size > 1:
             message = f"rank {ddp.rank} failed: {message}"
-        traceback.print_exc()
-        print(f"run failed: {message}", file=sys.stderr, flush=True)
+        with contextlib.suppress(OSError, ValueError):  # a full disk may refuse the log too
+            traceback.print_exc()
+            print(f"run failed: {message}", file=sys.stderr, flush=True)
         # Any rank may report a failure: the others may be blocked in a collective. The first
         # report is the cause; the ranks that then lose their peer must not overwrite it.
         status = run.read_status()
         if not (status.get("state") == "failed" and (status.get("ended") or 0) >= began):
-            run.write_status(state="failed", error=message, reason="error", ended=time.time())
+            try:
+                run.write_status(state="failed", error=message, reason="error", ended=time.time())
+            except OSError:  # no room for status.json's temp file: overwrite it in place
+                with contextlib.suppress(OSError):
+                    run.write_status_in_place(state="failed", error=message[:300],
+                                              reason="error", ended=time.time())
         if ddp.world_size > 1:
-            sys.stdout.flush()
+            with contextlib.suppress(OSError, ValueError):
+                sys.stdout.flush()
             os._exit(1)  # do not wait for ranks stuck in a collective; torchrun ends them
         return "failed"
 

@@ -67,6 +67,23 @@ def memory_mb(cfg: TrainConfig, dtype: str = "float32") -> dict[str, float]:
     return parts
 
 
+def checkpoint_disk_mb(cfg: TrainConfig) -> float:
+    """Disk the run's checkpoints need at most, in MB. A checkpoint holds the fp32 weights and
+    AdamW's two fp32 moments (3 x 4 bytes a parameter; RNG and metadata are small); up to
+    keep_checkpoints + 1 of them are on disk at once (the newest is written before the oldest
+    goes), all of them when keep_checkpoints is 0; best.pt adds one more when evals run; the
+    weights-only bf16 snapshots add up to snapshot_cap_mb."""
+    size = 3 * FP32 * param_count(cfg) / MB
+    interval = cfg.checkpoint_interval
+    saves = -(-cfg.max_steps // interval) if interval else 1  # the last one at the end
+    copies = min(cfg.keep_checkpoints + 1, saves) if cfg.keep_checkpoints else saves
+    total = (copies + (1 if cfg.eval_interval else 0)) * size
+    if cfg.snapshot_interval:
+        snapshots = cfg.max_steps // cfg.snapshot_interval
+        total += min(cfg.snapshot_cap_mb, snapshots * 2 * param_count(cfg) / MB)
+    return total
+
+
 @dataclass
 class Estimate:
     params: int

@@ -162,8 +162,9 @@ def training_results(run: RunDir, summary: RunSummary | None = None) -> dict:
     """Results of a run from its metrics summary and status.json: initial and final loss,
     reduction, best val loss, its step and perplexity, steps, stop reason, training time (summed
     over every stop and resume), mean step time and tokens/s, peak memory. Missing figures are
-    None."""
-    s = summary or metrics.summarize(run.metrics_path)
+    None. The summary comes from core.metrics' shared cache, which reads only what was appended
+    since the last call (a rerun on a million-step run costs a stat)."""
+    s = summary or metrics.cached_summary(run.metrics_path)
     status = run.read_status()
     out = {
         "initial_loss": s.first_loss, "final_loss": s.last_loss, "loss_reduction": None,

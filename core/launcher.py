@@ -21,11 +21,14 @@ from pathlib import Path
 from core.config import ConfigError, TrainConfig, check_run_id
 from core import metrics
 from core.preflight import check_runnable
-from core.rundir import (ACTIVE_STATES, WAITING, RunDir, default_run_name, default_runs_dir,
-                         list_run_dirs, pid_alive)
+from core.rundir import (ACTIVE_STATES, DAMAGED, WAITING, RunDir, default_run_name,
+                         default_runs_dir, list_run_dirs, process_start_time)
 
 PROJECT_ROOT = Path(__file__).resolve().parent.parent
 STOP_TIMEOUT_S = 30.0  # the least time a run gets to end by itself before each signal
+# The engine stamps status.json every second while it lives (a final eval, sample and checkpoint
+# included): a stop waits as long as it does, and signals only once stamps stop this long.
+HEARTBEAT_FRESH_S = 10.0
 _POLL_S = 0.2
 # What torchrun tells its ranks: a run started from a rank (the run queue) must not inherit it.
 _DISTRIBUTED_ENV = ("RANK", "LOCAL_RANK", "WORLD_SIZE", "LOCAL_WORLD_SIZE", "GROUP_RANK",
@@ -82,8 +85,10 @@ def _spawn(run: RunDir, cmd: list[str]) -> int:
                                 cwd=PROJECT_ROOT, env=env, start_new_session=True, close_fds=True)
     _children[proc.pid] = proc
     # The engine needs a second or more to import torch before it writes its own status, so
-    # this merge lands first; launcher_pid keeps a starting run from looking crashed.
-    run.write_status(launcher_pid=proc.pid, command=cmd)
+    # this merge lands first; launcher_pid keeps a starting run from looking crashed, and its
+    # start time tells it from a later process that gets the same pid.
+    run.write_status(launcher_pid=proc.pid, launcher_pid_start=process_start_time(proc.pid),
+                     command=cmd)
     return proc.pid
 
 
@@ -97,7 +102,6 @@ def launch(config: TrainConfig, runs_dir: str | Path | None = None, name: str | 
     runs_dir = Path(runs_dir or default_runs_dir())
     check_runnable(config)
     name = check_run_id(name) if name else default_run_name("run", runs_dir)
-    runs_dir.mkdir(parents=True, exist_ok=True)
     run = RunDir.create(runs_dir, name, config)
     _spawn(run, engine_command(run.path, config.nproc))
     return run.run_id
@@ -124,6 +128,9 @@ def _as_run(run: RunDir | str | Path, runs_dir: str | Path | None = None) -> Run
         run = RunDir(run)
     if not run.exists():
         raise ConfigError(f"no run at {run.path}: pick one from the runs list")
+    if not run.is_ours():
+        raise ConfigError(f"{run.path} is not a run directory of this tool (its config.json has "
+                          "no schema_version): leaving it alone")
     return run
 
 
@@ -137,9 +144,10 @@ def _pids(status: dict) -> list[int]:
     return [p for p in (status.get("launcher_pid"), status.get("pid")) if p]
 
 
-def _signal_group(status: dict, sig: int) -> None:
-    """Send sig to the process group of each of the run's processes (torchrun and its ranks)."""
-    for pid in _pids(status):
+def _signal_group(run: RunDir, sig: int) -> None:
+    """Send sig to the process group of each of the run's processes (torchrun and its ranks);
+    only to processes that are provably the run's (a reused pid is someone else's)."""
+    for pid in run.live_pids():
         try:
             if os.getpgid(pid) == pid:  # a group leader: one we started in its own session
                 os.killpg(pid, sig)
@@ -149,18 +157,22 @@ def _signal_group(status: dict, sig: int) -> None:
             continue
 
 
-def _wait_ended(run: RunDir, timeout: float) -> bool:
-    """Wait until the run's processes are gone (or, with no pid known, it reads as ended)."""
+def _heartbeat_fresh(status: dict) -> bool:
+    return time.time() - (status.get("updated") or 0) <= HEARTBEAT_FRESH_S
+
+
+def _wait_ended(run: RunDir, timeout: float, while_alive: bool = True) -> bool:
+    """Wait until the run's processes are gone (or, with no pid known, it reads as ended): at
+    least timeout seconds, and, with while_alive, as long as its heartbeat stays fresh."""
     deadline = time.monotonic() + timeout
     while True:
         reap()
         status = run.read_status()
-        pids = _pids(status)
-        if pids and not any(pid_alive(p) for p in pids):
+        if _pids(status) and not run.live_pids(status):
             return True
-        if not pids and run.effective_state(status) not in ACTIVE_STATES:
+        if not _pids(status) and run.effective_state(status) not in ACTIVE_STATES:
             return True
-        if time.monotonic() >= deadline:
+        if time.monotonic() >= deadline and not (while_alive and _heartbeat_fresh(status)):
             return False
         time.sleep(_POLL_S)
 
@@ -173,10 +185,12 @@ def stop_timeout(run: RunDir) -> float:
 
 
 def stop(run: RunDir | str | Path, timeout: float | None = None, wait: bool = True) -> str:
-    """Ask a run to stop: write STOP (the engine checkpoints and ends as 'stopped' after the
-    current step); if it has not ended within timeout, SIGTERM its process group (also a clean
-    stop), then SIGKILL. With wait=False the escalation runs in a background thread and this
-    returns at once. Returns the state seen at return."""
+    """Ask a run to stop: write STOP (the engine finishes the step, evaluates, checkpoints and
+    ends as 'stopped'). It waits for that as long as the engine's heartbeat stays fresh, however
+    long the final eval and checkpoint take; only a run silent for HEARTBEAT_FRESH_S after
+    timeout is SIGTERMed (also a clean stop), then SIGKILLed. Only the run's own processes are
+    ever signalled. With wait=False the escalation runs in a background thread and this returns
+    at once. Returns the state seen at return."""
     run = _as_run(run)
     state = state_of(run)
     if state not in ACTIVE_STATES:
@@ -198,15 +212,16 @@ def _escalate(run: RunDir, timeout: float) -> None:
     try:
         for sig, wait_s in ((None, timeout), (signal.SIGTERM, timeout), (signal.SIGKILL, 5.0)):
             if sig is not None:
-                _signal_group(run.read_status(), sig)
+                _signal_group(run, sig)
                 sent = sig
-            if _wait_ended(run, wait_s):
+            if _wait_ended(run, wait_s, while_alive=sig != signal.SIGKILL):
                 break
         if sent is not None and run.read_status().get("state") in ACTIVE_STATES:
             run.write_status(
                 state="failed", reason="killed", ended=time.time(),
-                error=f"did not stop within {timeout:.0f}s of the stop request; ended with "
-                      f"{signal.Signals(sent).name}. Resume continues from the last checkpoint")
+                error=f"stopped responding (no heartbeat for {HEARTBEAT_FRESH_S:.0f}s) after the "
+                      f"stop request; ended with {signal.Signals(sent).name}. Resume continues "
+                      "from the last checkpoint")
     finally:
         run.clear_stop()
 
@@ -225,6 +240,8 @@ def can_resume(run: RunDir | str | Path) -> tuple[bool, str]:
     state = state_of(run)
     if state in ACTIVE_STATES:
         return False, f"{state}: stop it before resuming"
+    if run.is_locked():
+        return False, "being trained by another process: stop it first"
     if state == WAITING:
         return False, "waiting in the run queue: it starts when the runs before it end"
     step = checkpoint_step(run)
@@ -289,36 +306,62 @@ def continue_run(run: RunDir | str | Path, max_steps: int, target_loss: float | 
     if step is None:
         raise ConfigError(f"run {run.run_id} has no checkpoint to continue from (it ended before "
                           "its first save): start a new run instead")
+    if run.is_locked():
+        raise ConfigError(f"run {run.run_id} is being trained by another process: stop it first")
     cfg = continued_config(run.read_config(), step, max_steps, target_loss)
     check_runnable(cfg)
-    run.write_config(cfg)
+    try:
+        run.write_config(cfg)
+    except OSError as e:
+        raise ConfigError(f"cannot resume run {run.run_id}: {e.strerror or e} "
+                          f"({e.filename or run.path}); check that the runs directory is "
+                          "writable") from e
     _respawn(run, cfg)
     return run.run_id
 
 
 def _respawn(run: RunDir, cfg: TrainConfig) -> None:
     """Start the engine on run with --resume: 'queued' until the engine takes over."""
-    run.clear_stop()
-    # A fresh heartbeat, no old pids, and the step it restarts from.
-    run.write_status(state="queued", step=checkpoint_step(run), pid=None, launcher_pid=None,
-                     error=None, reason=None, ended=None)
-    _spawn(run, engine_command(run.path, cfg.nproc, resume=True))
+    try:
+        run.clear_stop()
+        # A fresh heartbeat, no old pids, and the step it restarts from.
+        run.write_status(state="queued", step=checkpoint_step(run), pid=None, pid_start=None,
+                         launcher_pid=None, launcher_pid_start=None, error=None, reason=None,
+                         ended=None)
+        _spawn(run, engine_command(run.path, cfg.nproc, resume=True))
+    except OSError as e:
+        raise ConfigError(f"cannot resume run {run.run_id}: {e.strerror or e} "
+                          f"({e.filename or run.path}); check that the runs directory is "
+                          "writable") from e
 
 
 def delete(run: RunDir | str | Path) -> None:
-    """Remove a run directory; refused while the run is queued or running."""
+    """Remove a run directory's files and then the folder; refused while the run is queued or
+    running, and for a folder holding anything that is not part of a run (ConfigError)."""
     run = _as_run(run)
     state = state_of(run)
     if state in ACTIVE_STATES:
         raise ConfigError(f"run {run.run_id} is {state}: stop it before deleting")
-    run.delete()
+    if run.is_locked():
+        raise ConfigError(f"run {run.run_id} is being trained by another process: stop it first")
+    try:
+        run.delete()
+    except OSError as e:
+        raise ConfigError(f"cannot delete run {run.run_id}: {e.strerror or e} "
+                          f"({e.filename or run.path}); check that the runs directory is "
+                          "writable") from e
 
 
 def list_runs(runs_dir: str | Path | None = None) -> list[RunInfo]:
-    """Every run under runs_dir, newest first, with the state to show (crashed detected)."""
+    """Every run under runs_dir, newest first, with the state to show (crashed detected; a run
+    whose config or status cannot be used is DAMAGED, with status['error'] saying why)."""
     reap()
     infos = []
     for run in list_run_dirs(runs_dir):
         status = run.read_status()
-        infos.append(RunInfo(run, status, run.effective_state(status)))
+        state = run.effective_state(status)
+        problem = run.config_problem() if state not in ACTIVE_STATES else None
+        if problem:
+            status, state = {**status, "state": DAMAGED, "error": problem}, DAMAGED
+        infos.append(RunInfo(run, status, state))
     return infos

@@ -109,9 +109,10 @@ class MetricsReader:
     offset: int = 0
     file_id: tuple | None = None  # (device, inode) of the file read so far
 
-    def read_new_bytes(self) -> tuple[bytes, bool]:
-        """Complete lines appended since the last call, and whether the file was replaced since
-        (then the bytes are the whole new file, from its start)."""
+    def read_new_bytes(self, limit: int | None = None) -> tuple[bytes, bool]:
+        """Complete lines appended since the last call (about `limit` bytes of them at most, so
+        a long file can be read in pieces), and whether the file was replaced since (then the
+        bytes start at the new file's start)."""
         try:
             with open(self.path, "rb") as f:
                 st = os.fstat(f.fileno())
@@ -120,7 +121,9 @@ class MetricsReader:
                     self.offset = 0
                 self.file_id = (st.st_dev, st.st_ino)
                 f.seek(self.offset)
-                chunk = f.read()
+                chunk = f.read(limit) if limit else f.read()
+                if limit and len(chunk) == limit and b"\n" not in chunk:
+                    chunk += f.readline()  # one line longer than the limit: take it whole
         except (FileNotFoundError, IsADirectoryError):
             return b"", False
         end = chunk.rfind(b"\n") + 1  # a line without its newline is still being written
@@ -253,9 +256,113 @@ class RunSummary:
 _FOLDS = {"train": RunSummary._train, "eval": RunSummary._eval, "start": RunSummary._start}
 
 
+SUMMARY_CHUNK_BYTES = 16 * 2**20  # summaries read long files in pieces of this size
+# The fields the summary folds, for the bulk parser (numbers as float64; null when absent).
+_BULK_NUMBERS = ("step", "loss", "tokens_seen", "train_time_s", "tokens_per_sec", "dt_ms",
+                 "peak_mem_mb", "val_loss", "copy_rate", "longest_copy")
+
+
+def fold_bytes(summary: RunSummary, chunk: bytes) -> RunSummary:
+    """Fold complete JSON lines into summary: in bulk with pyarrow where it is installed and
+    every line parses, else record by record (the same result)."""
+    if not (len(chunk) > 1 << 16 and _fold_bulk(summary, chunk)):
+        summary.update(parse_records(chunk))
+    return summary
+
+
+def _fold_bulk(summary: RunSummary, chunk: bytes) -> bool:
+    """RunSummary.update for many lines at once: pyarrow parses them, numpy folds the train
+    records (the bulk of a file), eval and start records go one by one. False, with summary
+    untouched, when pyarrow is missing or any line is malformed (torn, not an object, a field
+    of the wrong type): the caller then takes the record-by-record path."""
+    try:
+        import numpy as np
+        import pyarrow as pa
+        import pyarrow.compute as pc
+        import pyarrow.json as pj
+    except ImportError:
+        return False
+    schema = pa.schema([("kind", pa.string())] + [(c, pa.float64()) for c in _BULK_NUMBERS])
+    try:
+        table = pj.read_json(io.BytesIO(chunk), parse_options=pj.ParseOptions(
+            explicit_schema=schema, unexpected_field_behavior="ignore"))
+    except (pa.ArrowInvalid, pa.ArrowTypeError, ValueError):
+        return False
+    kind, step = table.column("kind"), table.column("step")
+    if kind.null_count or step.null_count:
+        return False  # records clean() would drop: let the careful path drop them
+    steps = step.to_numpy()
+    if not np.isfinite(steps).all():
+        return False
+    col = {c: table.column(c).to_numpy(zero_copy_only=False) for c in _BULK_NUMBERS}  # null: NaN
+    is_kind = {k: pc.equal(kind, k).to_numpy(zero_copy_only=False)
+               for k in ("train", "eval", "start")}
+    train_rows = np.flatnonzero(is_kind["train"] & np.isfinite(col["loss"]))
+    _fold_train(summary, train_rows, np.flatnonzero(is_kind["start"]), col)
+    for i in np.flatnonzero(is_kind["eval"]):
+        summary._eval({"step": int(steps[i]), **{c: float(col[c][i]) for c in
+                       ("val_loss", "copy_rate", "longest_copy") if not np.isnan(col[c][i])}})
+    return True
+
+
+def _fold_train(s: RunSummary, rows, starts, col: dict) -> None:
+    """RunSummary._train over the train records at `rows` (finite loss, in file order) and the
+    segment starts at `starts` (row numbers in the same chunk), vectorised."""
+    import numpy as np
+
+    s.segment_starts.extend(int(col["step"][i]) for i in starts)
+    if not len(rows):
+        s._segment_first = s._segment_first or bool(len(starts))
+        return
+    first = np.zeros(len(rows), dtype=bool)  # each segment's first step pays for warm-up
+    after = np.searchsorted(rows, starts)  # the first train record after each start
+    first[after[after < len(rows)]] = True
+    first[0] |= s._segment_first
+    s._segment_first = bool(len(starts)) and starts[-1] > rows[-1]
+    loss, at = col["loss"][rows], lambda c: col[c][rows]
+    s.last_step = max(s.last_step, int(at("step").max()))
+    s.first_loss = float(loss[0]) if s.first_loss is None else s.first_loss
+    s.last_loss = float(loss[-1])
+    s.best_loss = float(loss.min()) if s.best_loss is None else min(s.best_loss, float(loss.min()))
+    dt = np.nan_to_num(at("dt_ms"), nan=0.0)
+    for name in ("tokens_seen", "tokens_per_sec"):
+        given = np.flatnonzero(~np.isnan(at(name)))
+        if len(given):
+            setattr(s, name, at(name)[given[-1]].item())
+    s.tokens_seen = int(s.tokens_seen)
+    given = np.flatnonzero(~np.isnan(at("train_time_s")))
+    if len(given):  # the last total written, plus the step times of records without one
+        s.train_time_s = float(at("train_time_s")[given[-1]] + dt[given[-1] + 1:].sum() / 1000)
+    else:
+        s.train_time_s = float(s.train_time_s + dt.sum() / 1000)
+    mem = at("peak_mem_mb")[np.isfinite(at("peak_mem_mb"))]
+    if len(mem):
+        s.peak_mem_mb = max(s.peak_mem_mb or 0.0, float(mem.max()))
+    timed = ~first
+    s.timed_steps += int(timed.sum())
+    s.timed_ms += float(dt[timed].sum())
+    s.timed_tokens_per_sec += float(np.nan_to_num(at("tokens_per_sec"), nan=0.0)[timed].sum())
+
+
 def summarize(path: Path) -> RunSummary:
     """The summary of every record in a metrics file (one pass, no cache)."""
-    return RunSummary().update(read_all(path))
+    return _SummaryEntry(Path(path)).refresh()
+
+
+class _SummaryEntry:
+    """A summary and the reader that feeds it, read in pieces (memory stays flat)."""
+
+    def __init__(self, path: Path):
+        self.reader, self.summary = MetricsReader(path), RunSummary()
+
+    def refresh(self) -> RunSummary:
+        while True:
+            chunk, restarted = self.reader.read_new_bytes(limit=SUMMARY_CHUNK_BYTES)
+            if restarted:  # a resume rewrote the file: forget the old records
+                self.summary = RunSummary()
+            if not chunk:
+                return self.summary
+            fold_bytes(self.summary, chunk)
 
 
 class SummaryCache:
@@ -264,18 +371,13 @@ class SummaryCache:
 
     def __init__(self):
         self._lock = threading.Lock()
-        self._entries: dict[str, tuple[MetricsReader, RunSummary]] = {}
+        self._entries: dict[str, _SummaryEntry] = {}
 
     def get(self, path: Path) -> RunSummary:
         key = str(path)
         with self._lock:
-            reader, summary = self._entries.get(key) or (MetricsReader(Path(path)), RunSummary())
-            chunk, restarted = reader.read_new_bytes()
-            if restarted:  # a resume rewrote the file: forget the old records
-                summary = RunSummary()
-            summary.update(parse_records(chunk))
-            self._entries[key] = (reader, summary)
-            return summary
+            entry = self._entries.setdefault(key, _SummaryEntry(Path(path)))
+            return entry.refresh()
 
 
 _SUMMARIES = SummaryCache()

@@ -6,8 +6,11 @@ Streams the continuation to stdout as it is generated. Bad input: one line on st
 from __future__ import annotations
 
 import argparse
+import math
+import re
 import sys
 
+from core.config import DEVICES, MAX_SEED
 from core.inspect_model import load_model, resolve_checkpoint
 from core.rundir import RunDir
 from core.sampling import SamplingSettings, encode_prompt, stream_tokens
@@ -35,17 +38,34 @@ def build_parser() -> argparse.ArgumentParser:
     return p
 
 
+def check_args(args) -> None:
+    """Refuse what the sampling settings do not check themselves: non-finite numbers, an
+    unknown device, a seed out of range (ValueError naming the flag)."""
+    for name in ("temperature", "top_p"):
+        if not math.isfinite(getattr(args, name)):
+            raise ValueError(f"{name} must be a finite number (got {getattr(args, name)})")
+    if not (args.device in DEVICES or re.fullmatch(r"cuda:\d+", args.device)):
+        raise ValueError(f"device: unknown device {args.device!r}: use cpu, cuda, cuda:N, mps "
+                         "or auto")
+    if args.seed is not None and not 0 <= args.seed <= MAX_SEED:
+        raise ValueError(f"seed must be between 0 and {MAX_SEED} (got {args.seed})")
+
+
 def main(argv=None) -> int:
     args = build_parser().parse_args(argv)
     settings = SamplingSettings(args.temperature, args.top_k, args.top_p, args.max_new_tokens,
                                 args.seed, not args.no_stop, args.greedy)
     try:
+        check_args(args)
         settings.check()
         path = resolve_checkpoint(RunDir(args.run_dir), args.checkpoint)
         loaded = load_model(path, args.device, args.dtype)
         ids, dropped = encode_prompt(args.prompt, loaded.model.config.block_size)
-    except (ValueError, FileNotFoundError) as e:
+    except (ValueError, OSError) as e:  # OSError: FileNotFoundError, an unreadable file
         print(f"error: {e}", file=sys.stderr)
+        return 2
+    except RuntimeError as e:  # torch: a device that exists in name only (cuda:7 of 1 GPU)
+        print(f"error: device {args.device}: {str(e).splitlines()[0][:200]}", file=sys.stderr)
         return 2
     if dropped:
         print(f"note: the prompt has {len(ids) + dropped} tokens, the context "

@@ -4,7 +4,8 @@
 (Continue training; the cosine keeps its old length). When a run ends, the next run waiting in
 its runs directory's queue starts (core/run_queue.py). Every config field is a flag. Invalid
 settings are refused with one clear line and exit code 2 before anything is created. Also the
-entry point torchrun starts on every rank.
+entry point torchrun starts on every rank. The process that prepares a run (rank 0) holds the
+run's writer lock until it ends, so two processes never train one run.
 """
 
 from __future__ import annotations
@@ -19,7 +20,9 @@ from core import config as C
 from core import data, launcher, pretrained
 from core.preflight import check_runnable
 from core.engine import init_distributed, train
-from core.rundir import RunDir, default_run_name, default_runs_dir
+from core.rundir import RunDir, RunLock, default_run_name, default_runs_dir
+
+_held: list[RunLock] = []  # the writer lock of the run this process trains (see prepare)
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -70,28 +73,13 @@ def config_from_args(args) -> C.TrainConfig:
 def prepare(argv=None, world_size: int = 1) -> tuple[RunDir, bool]:
     """Parse the command line into a run directory to train, creating it unless resuming; under
     torchrun a new run records world_size as its nproc (so total_batch_tokens is checked
-    against the real process count before anything is created)."""
+    against the real process count before anything is created). Takes the run's writer lock,
+    kept until release_lock() or the process ends: a second process for one run is refused."""
     args = build_parser().parse_args(argv)
     if args.run_dir and (args.runs_dir or args.name):
         raise C.ConfigError("give either --run-dir, or --runs-dir with --name, not both")
-    field_flags = bool(_given_fields(args))
     if args.run_dir and RunDir(args.run_dir).exists():
-        run = RunDir(args.run_dir)
-        status = run.read_status()
-        if args.resume:
-            cfg = run.read_config()
-            if run.effective_state(status) == "running":
-                raise C.ConfigError(f"run {run.run_id} is still running (pid {status.get('pid')}): "
-                                    "stop it before resuming")
-            resumed = _resumed_config(run, cfg, _given_fields(args))
-            if resumed != cfg:  # e.g. --max-steps to train further than first planned
-                check_runnable(resumed)
-                run.write_config(resumed)
-            return run, True
-        if status.get("state") == "queued" and not field_flags:
-            return run, False  # prepared by the launcher
-        raise C.ConfigError(f"run directory {args.run_dir} already holds a run: use --resume "
-                            "to continue it, or another --run-dir")
+        return _prepare_existing(RunDir(args.run_dir), args)
     if args.resume:
         raise C.ConfigError(f"--resume needs --run-dir of an existing run (got {args.run_dir!r})")
     cfg = config_from_args(args)
@@ -104,7 +92,53 @@ def prepare(argv=None, world_size: int = 1) -> tuple[RunDir, bool]:
     else:
         runs_dir = Path(args.runs_dir) if args.runs_dir else default_runs_dir()
         name = args.name or default_run_name(args.preset, runs_dir)
-    return RunDir.create(runs_dir, name, cfg), False
+    run = RunDir.create(runs_dir, name, cfg)
+    _held.append(run.lock())
+    return run, False
+
+
+def _prepare_existing(run: RunDir, args) -> tuple[RunDir, bool]:
+    """A run the launcher prepared, or (--resume) one to continue. Locked before its state is
+    checked, so two resumes cannot both pass the check."""
+    if not run.is_ours():
+        raise C.ConfigError(f"{run.path} is not a run directory of this tool (its config.json "
+                            "has no schema_version): pick another --run-dir")
+    field_flags = _given_fields(args)
+    _held.append(run.lock())
+    try:
+        cfg = run.read_config()
+        status = run.read_status()
+        if args.resume:
+            if run.effective_state(status) == "running":
+                raise C.ConfigError(f"run {run.run_id} is still running (pid {status.get('pid')}): "
+                                    "stop it before resuming")
+            resumed = _resumed_config(run, cfg, field_flags)
+            if resumed != cfg:  # e.g. --max-steps to train further than first planned
+                check_runnable(resumed)
+                run.write_config(resumed)
+            return run, True
+        if status.get("state") == "queued" and not field_flags:
+            return run, False  # prepared by the launcher
+        raise C.ConfigError(f"run directory {run.path} already holds a run: use --resume "
+                            "to continue it, or another --run-dir")
+    except BaseException:
+        release_lock()
+        raise
+
+
+def release_lock() -> None:
+    """Let go of the writer lock prepare() took (the end of the process does it too)."""
+    while _held:
+        _held.pop().release()
+
+
+def _refused(e: Exception) -> str:
+    """One line for a refused command: the message of a ConfigError / DataError, or what an
+    OS error hit (a read-only or full runs directory)."""
+    if isinstance(e, OSError):
+        where = f" ({e.filename})" if e.filename else ""
+        return f"{e.strerror or e}{where}: check that the runs directory is writable and has room"
+    return str(e)
 
 
 def _resumed_config(run: RunDir, cfg: C.TrainConfig, given: dict) -> C.TrainConfig:
@@ -146,11 +180,14 @@ def main(argv=None) -> int:
         return _main_distributed(argv)
     try:
         run, resume = prepare(argv)
-    except (C.ConfigError, data.DataError) as e:
-        print(f"error: {e}", file=sys.stderr)
+    except (C.ConfigError, data.DataError, OSError) as e:
+        print(f"error: {_refused(e)}", file=sys.stderr)
         return 2
-    print(f"run directory: {run.path}", flush=True)
-    state = train(str(run.path), resume)
+    try:
+        print(f"run directory: {run.path}", flush=True)
+        state = train(str(run.path), resume)
+    finally:
+        release_lock()
     _start_queued(run.path)
     return 0 if state != "failed" else 1
 
@@ -176,8 +213,9 @@ def _main_distributed(argv) -> int:
             C.with_derived_accum(run.read_config(), ddp.world_size)
             message = [str(run.path), resume, None]
             print(f"run directory: {run.path} ({ddp.world_size} processes)", flush=True)
-        except (C.ConfigError, data.DataError) as e:
-            message = [None, False, str(e)]
+        except (C.ConfigError, data.DataError, OSError) as e:
+            release_lock()
+            message = [None, False, _refused(e)]
     dist.broadcast_object_list(message, src=0)
     run_dir, resume, error = message
     if error:
@@ -185,7 +223,10 @@ def _main_distributed(argv) -> int:
             print(f"error: {error}", file=sys.stderr)
         dist.destroy_process_group()
         return 2
-    state = train(run_dir, resume)
+    try:
+        state = train(run_dir, resume)
+    finally:
+        release_lock()
     if ddp.master:
         _start_queued(run_dir)
     return 0 if state != "failed" else 1

@@ -49,7 +49,7 @@ def summary_row(info: RunInfo, summary: RunSummary, config: TrainConfig | None) 
             "data": Path(config.data).name if config.data != "tinyshakespeare" else "tinyshakespeare",
             "device": config.device,
         })
-    if status.get("error") and info.state in ("failed", "crashed"):
+    if status.get("error") and info.state in ("failed", "crashed", "damaged"):
         row["error"] = str(status["error"]).splitlines()[-1][:200]
     elif info.state == "crashed":
         row["error"] = "process gone without a final status (killed or the machine restarted)"

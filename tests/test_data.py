@@ -84,3 +84,21 @@ def test_batches_walk_in_order_and_wrap():
     assert torch.equal(y, x + 1)  # next-token targets
     assert walker.batch(1)[0][0, 0].item() == 8
     assert torch.equal(walker.batch(6)[0], x)  # wraps to the start
+
+
+def test_text_files_are_checked_before_tokenizing(tmp_path):
+    good = tmp_path / "good.txt"
+    good.write_text("héllo wörld " * 10_000)  # multi-byte characters across the 64 KB sniff
+    assert data.check_text_files([good]) == good.stat().st_size
+    empty = tmp_path / "empty.txt"
+    empty.write_bytes(b"")
+    with pytest.raises(DataError, match="is empty"):
+        data.check_text_files([empty])
+    binary = tmp_path / "bin.txt"
+    binary.write_bytes(b"abc\0def")
+    with pytest.raises(DataError, match="looks binary"):
+        data.check_text_files([good, binary])
+    latin = tmp_path / "latin.txt"
+    latin.write_bytes("naïve".encode("latin-1"))
+    with pytest.raises(DataError, match="not UTF-8 text.*iconv"):
+        data.check_text_files([latin])

@@ -125,6 +125,7 @@ def test_kill_shows_crashed_then_resume_and_stop(runs_dir, small_text, monkeypat
 
 def test_stop_escalates_to_signals_when_stop_is_ignored(runs_dir, small_text, monkeypatch):
     monkeypatch.setattr(rundir, "HEARTBEAT_GRACE_S", 0.5)
+    monkeypatch.setattr(launcher, "HEARTBEAT_FRESH_S", 0.5)  # it never stamps a heartbeat
     run = RunDir.create(runs_dir, "deaf", make_tiny_config(small_text))
     # A process that never reads STOP and ignores SIGTERM: only SIGKILL ends it.
     deaf = subprocess.Popen(
@@ -133,10 +134,12 @@ def test_stop_escalates_to_signals_when_stop_is_ignored(runs_dir, small_text, mo
         stdout=subprocess.PIPE, start_new_session=True)
     try:
         assert deaf.stdout.readline().strip() == b"ready"
-        run.write_status(state="running", pid=deaf.pid, launcher_pid=deaf.pid)
+        run.write_status(state="running", pid=deaf.pid, launcher_pid=deaf.pid,
+                         pid_start=rundir.process_start_time(deaf.pid))
         assert launcher.stop(run, timeout=0.5) == "failed"
         deaf.wait(timeout=10)  # ended (the launcher's liveness probe may have reaped it)
         assert "SIGKILL" in run.read_status()["error"]
+        assert "no heartbeat" in run.read_status()["error"]
     finally:
         if deaf.poll() is None:
             deaf.kill()

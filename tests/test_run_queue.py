@@ -172,8 +172,10 @@ def test_start_next_starts_one_run_at_a_time_even_when_called_twice_at_once(
     (args, env), = FakePopen.calls
     assert str((runs_dir / "one").resolve()) in args and args[1:3] == ["-m", "core.train"]
     assert not {"RANK", "WORLD_SIZE", "MASTER_PORT"} & set(env)
-    assert states(runs_dir) == {"broken": "failed", "one": "queued", "two": "waiting"}
-    assert "could not start it" in RunDir(runs_dir / "broken").read_status()["error"]
+    # its config is damaged, so that is what it shows; its status records the failed start
+    assert states(runs_dir) == {"broken": "damaged", "one": "queued", "two": "waiting"}
+    broken = RunDir(runs_dir / "broken").read_status()
+    assert broken["state"] == "failed" and "could not start it" in broken["error"]
     assert run_queue.start_next(runs_dir) is None  # "one" is active
 
     RunDir(runs_dir / "one").write_status(state="failed", error="boom")  # a failure: go on

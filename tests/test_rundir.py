@@ -5,7 +5,8 @@ import time
 
 import pytest
 from core.config import ConfigError, preset
-from core.rundir import RunDir, default_run_name, list_run_dirs, pid_alive
+from core.rundir import (RunDir, default_run_name, list_run_dirs, pid_alive,
+                         process_start_time)
 
 
 def test_create_writes_config_and_queued_status(runs_dir):
@@ -27,9 +28,13 @@ def test_running_run_with_dead_process_and_stale_heartbeat_is_crashed(runs_dir):
     run.write_status(state="running", pid=dead.pid)
     assert run.effective_state() == "running"  # heartbeat still fresh
     status = run.read_status()
-    status["updated"] = time.time() - 60
+    status["updated"] = time.time() - 30
     assert run.effective_state(status) == "crashed"
     status["pid"] = os.getpid()  # alive: a long step, not a crash
+    assert run.effective_state(status) == "running"
+    status["updated"] = time.time() - 3600  # an hour without a heartbeat: that pid is not ours
+    assert run.effective_state(status) == "crashed"
+    status["pid_start"] = process_start_time(os.getpid())  # unless its start time proves it
     assert run.effective_state(status) == "running"
 
 
@@ -66,3 +71,40 @@ def test_a_stop_sent_while_starting_survives_the_start(runs_dir):
     assert run.stop_requested()
     run.clear_stop(older_than=time.time())
     assert not run.stop_requested()
+
+
+def test_same_process_tells_a_reused_pid():
+    from core.rundir import same_process
+
+    me = process_start_time(os.getpid())
+    assert me and same_process(os.getpid(), me) is True
+    assert same_process(os.getpid(), me + 1) is False  # someone else with this pid
+    assert same_process(os.getpid(), None) is None  # alive, but nothing to compare
+    gone = subprocess.Popen(["true"])
+    gone.wait()
+    assert same_process(gone.pid, me) is False
+
+
+def test_a_failed_status_write_leaves_no_temp_file(runs_dir, monkeypatch):
+    run = RunDir.create(runs_dir, "t", preset("nano"))
+
+    def full(*args):
+        raise OSError(28, "No space left on device")
+
+    monkeypatch.setattr(os, "replace", full)
+    with pytest.raises(OSError):
+        run.write_status(step=1)
+    assert sorted(p.name for p in run.path.iterdir()) == ["config.json", "status.json"]
+    monkeypatch.undo()
+    run.write_status(state="running", command=["python"] * 50)
+    run.write_status_in_place(state="failed", error="disk full")
+    status = run.read_status()
+    assert status["state"] == "failed" and "command" not in status  # shortened, still JSON
+
+
+def test_status_fields_of_the_wrong_type_read_as_damaged(runs_dir):
+    run = RunDir.create(runs_dir, "d", preset("nano"))
+    (run.path / "status.json").write_text('{"state": "running", "step": "7"}')
+    status = run.read_status()
+    assert status["state"] == "damaged" and "step='7'" in status["error"]
+    assert run.effective_state() == "damaged"

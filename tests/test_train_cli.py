@@ -68,3 +68,12 @@ def test_cli_trains_prints_step_lines_and_resumes_further(runs_dir, small_text):
 def test_existing_run_without_resume_is_refused(trained_run, capsys):
     assert cli.main(["--run-dir", str(trained_run.path), "--max-steps", "3"]) == 2
     assert "already holds a run: use --resume" in capsys.readouterr().err
+
+
+def test_resume_without_a_checkpoint_is_refused(runs_dir, tiny_config, capsys):
+    run = RunDir.create(runs_dir, "fresh", tiny_config)
+    run.write_status(state="failed", error="boom")
+    assert cli.main(["--run-dir", str(run.path), "--resume"]) == 2
+    err = capsys.readouterr().err
+    assert "has no checkpoint to resume from" in err and err.count("\n") == 1
+    assert not run.is_locked()  # a refused process lets go of the lock

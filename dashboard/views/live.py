@@ -1,6 +1,7 @@
 """Live metrics: curves, progress, samples and log of one run or several overlaid, refreshed
 while they train by a fragment that reads only what was appended to metrics.jsonl."""
 
+import html
 import time
 
 import numpy as np
@@ -29,7 +30,8 @@ def _num(value: float, fmt: str) -> str:
 
 
 st.title("Live metrics")
-runs = list_run_dirs(runs_dir())
+# A run whose config.json is damaged cannot be drawn: the Runs page shows it and what is wrong.
+runs = [r for r in list_run_dirs(runs_dir()) if r.config_problem() is None]
 if not runs:
     st.info("No runs yet. Start a training run and watch its loss fall here, live.")
     st.page_link("views/new_run.py", label="Start a new run", icon="🚀")
@@ -77,7 +79,8 @@ def header(run, series, status: dict, state: str) -> None:
     elapsed = end - start if start else None
 
     if len(chosen_runs) > 1:
-        st.markdown(f"<span style='color:{run_color(run.run_id)}'>●</span> **{_md(run.run_id)}**",
+        name = html.escape(_md(run.run_id))  # a folder name is not trusted HTML
+        st.markdown(f"<span style='color:{run_color(run.run_id)}'>●</span> **{name}**",
                     unsafe_allow_html=True)
     eta = None
     if state == "running" and len(train) >= 2:

@@ -11,7 +11,7 @@ from dashboard import run_table
 from dashboard.colors import run_color
 from dashboard.state import runs_dir
 
-STATE_ORDER = ("running", "queued", "completed", "stopped", "failed", "crashed")
+STATE_ORDER = ("running", "queued", "completed", "stopped", "failed", "crashed", "damaged")
 
 st.title("Runs")
 runs_root = runs_dir()
@@ -72,7 +72,7 @@ has_checkpoint = info.run.latest_checkpoint() is not None
 step_done = max(info.status.get("step") or 0, metrics.cached_summary(info.run.metrics_path).last_step)
 st.markdown(f"State: **{info.state}** · step {step_done} / "
             f"{info.status.get('max_steps', '?')}")
-if info.state in ("failed", "crashed"):
+if info.state in ("failed", "crashed", "damaged"):
     checkpoints = info.run.checkpoints()
     resume_from = (f"Resume continues from the checkpoint at step {checkpoints[-1][0]}."
                    if checkpoints else "There is no checkpoint to resume from.")
