@@ -12,6 +12,8 @@ from dataclasses import dataclass
 import numpy as np
 
 MAX_BUCKETS = 512  # a chart is ~1,000 px wide: two points (min, max) per bucket is enough
+AXIS_TITLE_PX = 50  # below the plot: tick labels and the x axis title
+LEGEND_ROW_PX = 24
 
 
 # --- smoothing ---------------------------------------------------------------------------------
@@ -222,6 +224,18 @@ def log_range(values: list[np.ndarray], pad: float = 0.04) -> tuple[float, float
     return lo - room, hi + room
 
 
+def _log_axis(values: list) -> dict:
+    """Range and ticks of a log y axis that fits the values (plotly's own when none fit)."""
+    span = log_range(values)
+    if not span:
+        return {}
+    axis = {"range": list(span)}
+    ticks, labels = log_ticks(10 ** span[0], 10 ** span[1])
+    if ticks:
+        axis.update(tickvals=ticks, ticktext=labels)
+    return axis
+
+
 def _reference_lines(hlines: list[HLine], vlines: list[VLine], log_y: bool) -> tuple[list, list]:
     """Shapes and labels of the reference lines. On a log axis, plotly places shapes in data
     units but annotations in log10 units: the label is converted so it sits on its line."""
@@ -233,24 +247,27 @@ def _reference_lines(hlines: list[HLine], vlines: list[VLine], log_y: bool) -> t
                                 y=math.log10(h.y) if log_y and h.y > 0 else h.y,
                                 yanchor="bottom", text=h.label, showarrow=False,
                                 font=dict(size=11, color=h.color)))
-    for v in vlines:
+    labelled = 0
+    for v in sorted(vlines, key=lambda v: v.x):
         shapes.append(dict(type="line", xref="x", x0=v.x, x1=v.x, yref="paper", y0=0, y1=1,
                            line=dict(color=v.color, width=1.5, dash="dot")))
-        if v.label:
-            annotations.append(dict(xref="x", x=v.x, xanchor="left", yref="paper", y=1,
-                                    yanchor="top", text=v.label, showarrow=False,
-                                    font=dict(size=10, color=v.color)))
+        if v.label:  # staggered down the top of the plot, so neighbours' labels never collide
+            annotations.append(dict(xref="x", x=v.x, xanchor="left", yref="paper",
+                                    y=1 - 0.07 * (labelled % 3), yanchor="top", text=v.label,
+                                    showarrow=False, font=dict(size=10, color=v.color)))
+            labelled += 1
     return shapes, annotations
 
 
 def line_figure(traces: list[Trace], *, x_title: str, y_title: str, title: str = "",
                 uirevision: str = "", log_y: bool = False, hlines: list[HLine] | None = None,
                 vlines: list[VLine] | None = None, y2_title: str = "", y_format: str = "",
-                height: int = 320):
+                height: int = 320, legend_per_row: int = 3):
     """A plotly line chart of the traces with labelled axes and reference lines. A log y axis
     gets its range from the data on it (never stretched to a far reference line) and short
     tick labels; y2_title adds a right-hand axis for the traces with yaxis 'y2'. The legend
-    sits under the plot, clear of the title however many runs it lists. uirevision keeps the
+    sits under the x axis title, clear of the chart title however many runs it lists, and the
+    figure grows by its rows (about legend_per_row entries each). uirevision keeps the
     user's zoom and legend choices while the data under them is refreshed. Built without
     plotly's per-property validation (our inputs are known-good), the slow part of building
     a figure with thousands of points."""
@@ -261,23 +278,24 @@ def line_figure(traces: list[Trace], *, x_title: str, y_title: str, title: str =
     yaxis = dict(title=dict(text=y_title), type="log" if log_y else "linear", showgrid=True,
                  zeroline=False, **({"hoverformat": y_format} if y_format else {}))
     if log_y:
-        span = log_range([t.y for t in traces if t.yaxis == "y"] + [np.array([h.y for h in hlines])])
-        if span:
-            yaxis["range"] = list(span)
-            yaxis["tickvals"], yaxis["ticktext"] = log_ticks(10 ** span[0], 10 ** span[1])
-            if not yaxis["tickvals"]:
-                del yaxis["tickvals"], yaxis["ticktext"]
+        yaxis.update(_log_axis([t.y for t in traces if t.yaxis == "y"] + [[h.y for h in hlines]]))
     entries = sum(t.style != "raw" for t in traces)
+    # An estimate of the legend's rows: one too many only leaves a gap.
+    legend_px = LEGEND_ROW_PX * -(-entries // legend_per_row) if entries > 1 else 0
     layout = dict(
         title=dict(text=title, x=0, xanchor="left", font=dict(size=15)) if title else None,
-        height=height, uirevision=uirevision or None, hovermode="x unified",
-        margin=dict(l=10, r=10, t=40 if title else 10, b=10),
+        height=height + legend_px, uirevision=uirevision or None, hovermode="x unified",
+        # The legend sits at the bottom of the figure, in a margin of its own under the x axis
+        # title: above the plot, a legend of several runs wrapped into the title.
+        margin=dict(l=10, r=10, t=40 if title else 10,
+                    b=AXIS_TITLE_PX + legend_px if legend_px else 10),
         xaxis=dict(title=dict(text=x_title), showgrid=True, zeroline=False, exponentformat="SI"),
         yaxis=yaxis,
+        # Its own round ticks (not synced to the left axis's grid, which gives 12, 180, 347).
         yaxis2=dict(title=dict(text=y2_title), overlaying="y", side="right", showgrid=False,
-                    zeroline=False, rangemode="tozero") if y2_title else None,
-        # Under the x axis title: above the plot, a legend of several runs wraps into the title.
-        legend=dict(orientation="h", yanchor="top", y=-0.18, xanchor="left", x=0),
+                    zeroline=False, rangemode="tozero", tickmode="auto", nticks=6)
+        if y2_title else None,
+        legend=dict(orientation="h", yref="container", y=0, yanchor="bottom", xanchor="left", x=0),
         # A legend of one line says nothing the title doesn't.
         showlegend=entries > 1,
         shapes=shapes, annotations=annotations,

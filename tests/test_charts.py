@@ -164,5 +164,7 @@ def test_legend_sits_under_the_plot():
     x = np.arange(3.0)
     fig = line_figure([Trace(x, x, f"run{i} train", "#1f77b4") for i in range(4)],
                       x_title="step", y_title="loss", title="Loss")
-    legend = fig.to_plotly_json()["layout"]["legend"]
-    assert legend["yanchor"] == "top" and legend["y"] < 0
+    layout = fig.to_plotly_json()["layout"]
+    legend = layout["legend"]
+    assert (legend["yref"], legend["y"], legend["yanchor"]) == ("container", 0, "bottom")
+    assert layout["margin"]["b"] >= 50 + 2 * 24 and layout["height"] == 320 + 2 * 24  # 2 rows

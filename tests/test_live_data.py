@@ -278,3 +278,16 @@ def test_sample_timeline(run):
     assert [(e.step, e.val_loss, e.copy_rate) for e in entries] == [
         (20, 2.0, 0.5), (15, None, None), (10, 2.5, None)]
     assert entries[2].prompt + entries[2].text == "A: one\ntwo"
+
+
+def test_runs_resumed_at_one_step_share_a_resume_line(runs_dir, tiny_config):
+    records = ([dict(kind="start", step=0, time=0.0, resumed=False)] + [_train(s) for s in range(1, 5)]
+               + [dict(kind="start", step=2, time=9.0, resumed=True)])
+    all_series = []
+    for name in ("a", "b"):
+        run = RunDir.create(runs_dir, name, tiny_config)
+        _append(run, records)
+        all_series.append(series_for({}, run))
+    lines = live_data.resume_lines(all_series, axis="step", x_scale=1.0, color_of=lambda _: "#123456",
+                                   labels=True)
+    assert [(v.x, v.label) for v in lines] == [(2.0, "a, b resumed at 2")]

@@ -193,7 +193,7 @@ def test_elapsed_is_training_time_and_resumes_are_marked(runs_dir, tiny_config, 
     _two_segments(run)
     at = _open_live(monkeypatch, runs_dir)
     # 20 steps of 2 s: the Runs table's figure, not the day between the stop and the resume.
-    assert _metric(at, "Elapsed") == "40s"
+    assert _metric(at, "Training time") == "40s"
     figures = _figures(at)
     _, loss_fig = _trace(figures, "train")
     marks = [s for s in loss_fig["layout"]["shapes"] if s.get("xref") == "x"]
@@ -246,7 +246,9 @@ def test_legend_of_several_runs_is_clear_of_the_title(runs_dir, tiny_config, mon
     _, fig = _trace(_figures(at), "first_run train")
     legend = fig["layout"]["legend"]
     assert fig["layout"]["showlegend"] and fig["layout"]["title"]["text"] == "Loss"
-    assert legend["yanchor"] == "top" and legend["y"] < 0  # under the plot, the title above
+    # At the bottom of the figure, in a margin of its own: the title stays alone at the top.
+    assert (legend["yref"], legend["y"], legend["yanchor"]) == ("container", 0, "bottom")
+    assert fig["layout"]["margin"]["b"] > 50
 
 
 # --- issue 13: copy rate, best val, overfitting ---------------------------------------------
@@ -340,7 +342,21 @@ def test_batch_view_shows_tokens_with_their_losses(trained_run, monkeypatch):
     assert "Checksum feedc0de" in captions and "checkpoint of step 5" in captions
     shown = " ".join(h.proto.body for h in at.get("html"))
     assert "title='loss 0.50 nats'" in shown and ">&lt;</span>" in shown
-    assert "title='loss 9.50 nats'" in shown
+    assert "title='loss 9.50 nats' style='background:rgba(214,39,40,0.75)'" in shown
+
+
+def test_batch_view_with_core_inspect_batch(trained_run, monkeypatch):
+    inspect_batch = pytest.importorskip("core.inspect_batch")
+    at = _open_live(monkeypatch, trained_run.path.parent, selected_run="trained")
+    at.number_input(key="live_batch_trained").set_value(7).run()
+    assert not at.exception, at.exception
+    cfg = trained_run.read_config()
+    checksum = inspect_batch.batch_checksum(b.x for b in inspect_batch.step_batches(cfg, 7, 1))
+    assert f"Checksum {checksum}" in " ".join(c.value for c in at.caption)
+    assert "checkpoint of step 5" in " ".join(c.value for c in at.caption)
+    spans = " ".join(h.proto.body for h in at.get("html"))
+    assert spans.count("<div") == cfg.micro_batch_size * cfg.grad_accum_steps  # one per window
+    assert spans.count("<span") == cfg.micro_batch_size * cfg.grad_accum_steps * cfg.seq_len
 
 
 # --- issue 11: run controls ---------------------------------------------------------------------

@@ -4,6 +4,7 @@ The view (runs, x axis, smoothing, log scale, overlays) survives page switches a
 the URL."""
 
 import html
+import importlib
 import time
 
 import numpy as np
@@ -67,9 +68,13 @@ def save_view(view: dict) -> None:
 
 def view_controls(run_ids: list[str]) -> dict:
     """The runs picker and chart controls; returns the view they describe."""
-    chosen = st.multiselect("Runs", run_ids, key="live_runs",
-                            help="Pick one run, or several to overlay their curves")
-    cols = st.columns([2.2, 2.2, 1, 3], vertical_alignment="bottom", gap="medium")
+    top = st.columns([3, 2], vertical_alignment="bottom", gap="medium")
+    chosen = top[0].multiselect("Runs", run_ids, key="live_runs",
+                                help="Pick one run, or several to overlay their curves")
+    show = top[1].pills("Show", list(OVERLAYS), format_func=OVERLAYS.get, selection_mode="multi",
+                        key="live_show", help="What the loss chart draws besides the training "
+                        "loss; stop/resume points show on every chart")
+    cols = st.columns([3, 3, 1.2], vertical_alignment="bottom", gap="large")
     axis = cols[0].segmented_control("X axis", list(X_AXES), format_func=X_AXES.get,
                                      key="live_x", required=True,
                                      help="Training time is summed over every segment of a "
@@ -79,9 +84,6 @@ def view_controls(run_ids: list[str]) -> dict:
                             help="Exponential moving average with TensorBoard's bias "
                                  "correction; the raw curve stays faint behind. 0 = off")
     log_y = cols[2].toggle("Log loss", key="live_log", help="Logarithmic y axis on the loss chart")
-    show = cols[3].pills("Show", list(OVERLAYS), format_func=OVERLAYS.get, selection_mode="multi",
-                         key="live_show", help="What the loss chart draws besides the training "
-                         "loss; stop/resume points show on every chart")
     return {"runs": list(chosen), "x": axis or "step", "smoothing": float(weight),
             "log": bool(log_y), "show": list(show or [])}
 
@@ -133,10 +135,11 @@ def _cards(step: int, max_steps: int, eta: float | None, state: str, series, sum
     row[0].metric("State", state, help="crashed: the run says running but its process is gone "
                                         "and its heartbeat stopped")
     row[1].metric("Step", f"{step:,} / {max_steps:,}")
-    row[2].metric("ETA", _duration(eta), help="time left at the pace of the last 100 steps")
-    row[3].metric("Elapsed", _duration(summary.train_time_s if summary.last_step else None),
-                  help="training time summed over every segment of the run (a stop's pause "
-                       "does not count), as on the Runs page and Model info")
+    row[2].metric("ETA", _duration(eta), help="time left at the wall-clock pace of the last "
+                                              "100 steps since the latest start or resume")
+    row[3].metric("Training time", _duration(summary.train_time_s if summary.last_step else None),
+                  help="time spent training, summed over every segment of the run (a stop's "
+                       "pause does not count): the figure the Runs page and Model info show")
     row[4].metric("Processes", status.get("world_size") or cfg.nproc,
                   help="world size: data-parallel processes (torchrun) training this run")
     row = st.columns(5)
@@ -250,15 +253,44 @@ def timeline(series) -> None:
         st.caption(f"{len(entries) - TIMELINE_MAX} older samples are in the metrics CSV.")
 
 
-def _token_html(tokens: list[str], losses) -> str:
-    """Tokens as spans shaded by their loss (darker = more surprising), the loss on hover."""
+def _token_html(tokens: list[str], losses, lo: float, hi: float) -> str:
+    """One window's tokens as spans shaded by loss from lo (clear) to hi (darkest), the loss in
+    nats on hover."""
     spans = []
     for tok, loss in zip(tokens, losses):
-        alpha = min(1.0, float(loss) / 10.0)
+        alpha = 0.75 * (float(loss) - lo) / (hi - lo) if hi > lo else 0.0
         spans.append(f"<span title='loss {loss:.2f} nats' style='background:rgba(214,39,40,"
                      f"{alpha:.2f})'>{html.escape(tok)}</span>")
-    return ("<div style='font-family:monospace;white-space:pre-wrap;line-height:1.6'>"
+    return ("<div style='font-family:monospace;white-space:pre-wrap;line-height:1.6;"
+            "border-left:3px solid rgba(127,127,127,0.4);padding-left:8px'>"
             + "".join(spans) + "</div>")
+
+
+def _step_batch(inspect_batch, run: RunDir, step: int, world_size: int) -> dict:
+    """What the batch view shows for a step: each micro batch's windows as token strings with
+    their losses under the nearest checkpoint, and the checksums. Kept for the last step asked,
+    so the refreshes of a training run do not run the model again."""
+    found = run.checkpoints()
+    nearest = min(found, key=lambda c: (abs(c[0] - step), -c[0])) if found else None
+    key = (str(run.path), step, world_size, str(nearest[1]) if nearest else None)
+    cached = st.session_state.get("_live_batch")
+    if cached and cached[0] == key:
+        return cached[1]
+    from core.data import get_tokenizer
+    from dashboard.checkpoint_picker import cached_model
+
+    batches = inspect_batch.step_batches(run.read_config(), step, world_size)
+    model = cached_model(nearest[1]).model if nearest else None
+    enc = get_tokenizer()
+    shown = dict(checkpoint_step=nearest[0] if nearest else None,
+                 checksum=inspect_batch.batch_checksum(b.x for b in batches),
+                 recorded=next((r.get("batch_checksum") for r in metrics.read_all(run.metrics_path)
+                                if r["kind"] == "train" and r["step"] == step), None),
+                 windows=[(b.number, [[enc.decode([t]) for t in row] for row in b.x.tolist()],
+                           inspect_batch.window_losses(model, b.x, b.y) if model is not None
+                           else np.zeros(tuple(b.x.shape))) for b in batches])
+    st.session_state["_live_batch"] = (key, shown)
+    return shown
 
 
 def batch_view(run: RunDir, series, world_size: int) -> None:
@@ -266,43 +298,32 @@ def batch_view(run: RunDir, series, world_size: int) -> None:
     loss under the checkpoint nearest that step. Needs core.inspect_batch (imported here, so
     the page works without it)."""
     try:
-        from core import inspect_batch
+        inspect_batch = importlib.import_module("core.inspect_batch")
     except ImportError:
         st.info("This view needs core.inspect_batch, which this version does not have yet.")
         return
     steps = series.train["step"]
-    if not len(steps):
-        st.caption("No steps trained yet.")
-        return
     step = int(st.number_input("Step", min_value=1, value=1, step=1, key=f"live_batch_{run.run_id}",
                                help="An optimizer step, e.g. one where the loss spiked"))
-    if step > steps[-1]:
-        st.caption(f"Step {step:,} is not trained yet (the last is {int(steps[-1]):,}).")
+    if not len(steps) or step > steps[-1]:
+        st.caption(f"Step {step:,} is not trained yet.")
         return
-    from core.data import get_tokenizer
-    from dashboard.checkpoint_picker import cached_model
-
-    cfg = run.read_config()
-    batches = inspect_batch.step_batches(cfg, step, world_size)
-    found = run.checkpoints()
-    nearest = min(found, key=lambda c: (abs(c[0] - step), -c[0])) if found else None
-    model = cached_model(nearest[1]).model if nearest else None
-    checksum = inspect_batch.batch_checksum(b.x for b in batches)
-    recorded = next((r.get("batch_checksum") for r in metrics.read_all(run.metrics_path)
-                     if r["kind"] == "train" and r["step"] == step), None)
-    st.caption(f"Checksum {checksum}: " + ("the one the engine recorded for this step." if
-               recorded == checksum else "the engine recorded none for this step (an older run)."
-               if recorded is None else f"the engine recorded {recorded}: the data changed since."))
-    st.caption(f"Losses under the checkpoint of step {nearest[0]:,}." if nearest else
-               "No checkpoint yet: tokens without losses.")
-    enc = get_tokenizer()
-    for i, b in enumerate(batches):
-        losses = inspect_batch.window_losses(model, b.x, b.y) if model is not None else None
-        with st.expander(f"Micro batch {i + 1} of {len(batches)} (number {b.number:,})",
+    shown = _step_batch(inspect_batch, run, step, world_size)
+    recorded, checksum = shown["recorded"], shown["checksum"]
+    st.caption(f"Checksum {checksum}: " + (
+        "the one the engine recorded for this step." if recorded == checksum else
+        "the engine recorded none for this step (an older run)." if recorded is None else
+        f"the engine recorded {recorded}: the data changed since."))
+    losses = [loss for _, _, loss in shown["windows"]]
+    lo, hi = min(float(x.min()) for x in losses), max(float(x.max()) for x in losses)
+    st.caption(f"Losses under the checkpoint of step {shown['checkpoint_step']:,}: darker = more "
+               f"surprising, from {lo:.2f} to {hi:.2f} nats per token (hover a token)."
+               if shown["checkpoint_step"] is not None else "No checkpoint yet: tokens only.")
+    for i, (number, rows, loss) in enumerate(shown["windows"]):
+        with st.expander(f"Micro batch {i + 1} of {len(shown['windows'])} (number {number:,})",
                          expanded=i == 0):
-            for r, row in enumerate(b.x.tolist()):
-                tokens = [enc.decode([t]) for t in row]
-                st.html(_token_html(tokens, losses[r] if losses is not None else [0.0] * len(row)))
+            for tokens, row_losses in zip(rows, loss):
+                st.html(_token_html(tokens, row_losses, lo, hi))
 
 
 def details(run: RunDir, series, status: dict, cfg) -> None:
