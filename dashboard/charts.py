@@ -12,6 +12,8 @@ from dataclasses import dataclass
 import numpy as np
 
 MAX_BUCKETS = 512  # a chart is ~1,000 px wide: two points (min, max) per bucket is enough
+AXIS_TITLE_PX = 50  # below the plot: tick labels and the x axis title
+LEGEND_ROW_PX = 24
 
 
 # --- smoothing ---------------------------------------------------------------------------------
@@ -123,15 +125,12 @@ class Downsampler:
         return out
 
 
-def downsample_indices(y, max_buckets: int = MAX_BUCKETS) -> np.ndarray:
-    """One-off min/max downsampling of y (see Downsampler.indices)."""
-    return Downsampler(max_buckets).indices(y)
-
-
 # --- figures -----------------------------------------------------------------------------------
 @dataclass
 class Trace:
-    """One line on a chart. `style` is 'raw' (faint, behind), 'smooth', 'line' or 'markers'."""
+    """One line on a chart. `style` is 'raw' (faint, behind), 'smooth', 'line', 'markers' (val
+    points), 'copy' (a percentage on the right axis) or 'best' (one starred point); `yaxis` is
+    'y' (left) or 'y2' (right). 'dash' is a second line in the same colour."""
 
     x: np.ndarray
     y: np.ndarray
@@ -141,6 +140,7 @@ class Trace:
     uid: str = ""
     group: str = ""
     hover: str = ""
+    yaxis: str = "y"
 
 
 @dataclass
@@ -152,61 +152,159 @@ class HLine:
     color: str = "#7f7f7f"
 
 
+@dataclass
+class VLine:
+    """A vertical marker across the plot (a resume point) with a label at its top (none when
+    the label is empty)."""
+
+    x: float
+    label: str
+    color: str = "#7f7f7f"
+
+
 def _rgba(hex_color: str, alpha: float) -> str:
     h = hex_color.lstrip("#")
     r, g, b = (int(h[i:i + 2], 16) for i in (0, 2, 4))
     return f"rgba({r},{g},{b},{alpha})"
 
 
+_STYLES = {
+    "markers": lambda c: dict(mode="lines+markers", line=dict(color=c, width=1.5, dash="dot"),
+                              marker=dict(color=c, size=6, symbol="diamond")),
+    "copy": lambda c: dict(mode="lines+markers", line=dict(color=c, width=1.5, dash="dash"),
+                           marker=dict(color=c, size=6, symbol="square-open")),
+    "dash": lambda c: dict(mode="lines", line=dict(color=c, width=1.5, dash="dash")),
+    "best": lambda c: dict(mode="markers", marker=dict(color=c, size=15, symbol="star",
+                                                       line=dict(color="#ffffff", width=1))),
+}
+
+
 def _trace_dict(t: Trace) -> dict:
     d = dict(type="scatter", x=t.x, y=t.y, name=t.name, uid=t.uid or None,
-             legendgroup=t.group or t.name, hovertemplate=t.hover or None)
+             legendgroup=t.group or t.name, hovertemplate=t.hover or None,
+             yaxis=t.yaxis if t.yaxis != "y" else None)
     if t.style == "raw":
         d.update(mode="lines", line=dict(color=_rgba(t.color, 0.25), width=1), showlegend=False,
                  hoverinfo="skip", hovertemplate=None)
-    elif t.style == "markers":
-        d.update(mode="lines+markers", line=dict(color=t.color, width=1.5, dash="dot"),
-                 marker=dict(color=t.color, size=6, symbol="diamond"))
+    elif t.style in _STYLES:
+        d.update(_STYLES[t.style](t.color))
     else:
         d.update(mode="lines", line=dict(color=t.color, width=2))
     return {k: v for k, v in d.items() if v is not None}
 
 
-def line_figure(traces: list[Trace], *, x_title: str, y_title: str, title: str = "",
-                uirevision: str = "", log_y: bool = False, hlines: list[HLine] | None = None,
-                y_format: str = "", height: int = 320):
-    """A plotly line chart of the traces with labelled axes and reference lines. uirevision
-    keeps the user's zoom and legend choices while the data under them is refreshed. Built
-    without plotly's per-property validation (our inputs are known-good), which is the slow
-    part of constructing a figure with thousands of points."""
-    import plotly.graph_objects as go
+def log_ticks(lo: float, hi: float) -> tuple[list[float], list[str]]:
+    """Tick values and short labels ('0.2', '1', '5', no '10.0000') for a log axis from lo to hi:
+    1-2-5 per decade, finer when the range spans less than a decade or two. Empty when fewer
+    than two such ticks fall in the range (the caller lets plotly choose)."""
+    if not (0 < lo < hi and math.isfinite(hi)):
+        return [], []
+    decades = math.log10(hi / lo)
+    mantissas = ((1,) if decades > 4 else (1, 2, 5) if decades > 1.5 else
+                 (1, 1.5, 2, 3, 5, 7) if decades > 0.6 else
+                 (1, 1.2, 1.5, 2, 2.5, 3, 4, 5, 6, 7, 8, 9))
+    values = [float(f"{m * 10.0 ** e:.6g}") for e in range(math.floor(math.log10(lo)),
+                                                          math.ceil(math.log10(hi)) + 1)
+              for m in mantissas]
+    values = [v for v in values if lo <= v <= hi]
+    if len(values) < 2:
+        return [], []
+    return values, [f"{v:g}" for v in values]
 
-    data = [_trace_dict(t) for t in traces]
+
+def log_range(values: list[np.ndarray], pad: float = 0.04) -> tuple[float, float] | None:
+    """A log axis range (in log10 units, as plotly wants it) that fits the positive finite
+    values with a little room; None when there are none."""
+    parts = [np.asarray(v, dtype=np.float64) for v in values]
+    finite = np.concatenate([p[np.isfinite(p) & (p > 0)] for p in parts]) if parts else np.empty(0)
+    if not finite.size:
+        return None
+    lo, hi = math.log10(float(finite.min())), math.log10(float(finite.max()))
+    room = max(pad * (hi - lo), 0.02)
+    return lo - room, hi + room
+
+
+def _log_axis(values: list) -> dict:
+    """Range and ticks of a log y axis that fits the values (plotly's own when none fit)."""
+    span = log_range(values)
+    if not span:
+        return {}
+    axis = {"range": list(span)}
+    ticks, labels = log_ticks(10 ** span[0], 10 ** span[1])
+    if ticks:
+        axis.update(tickvals=ticks, ticktext=labels)
+    return axis
+
+
+def _reference_lines(hlines: list[HLine], vlines: list[VLine], log_y: bool) -> tuple[list, list]:
+    """Shapes and labels of the reference lines. On a log axis, plotly places shapes in data
+    units but annotations in log10 units: the label is converted so it sits on its line."""
     shapes, annotations = [], []
-    for h in hlines or []:
+    for h in hlines:
         shapes.append(dict(type="line", xref="paper", x0=0, x1=1, yref="y", y0=h.y, y1=h.y,
                            line=dict(color=h.color, width=1.5, dash="dash")))
-        annotations.append(dict(xref="paper", x=1, xanchor="right", yref="y", y=h.y,
+        annotations.append(dict(xref="paper", x=0, xanchor="left", yref="y",
+                                y=math.log10(h.y) if log_y and h.y > 0 else h.y,
                                 yanchor="bottom", text=h.label, showarrow=False,
                                 font=dict(size=11, color=h.color)))
+    labelled = 0
+    for v in sorted(vlines, key=lambda v: v.x):
+        shapes.append(dict(type="line", xref="x", x0=v.x, x1=v.x, yref="paper", y0=0, y1=1,
+                           line=dict(color=v.color, width=1.5, dash="dot")))
+        if v.label:  # staggered down the top of the plot, so neighbours' labels never collide
+            annotations.append(dict(xref="x", x=v.x, xanchor="left", yref="paper",
+                                    y=1 - 0.07 * (labelled % 3), yanchor="top", text=v.label,
+                                    showarrow=False, font=dict(size=10, color=v.color)))
+            labelled += 1
+    return shapes, annotations
+
+
+def line_figure(traces: list[Trace], *, x_title: str, y_title: str, title: str = "",
+                uirevision: str = "", log_y: bool = False, hlines: list[HLine] | None = None,
+                vlines: list[VLine] | None = None, y2_title: str = "", y_format: str = "",
+                height: int = 320, legend_per_row: int = 3):
+    """A plotly line chart of the traces with labelled axes and reference lines. A log y axis
+    gets its range from the data on it (never stretched to a far reference line) and short
+    tick labels; y2_title adds a right-hand axis for the traces with yaxis 'y2'. The legend
+    sits under the x axis title, clear of the chart title however many runs it lists, and the
+    figure grows by its rows (about legend_per_row entries each). uirevision keeps the
+    user's zoom and legend choices while the data under them is refreshed. Built without
+    plotly's per-property validation (our inputs are known-good), the slow part of building
+    a figure with thousands of points."""
+    import plotly.graph_objects as go
+
+    hlines, vlines = hlines or [], vlines or []
+    shapes, annotations = _reference_lines(hlines, vlines, log_y)
+    yaxis = dict(title=dict(text=y_title), type="log" if log_y else "linear", showgrid=True,
+                 zeroline=False, **({"hoverformat": y_format} if y_format else {}))
+    if log_y:
+        yaxis.update(_log_axis([t.y for t in traces if t.yaxis == "y"] + [[h.y for h in hlines]]))
+    entries = sum(t.style != "raw" for t in traces)
+    # An estimate of the legend's rows: one too many only leaves a gap.
+    legend_px = LEGEND_ROW_PX * -(-entries // legend_per_row) if entries > 1 else 0
     layout = dict(
         title=dict(text=title, x=0, xanchor="left", font=dict(size=15)) if title else None,
-        height=height, uirevision=uirevision or None, hovermode="x unified",
-        margin=dict(l=10, r=10, t=40 if title else 10, b=10),
+        height=height + legend_px, uirevision=uirevision or None, hovermode="x unified",
+        # The legend sits at the bottom of the figure, in a margin of its own under the x axis
+        # title: above the plot, a legend of several runs wrapped into the title.
+        margin=dict(l=10, r=10, t=40 if title else 10,
+                    b=AXIS_TITLE_PX + legend_px if legend_px else 10),
         xaxis=dict(title=dict(text=x_title), showgrid=True, zeroline=False, exponentformat="SI"),
-        yaxis=dict(title=dict(text=y_title), type="log" if log_y else "linear", showgrid=True,
-                   zeroline=False, **({"hoverformat": y_format} if y_format else {})),
-        # Centred above the plot: plotly's toolbar appears at the top right on hover.
-        legend=dict(orientation="h", yanchor="bottom", y=1.0, xanchor="center", x=0.5),
+        yaxis=yaxis,
+        # Its own round ticks (not synced to the left axis's grid, which gives 12, 180, 347).
+        yaxis2=dict(title=dict(text=y2_title), overlaying="y", side="right", showgrid=False,
+                    zeroline=False, rangemode="tozero", tickmode="auto", nticks=6)
+        if y2_title else None,
+        legend=dict(orientation="h", yref="container", y=0, yanchor="bottom", xanchor="left", x=0),
         # A legend of one line says nothing the title doesn't.
-        showlegend=sum(t.style != "raw" for t in traces) > 1,
+        showlegend=entries > 1,
         shapes=shapes, annotations=annotations,
         # No Python-side template: Streamlit's theme styles the chart in the browser, and
         # plotly's default template is a large dict copied and serialised with every figure.
         template={},
     )
-    return go.Figure(data=data, layout={k: v for k, v in layout.items() if v is not None},
-                     _validate=False)
+    return go.Figure(data=[_trace_dict(t) for t in traces],
+                     layout={k: v for k, v in layout.items() if v is not None}, _validate=False)
 
 
 def empty_note(figure_text: str, *, height: int = 320):

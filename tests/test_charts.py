@@ -3,8 +3,13 @@
 import numpy as np
 import pytest
 
-from dashboard.charts import (Downsampler, EmaState, HLine, Trace, bucket_width,
-                              downsample_indices, ema_debiased, line_figure)
+from dashboard.charts import (Downsampler, EmaState, HLine, Trace, VLine, bucket_width,
+                              ema_debiased, line_figure, log_range, log_ticks)
+
+
+def downsample_indices(y, max_buckets=512):
+    """One-off downsampling: what a fresh Downsampler picks."""
+    return Downsampler(max_buckets).indices(y)
 
 
 def test_ema_matches_hand_computation():
@@ -117,3 +122,49 @@ def test_line_figure_has_labelled_axes_lines_and_uirevision():
     raw, smooth = spec["data"]
     assert raw["showlegend"] is False and "rgba(31,119,180,0.25)" == raw["line"]["color"]
     assert smooth["line"]["color"] == "#1f77b4" and smooth["uid"] == "r"
+
+
+def test_log_ticks_are_short_and_inside_the_range():
+    assert log_ticks(0.08, 12.0) == ([0.1, 0.2, 0.5, 1.0, 2.0, 5.0, 10.0],
+                                     ["0.1", "0.2", "0.5", "1", "2", "5", "10"])
+    values, texts = log_ticks(2.1, 9.9)  # under a decade: finer steps
+    assert texts == ["3", "5", "7"] and values[0] == 3.0
+    assert log_ticks(2.1, 6.0)[1] == ["2.5", "3", "4", "5", "6"]
+    values, texts = log_ticks(1e-4, 10.0)
+    assert texts == ["0.0001", "0.001", "0.01", "0.1", "1", "10"]
+    assert log_ticks(2.01, 2.05) == ([], [])  # no two round ticks: plotly chooses
+    assert log_ticks(0.0, 1.0) == ([], []) and log_ticks(3.0, 2.0) == ([], [])
+
+
+def test_log_range_fits_positive_finite_values():
+    lo, hi = log_range([np.array([10.0, 1.0, np.nan, 0.0, -1.0]), np.array([np.inf])])
+    assert -0.1 < lo < 0 < 1 < hi < 1.1
+    assert log_range([np.array([np.nan])]) is None and log_range([]) is None
+
+
+def test_log_figure_range_from_data_and_labels_on_their_lines():
+    x = np.arange(1.0, 6.0)
+    fig = line_figure([Trace(x, 10 / x, "train", "#1f77b4", "smooth"),
+                       Trace(x, x * 10, "copied %", "#1f77b4", "copy", yaxis="y2")],
+                      x_title="step", y_title="loss", log_y=True, y2_title="copied (%)",
+                      hlines=[HLine(1.5, "target loss 1.5")], vlines=[VLine(3.0, "resumed at 3")])
+    layout = fig.to_plotly_json()["layout"]
+    lo, hi = layout["yaxis"]["range"]
+    assert np.log10(1.5) - 0.1 < lo < np.log10(1.5) and 1.0 < hi < 1.1  # y2 values not counted
+    assert layout["yaxis"]["ticktext"][0] == "1.5" and "10" in layout["yaxis"]["ticktext"]
+    target, resumed = layout["annotations"]
+    assert target["y"] == pytest.approx(np.log10(1.5)) and target["yref"] == "y"
+    assert resumed["x"] == 3.0 and resumed["yref"] == "paper"
+    assert layout["shapes"][1]["line"]["dash"] == "dot" and layout["shapes"][1]["xref"] == "x"
+    assert layout["yaxis2"]["overlaying"] == "y" and layout["yaxis2"]["side"] == "right"
+    assert fig.to_plotly_json()["data"][1]["yaxis"] == "y2"
+
+
+def test_legend_sits_under_the_plot():
+    x = np.arange(3.0)
+    fig = line_figure([Trace(x, x, f"run{i} train", "#1f77b4") for i in range(4)],
+                      x_title="step", y_title="loss", title="Loss")
+    layout = fig.to_plotly_json()["layout"]
+    legend = layout["legend"]
+    assert (legend["yref"], legend["y"], legend["yanchor"]) == ("container", 0, "bottom")
+    assert layout["margin"]["b"] >= 50 + 2 * 24 and layout["height"] == 320 + 2 * 24  # 2 rows
