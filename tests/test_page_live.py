@@ -455,3 +455,21 @@ def test_system_metrics_are_charted_beside_throughput(runs_dir, tiny_config, mon
     # Two columns under the loss chart (listed column by column): throughput beside system.
     assert titles[1:] == ["Learning rate", "Throughput", "Step time",
                           "Gradient norm", "CPU and memory", "GPU"]
+
+
+def test_continue_training_from_the_live_page(trained_run, monkeypatch, tmp_path):
+    import shutil
+
+    from core import launcher
+
+    runs = tmp_path / "more-runs"
+    runs.mkdir()
+    shutil.copytree(trained_run.path, runs / "trained")
+    calls = []
+    monkeypatch.setattr(launcher, "continue_run", lambda run, n, t: calls.append((run.run_id, n, t)))
+    at = _open_live(monkeypatch, runs, selected_run="trained")
+    assert at.button(key="live_resume_trained").disabled  # completed: Resume would do nothing
+    assert at.number_input(key="live_more_steps_trained").value == 24  # twice max_steps
+    at.number_input(key="live_more_steps_trained").set_value(30).run()
+    at.button(key="live_more_go_trained").click().run()
+    assert calls == [("trained", 30, 0.0)]

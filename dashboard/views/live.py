@@ -88,28 +88,17 @@ def view_controls(run_ids: list[str]) -> dict:
 
 
 # --- one run's header --------------------------------------------------------------------------
-def _resume_blocker(state: str, has_checkpoint: bool) -> str | None:
-    """Why Resume would do nothing for a run, or None when it can resume."""
-    if state in ACTIVE_STATES:
-        return f"The run is {state}: nothing to resume"
-    if state == "completed":
-        return "The run completed: resuming would end at once"
-    if not has_checkpoint:
-        return "No checkpoint yet: nothing to resume from"
-    return None
-
-
 def run_controls(run: RunDir, state: str) -> None:
     """Stop, Resume and Open in Playground for a run, beside its curves."""
     rid = run.run_id
-    stop_col, resume_col, play_col, _continue_col = st.columns(4)
+    stop_col, resume_col, continue_col, play_col = st.columns(4)
     if stop_col.button("Stop", key=f"live_stop_{rid}", disabled=state not in ACTIVE_STATES,
                        width="stretch", help="Checkpoint and stop after the current step"):
         launcher.stop(run, wait=False)
         st.toast(f"Stop requested for {rid}: it checkpoints and ends after the current step.")
-    blocker = _resume_blocker(state, run.latest_checkpoint() is not None)
-    if resume_col.button("Resume", key=f"live_resume_{rid}", disabled=blocker is not None,
-                         width="stretch", help=blocker or "Continue from the latest checkpoint"):
+    can, why = launcher.can_resume(run)
+    if resume_col.button("Resume", key=f"live_resume_{rid}", disabled=not can,
+                         width="stretch", help=why[:1].upper() + why[1:]):
         try:
             launcher.resume(run)
         except ConfigError as e:
@@ -122,8 +111,37 @@ def run_controls(run: RunDir, state: str) -> None:
         st.session_state["selected_run"] = rid
         st.session_state["pg_run"] = rid  # the Playground's run picker
         st.switch_page("views/playground.py")
-    # _continue_col: "Continue training" (a new max_steps for a run that reached its end, via
-    # launcher.resume(run, max_steps=N)) goes here once the launcher offers it.
+    with continue_col:
+        continue_training(run, state)
+
+
+def continue_training(run: RunDir, state: str) -> None:
+    """A popover to train a run further than planned: a new max_steps (and target loss)."""
+    step = launcher.checkpoint_step(run)
+    if state in ACTIVE_STATES or step is None:
+        st.button("Continue training", key=f"live_more_{run.run_id}", disabled=True,
+                  width="stretch", help="Needs a run that is not training and has a checkpoint")
+        return
+    with st.popover("Continue training", width="stretch",
+                    help="Train further than planned, from the latest checkpoint"):
+        cfg = run.read_config()
+        stopped_at_target = "target loss" in str(run.read_status().get("reason") or "")
+        max_steps = st.number_input("Train up to step", min_value=step + 1,
+                                    value=max(step + 1, 2 * cfg.max_steps), step=1,
+                                    key=f"live_more_steps_{run.run_id}")
+        target = st.number_input("Target loss (0 = off)", min_value=0.0,
+                                 value=0.0 if stopped_at_target else float(cfg.target_loss),
+                                 format="%.3f", key=f"live_more_target_{run.run_id}")
+        st.caption(f"The learning-rate schedule keeps its length: the cosine ends at step "
+                   f"{cfg.lr_decay_steps or cfg.max_steps:,} as planned, and the extra steps "
+                   f"train at min_lr ({cfg.min_lr:g}).")
+        if st.button("Continue", key=f"live_more_go_{run.run_id}", type="primary"):
+            try:
+                launcher.continue_run(run, int(max_steps), float(target))
+            except ConfigError as e:
+                st.error(str(e))
+            else:
+                st.rerun()
 
 
 def _cards(step: int, max_steps: int, eta: float | None, state: str, series, summary, status,
