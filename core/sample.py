@@ -35,6 +35,10 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--device", default="cpu", help="cpu, cuda, cuda:N, mps or auto")
     p.add_argument("--dtype", default="float32", choices=("float32", "bfloat16"))
     p.add_argument("--no-cache", action="store_true", help="recompute the whole prefix per token")
+    p.add_argument("--show-copies", action="store_true",
+                   help="after the sample, list the spans found verbatim in the training text")
+    p.add_argument("--min-len", type=int, default=8,
+                   help="tokens a span must share with the training text to count as copied")
     return p
 
 
@@ -49,6 +53,8 @@ def check_args(args) -> None:
                          "or auto")
     if args.seed is not None and not 0 <= args.seed <= MAX_SEED:
         raise ValueError(f"seed must be between 0 and {MAX_SEED} (got {args.seed})")
+    if args.min_len < 1:
+        raise ValueError(f"min-len must be a whole number >= 1 (got {args.min_len})")
 
 
 def main(argv=None) -> int:
@@ -71,11 +77,29 @@ def main(argv=None) -> int:
         print(f"note: the prompt has {len(ids) + dropped} tokens, the context "
               f"{len(ids)}: the first {dropped} were dropped", file=sys.stderr)
     sys.stdout.write(args.prompt)
+    generated = []
     for event in stream_tokens(loaded.model, ids, settings, loaded.device,
                                use_cache=not args.no_cache):
         sys.stdout.write(event.text)
         sys.stdout.flush()
+        generated.append(event.token_id)
     sys.stdout.write("\n")
+    return show_copies(loaded.config, generated, args.min_len) if args.show_copies else 0
+
+
+def show_copies(cfg, ids: list[int], min_len: int) -> int:
+    """Print the generated spans found verbatim in the run's training text, with their source
+    lines (core.memorization); exit 2 with one line when the run's data cannot be indexed."""
+    from core import memorization
+
+    try:
+        index = memorization.load_index(cfg.data, cfg.val_fraction)
+    except (ValueError, OSError) as e:
+        print(f"error: cannot check for copies: {e}", file=sys.stderr)
+        return 2
+    stats = index.copy_stats(ids, min_len)
+    print("\n--- copied from the training data ---")
+    print(memorization.format_report(index, ids, stats, min_len))
     return 0
 
 

@@ -59,3 +59,24 @@ def test_module_runs_from_the_command_line(trained_run):
          "ROMEO:", "--max-new-tokens", "4", "--temperature", "0"],
         cwd=ROOT, capture_output=True, text=True, env=os.environ, timeout=120)
     assert done.returncode == 2 and done.stderr.startswith("error: temperature")
+
+
+def test_show_copies_lists_spans_from_the_training_text(tmp_path, runs_dir, capsys):
+    from conftest import make_tiny_config
+    from core.engine import train
+
+    text = tmp_path / "verse.txt"
+    text.write_text(("ROMEO:\nBut soft, what light through yonder window breaks?\n"
+                     "It is the east, and Juliet is the sun.\n\n") * 40)
+    run = RunDir.create(runs_dir, "copies", make_tiny_config(
+        text, max_steps=60, max_lr=1e-2, min_lr=1e-3, eval_interval=0, val_fraction=0.2))
+    assert train(str(run.path)) == "completed"
+    args = ["--run-dir", str(run.path), "--prompt", "ROMEO:\nBut soft", "--max-new-tokens", "30",
+            "--greedy", "--show-copies", "--min-len", "6"]
+    assert main(args) == 0
+    out = capsys.readouterr().out
+    assert "--- copied from the training data ---" in out
+    assert "copied from the training text in" in out and "verse.txt line" in out
+    text.unlink()  # the data is gone: said in one line, exit 2
+    assert main(args) == 2
+    assert "cannot check for copies" in capsys.readouterr().err
