@@ -10,7 +10,7 @@ from core.rundir import ACTIVE_STATES, CRASHED, list_run_dirs
 from dashboard.colors import run_color
 from dashboard.live_data import X_AXES, build_figures, series_for, tail_text
 from dashboard.run_table import format_duration
-from dashboard.state import runs_dir
+from dashboard.state import runs_dir, select_run, selected_run
 
 REFRESH_S = 1.5
 
@@ -37,7 +37,7 @@ if not runs:
 
 by_id = {r.run_id: r for r in runs}
 # Follow the run another page selected (Runs -> open live view, New run -> launch).
-selected = st.session_state.get("selected_run")
+selected = selected_run()
 if selected in by_id and st.session_state.get("_live_followed") != selected:
     st.session_state["live_runs"] = [selected]
     st.session_state["_live_followed"] = selected
@@ -56,7 +56,8 @@ log_y = controls[2].toggle("Log loss", key="live_log", help="Logarithmic y axis 
 if not chosen:
     st.info("Pick at least one run above.")
     st.stop()
-st.session_state["selected_run"] = st.session_state["_live_followed"] = chosen[0]
+select_run(chosen[0])
+st.session_state["_live_followed"] = chosen[0]
 axis = axis or "step"
 chosen_runs = [by_id[r] for r in chosen]
 any_active = any(r.effective_state() in ACTIVE_STATES for r in chosen_runs)
