@@ -13,7 +13,7 @@ Measured:
 - first paint: from spawning `streamlit run` to the title and the first table (or, with no runs,
   the first message) drawn; also when the health check first answered;
 - page switch: a sidebar link clicked -> the page's script finished with its title drawn
-  (first visit and again);
+  (first visit, --pause seconds after the first paint, and again);
 - rerun: a widget touched on each page -> its script finished (median of --repeats);
 - live refresh: a train record appended -> the Live loss chart shows it (includes waiting for
   the page's refresh timer, 1.5 s);
@@ -67,6 +67,9 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--repeats", type=common.positive, default=3, help="reruns timed per page")
     parser.add_argument("--long-steps", type=common.positive, default=100_000,
                         help="train records of the long run")
+    parser.add_argument("--pause", type=float, default=5.0,
+                        help="seconds between the first paint and the first page switch (a "
+                             "user's first look; the server loads torch meanwhile)")
     parser.add_argument("--screenshots", type=Path, help="save a screenshot of each page here")
     parser.add_argument("--keep", action="store_true", help="keep the runs directory and print it")
     return parser
@@ -232,6 +235,15 @@ def choose(page, key: str, option: str) -> float:
     return script_done_after(page, t)
 
 
+def type_number(page, key: str, value: int) -> float:
+    """Type into a number input and press Enter; seconds until the rerun has finished."""
+    box = page.locator(f".st-key-{key} input")
+    box.fill(str(value))
+    t = now_ms(page)
+    box.press("Enter")
+    return script_done_after(page, t)
+
+
 def click(page, selector: str) -> float:
     t = now_ms(page)
     page.locator(selector).first.click()
@@ -242,7 +254,7 @@ def click(page, selector: str) -> float:
 
 def rerun_actions(has_runs: bool) -> dict:
     """A widget to touch on each page, as a function of the page and the attempt number."""
-    actions = {"New run": lambda page, i: choose(page, "nr_preset", ("micro", "nano")[i % 2])}
+    actions = {"New run": lambda page, i: type_number(page, "nr_n_layer", 3 + i % 2)}
     if has_runs:
         actions.update({
             "Runs": lambda page, i: choose(page, "runs_selected", f"run-0{i % 3}"),
@@ -352,6 +364,7 @@ def measure(args, browser, root: Path, n_runs: int) -> list[dict]:
         paint = first_paint(page, url, t0, n_runs > 0)
         rows.append(row(label, "first paint", "Runs", paint, "first paint"))
         page.wait_for_selector('[data-testid="stApp"][data-test-script-state="notRunning"]')
+        page.wait_for_timeout(args.pause * 1000)
         rows += measure_pages(page, args, n_runs > 0, args.screenshots, label)
         if n_runs:
             rows += with_runs(page, args, root, label)

@@ -12,15 +12,17 @@ import streamlit as st  # noqa: E402
 
 from dashboard.state import sidebar_runs_dir  # noqa: E402
 
-# Loaded after the first page is drawn, so that the first visit to a page that needs them does
-# not wait for them (torch alone takes 2-5 s to import on a small machine).
-WARM_UP_MODULES = ("plotly.graph_objects", "torch", "core.model", "core.sampling", "core.device",
-                   "core.data", "core.estimate")
+# Loaded in the background once the first page has been sent, so that the first visit to a
+# page that needs them does not wait for them (torch alone takes 1-5 s to import on a small
+# machine); the delay keeps the import off the CPU while the browser draws the first page.
+WARM_UP_MODULES = ("pandas", "torch", "core.model", "core.sampling", "core.device", "core.data",
+                   "core.estimate", "dashboard.live_data", "plotly.graph_objects")
+WARM_UP_DELAY_S = 1.0
 
 
 @st.cache_resource(show_spinner=False)
-def warm_up(modules: tuple[str, ...]) -> threading.Thread:
-    """Import the modules in a background thread, once per server process."""
+def warm_up(modules: tuple[str, ...], delay_s: float) -> threading.Timer:
+    """Import the modules in a background thread after delay_s, once per server process."""
     import importlib
 
     def load() -> None:
@@ -30,9 +32,10 @@ def warm_up(modules: tuple[str, ...]) -> threading.Thread:
             except Exception:  # a page importing it later shows the error where it matters
                 pass
 
-    thread = threading.Thread(target=load, name="warm-up", daemon=True)
-    thread.start()
-    return thread
+    timer = threading.Timer(delay_s, load)
+    timer.name, timer.daemon = "warm-up", True
+    timer.start()
+    return timer
 
 
 # An emoji page icon: a :material/...: one makes the browser fetch it from a font host.
@@ -51,4 +54,4 @@ sidebar_runs_dir()
 try:
     page.run()
 finally:  # also after a page that stops early (st.stop) or switches page
-    warm_up(WARM_UP_MODULES)
+    warm_up(WARM_UP_MODULES, WARM_UP_DELAY_S)

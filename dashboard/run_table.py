@@ -80,15 +80,18 @@ def format_duration(seconds: float | None) -> str:
     return f"{s}s"
 
 
-def table_rows(infos: list[RunInfo]) -> list[dict]:
-    """Summary rows for the given runs, in their order."""
+def table_rows(infos: list[RunInfo], with_metrics: bool = True) -> list[dict]:
+    """Summary rows for the given runs, in their order; without metrics (no metrics.jsonl is
+    read: losses and tokens stay empty) they cost only the small status and config files."""
     rows = []
     for info in infos:
         try:
             config = info.run.read_config()
         except ConfigError:
             config = None
-        rows.append(summary_row(info, metrics.cached_summary(info.run.metrics_path), config))
+        summary = (metrics.cached_summary(info.run.metrics_path) if with_metrics
+                   else RunSummary())
+        rows.append(summary_row(info, summary, config))
     return rows
 
 

@@ -49,6 +49,11 @@ def select_run(run_id: str | None) -> None:
         st.session_state.pop(SELECTED_RUN, None)
 
 
+def select_run_of(key: str) -> None:
+    """Make the value of the widget `key` the selected run (an on_change callback)."""
+    select_run(st.session_state.get(key))
+
+
 # --- the view in the URL ---------------------------------------------------------------------
 
 def one_of(options: Iterable[str]) -> Callable[[str], str]:

@@ -161,9 +161,9 @@ def field_error(name: str, problems: dict) -> None:
         st.error(f"**{name}**: {problems[name]}", icon="⚠️")
 
 
-def render_field(f, problems: dict) -> None:
+def render_field(f) -> None:
     """One config field: a select box for fields with fixed choices (core.config's), a number
-    input for integers, a text input otherwise; its problem right under it."""
+    input for integers, a text input otherwise."""
     key, helptext = PREFIX + f.name, f.metadata["help"]
     label = f.name if f.name != "nproc" else "processes (GPUs)"
     choices = f.metadata.get("choices")
@@ -174,7 +174,6 @@ def render_field(f, problems: dict) -> None:
         st.number_input(label, step=1, key=key, help=helptext)
     else:
         st.text_input(label, key=key, help=helptext)
-    field_error(f.name, problems)
 
 
 def data_inputs(source: str, tokens, problems: dict) -> None:
@@ -207,7 +206,9 @@ def field_groups(form: dict) -> None:
             for row in new_run_form.rows_of(fields):
                 for column, f in zip(st.columns(new_run_form.ROW), row):
                     with column:
-                        render_field(f, problems)
+                        render_field(f)
+                for f in row:  # under the row, full width: the columns stay aligned
+                    field_error(f.name, problems)
 
 
 def preset_and_name(form: dict, runs_root) -> None:

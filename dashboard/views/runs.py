@@ -16,6 +16,7 @@ from dashboard import run_table, state
 
 STATE_ORDER = ("running", "queued", "completed", "stopped", "failed", "crashed")
 REFRESH_S = 2.0
+TABLE_DRAWN = "runs_table_drawn"  # this session has seen a full table
 SMOOTHING_DEFAULT = 0.6
 LOSS_FORMAT = st.column_config.NumberColumn(format="%.4f")
 TABLE_CONFIG = {
@@ -51,7 +52,7 @@ def fresh_infos(runs_root, run_ids: list[str]) -> list[RunInfo]:
     return [by_id[r] for r in run_ids if r in by_id]
 
 
-def dataframe(rows: list[dict], key: str, columns: tuple[str, ...]) -> None:
+def dataframe(rows: list[dict], key: str | None, columns: tuple[str, ...]) -> None:
     """Rows as a sortable table in the given column order, empty cells where a value is
     unknown (never "None")."""
     import pandas as pd
@@ -76,13 +77,22 @@ def state_filter() -> list[str]:
 
 
 def table_panel(runs_root, shown_states: list[str], was_active: bool) -> None:
-    """The table of runs in the shown states, reread on every refresh."""
+    """The table of runs in the shown states, reread on every refresh. A session's first table
+    is drawn from the status files first, then again with the metrics summaries: reading a
+    long run's metrics the first time takes a while, and the table need not wait for it."""
     infos = launcher.list_runs(runs_root)
-    rows = run_table.table_rows([i for i in infos if i.state in shown_states])
-    if rows:
-        dataframe(rows, "runs_table", run_table.COLUMNS)
-    else:
+    shown = [i for i in infos if i.state in shown_states]
+    if not shown:
         st.caption("No runs in the chosen states.")
+    else:
+        slot = st.empty()
+        if not st.session_state.get(TABLE_DRAWN):
+            with slot:
+                dataframe(run_table.table_rows(shown, with_metrics=False), None,
+                          run_table.COLUMNS)
+        with slot:
+            dataframe(run_table.table_rows(shown), "runs_table", run_table.COLUMNS)
+        st.session_state[TABLE_DRAWN] = True
     rerun_when_settled(was_active, infos)
 
 
@@ -90,20 +100,21 @@ def table_panel(runs_root, shown_states: list[str], was_active: bool) -> None:
 
 def pick_run(ids: list[str]) -> str:
     """The run the actions apply to: from the URL on a reload, else the run selected on any
-    page, else the newest. It becomes the selected run of every page."""
-    parse = state.one_of(ids)
-    state.seed_from_url("runs_selected", "run", parse)
+    page, else the newest. Choosing one (or arriving by a link) selects it for every page."""
+    if state.seed_from_url("runs_selected", "run", state.one_of(ids)):
+        state.select_run(st.session_state["runs_selected"])
     if st.session_state.get("runs_selected") not in ids:
-        st.session_state["runs_selected"] = state.selected_run() if state.selected_run() in ids else ids[0]
-    selected = st.selectbox("Run", ids, key="runs_selected")
-    state.select_run(selected)
-    return selected
+        elsewhere = state.selected_run()
+        st.session_state["runs_selected"] = elsewhere if elsewhere in ids else ids[0]
+    return st.selectbox("Run", ids, key="runs_selected", on_change=state.select_run_of,
+                        args=("runs_selected",))
 
 
 def run_line(info: RunInfo) -> None:
     """State and step of the run; for a failed or crashed run, what went wrong."""
-    # metrics.jsonl has every step; status.json's step is a heartbeat written at most once a second.
-    step = max(info.status.get("step") or 0, metrics.cached_summary(info.run.metrics_path).last_step)
+    # metrics.jsonl has every step; status.json's step is a heartbeat, at most once a second.
+    summary = metrics.cached_summary(info.run.metrics_path)
+    step = max(info.status.get("step") or 0, summary.last_step)
     st.markdown(f"State: **{info.state}** · step {step} / {info.status.get('max_steps', '?')}")
     if info.state in ("failed", "crashed"):
         checkpoints = info.run.checkpoints()
@@ -119,6 +130,7 @@ def action_buttons(info: RunInfo) -> None:
     has_checkpoint = info.run.latest_checkpoint() is not None
     open_col, stop_col, resume_col, delete_col, csv_col = st.columns(5)
     if open_col.button("Open live view", key="runs_open", width="stretch"):
+        state.select_run(info.run_id)
         st.switch_page("views/live.py")
     if stop_col.button("Stop", key="runs_stop", disabled=not active, width="stretch",
                        help="Checkpoint and stop after the current step"):
@@ -145,6 +157,7 @@ def resume(info: RunInfo) -> None:
     except ConfigError as e:
         st.error(str(e))
     else:
+        state.select_run(info.run_id)
         st.toast(f"Resumed {info.run_id} from its latest checkpoint.")
         st.rerun()
 
@@ -244,37 +257,37 @@ def compare_chart(infos: list[RunInfo], axis: str, weight: float, log_y: bool) -
     st.plotly_chart(figures["loss"], key="runs_compare_chart", config={"displaylogo": False})
 
 
-def compare_panel(runs_root, run_ids: list[str], view: tuple[str, float, bool],
-                  was_active: bool) -> None:
-    """A summary row per run, the hyperparameters that differ and the loss curves; reread on
-    every refresh while any of the runs trains."""
+def compare_panel(runs_root, run_ids: list[str], was_active: bool) -> None:
+    """A summary row per run, the hyperparameters that differ, and the loss curves with the
+    Live page's chart choices (in the URL); reread on every refresh while any run trains."""
+    from dashboard.live_data import X_AXES
+
     infos = fresh_infos(runs_root, run_ids)
     dataframe(run_table.compare_rows(infos), "runs_compare_table", run_table.COMPARE_COLUMNS)
     hyperparameter_diff(infos)
+    axis, weight, log_y = chart_controls(X_AXES)
     try:
-        compare_chart(infos, *view)
+        compare_chart(infos, axis, weight, log_y)
     except ConfigError as e:
         st.error(f"Cannot draw the curves: {e}")
+    state.to_url(x=None if axis == "step" else axis,
+                 smooth=None if weight == SMOOTHING_DEFAULT else weight, log=log_y)
     rerun_when_settled(was_active, infos)
 
 
-def compare_section(runs_root, infos: list[RunInfo]) -> dict:
-    """Pick runs, then their comparison; returns the view for the URL (compared runs and, with
-    two or more, the chart choices that differ from the defaults)."""
+def compare_section(runs_root, infos: list[RunInfo]) -> list[str]:
+    """Pick runs, then their comparison (a fragment: its chart choices rerun only it);
+    returns the compared run ids."""
     st.subheader("Compare runs")
     chosen = pick_compared([i.run_id for i in infos])
     if len(chosen) < 2:
         st.caption("Pick at least one more run." if chosen else
                    "Pick two or more runs to see their losses side by side.")
-        return {"compare": chosen}
-    from dashboard.live_data import X_AXES
-
-    axis, weight, log_y = chart_controls(X_AXES)
-    every = refresh_every([i for i in infos if i.run_id in chosen])
-    st.fragment(compare_panel, run_every=every)(runs_root, chosen, (axis, weight, log_y),
-                                                every is not None)
-    return {"compare": chosen, "x": None if axis == "step" else axis,
-            "smooth": None if weight == SMOOTHING_DEFAULT else weight, "log": log_y}
+        state.to_url(x=None, smooth=None, log=None)
+    else:
+        every = refresh_every([i for i in infos if i.run_id in chosen])
+        st.fragment(compare_panel, run_every=every)(runs_root, chosen, every is not None)
+    return chosen
 
 
 # --- the page ----------------------------------------------------------------------------------
@@ -306,9 +319,9 @@ def main() -> None:
     every = refresh_every([info])
     st.fragment(selected_panel, run_every=every)(runs_root, selected, every is not None)
 
-    view = compare_section(runs_root, infos)
-    state.to_url(run=selected, states=None if set(shown) == set(STATE_ORDER) else shown,
-                 **{"x": None, "smooth": None, "log": None, **view})
+    chosen = compare_section(runs_root, infos)
+    state.to_url(run=selected, compare=chosen,
+                 states=None if set(shown) == set(STATE_ORDER) else shown)
 
 
 main()
