@@ -141,6 +141,7 @@ def test_memory_in_mib_and_whole_parameter_counts(page):
     assert weights == pytest.approx(124_475_904 * 4 / 2**20, abs=0.1)
     # A static table sized to its text: the 10-digit counts were cut to "321..." before.
     assert "38,633,472" in list(params.value["parameters"])
+    assert any("B\\*T\\*(16\\*L" in m.value for m in page.markdown)  # products, not italics
 
 
 def test_measured_time_says_measured_once(runs_dir):

@@ -247,7 +247,8 @@ def estimate_tables(est: estimate.Estimate, cfg: TrainConfig) -> None:
     st.table({"part": list(est.memory_mb),
               "MiB": [f"{v:,.1f}" for v in est.memory_mb.values()]}, hide_index=True)
     with st.expander("How these are estimated"):
-        st.markdown(f"- {estimate.ACTIVATION_FORMULA}\n"
+        formula = estimate.ACTIVATION_FORMULA.replace("*", "\\*")  # products, not emphasis
+        st.markdown(f"- {formula}\n"
                     f"- {est.flops_per_token / 1e6:,.1f} MFLOPs per token (6N + 12·L·H·Q·T); "
                     f"{est.total_tokens:,} tokens in {cfg.max_steps:,} steps.")
         st.table({"component": list(est.params_by_component),
