@@ -45,9 +45,19 @@ CHROMIUM_FLAGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-quic
 TARGETS = {"first paint": 3.0, "page switch": 0.5, "rerun": 0.3, "first token": 2.0}
 PAGES = ("New run", "Live metrics", "Playground", "Model info", "Runs")
 LONG_RUN, CKPT_RUN = "long-100k", "nano-checkpoint"
-# Records when Streamlit's script starts and stops running (the stApp attribute), in page time.
+# Records when Streamlit's script starts and stops running (the stApp attribute) and when each
+# websocket message arrives, in page time.
 SCRIPT_STATE_JS = """() => {
   window.__runs = [];
+  window.__ws = [];
+  const Socket = window.WebSocket;
+  window.WebSocket = function (...args) {
+    const ws = new Socket(...args);
+    ws.addEventListener('message', () => window.__ws.push(performance.now()));
+    return ws;
+  };
+  Object.assign(window.WebSocket, Socket);
+  window.WebSocket.prototype = Socket.prototype;
   const watch = () => {
     const app = document.querySelector('[data-testid="stApp"]');
     if (!app) { requestAnimationFrame(watch); return; }
@@ -173,7 +183,9 @@ def stop_app(proc: subprocess.Popen) -> None:
 
 
 # The first end of a script run after t (ms, page clock): a run that was going at t counts (a
-# fragment's timer may have started one that the user's action then continues).
+# fragment's timer may have started one that the user's action then continues). A rerun so fast
+# that the page never shows it running ends with its last message (none for QUIET_MS after it).
+QUIET_MS = 300
 DONE_AFTER_JS = """(t) => {
   const before = window.__runs.filter(e => e[0] < t), after = window.__runs.filter(e => e[0] >= t);
   let going = before.length > 0 && before[before.length - 1][1] === 'running';
@@ -181,8 +193,10 @@ DONE_AFTER_JS = """(t) => {
     if (state === 'running') going = true;
     else if (going) return when - t;
   }
-  return null;
-}"""
+  const messages = window.__ws.filter(m => m >= t);
+  const last = messages[messages.length - 1];
+  return messages.length && performance.now() - last > %d ? last - t : null;
+}""" % QUIET_MS
 # The page with this title drawn and its script finished.
 PAGE_DONE_JS = """([t, title]) => {
   const app = document.querySelector('[data-testid="stApp"]');

@@ -295,7 +295,7 @@ def compare_section(runs_root, infos: list[RunInfo]) -> list[str]:
 def no_runs(runs_root) -> None:
     st.info(f"No runs yet in `{runs_root}`. Start one: pick a preset, press Launch, and watch "
             "it learn.")
-    st.page_link("views/new_run.py", label="New run", icon="🚀")
+    st.page_link("views/new_run.py", label="New run", icon=":material/rocket_launch:")
     st.stop()
 
 
