@@ -18,6 +18,7 @@ GPT2_VOCAB = 50257  # tokens in the GPT-2 BPE; the model pads to a multiple of 6
 DEVICES = ("auto", "cpu", "cuda", "mps")
 DTYPES = ("auto", "float32", "bfloat16")  # fp16 would need loss scaling: not offered
 DTYPE_ALIASES = {"fp32": "float32", "bf16": "bfloat16"}  # accepted everywhere, stored canonical
+COMPILE_MODES = ("auto", "on", "off")
 RUN_ID_PATTERN = re.compile(r"[A-Za-z0-9][A-Za-z0-9_-]{0,63}")  # matched whole (fullmatch)
 MAX_SEED = 2**32 - 1  # numpy's limit; torch's generator takes seed + step, far below 2**64
 
@@ -69,8 +70,9 @@ class TrainConfig:
     # device
     device: str = _f("auto", "device", "auto, cpu, cuda, cuda:N or mps", choices=DEVICES)
     dtype: str = _f("auto", "device", "autocast dtype: auto (bf16 on CUDA, fp32 on CPU), "
-                    "float32 / fp32 or bfloat16 / bf16")
-    compile: str = _f("auto", "device", "torch.compile: auto (on for CUDA), on or off")
+                    "float32 / fp32 or bfloat16 / bf16", choices=DTYPES)
+    compile: str = _f("auto", "device", "torch.compile: auto (on for CUDA), on or off",
+                      choices=COMPILE_MODES)
     nproc: int = _f(1, "device", "processes (GPUs); above 1 the launcher starts torchrun")
     peak_flops: float = _f(0.0, "device", "peak FLOP/s for MFU (0 = look up the device)")
     # stopping
@@ -150,11 +152,12 @@ PRESETS: dict[str, dict] = {
         eval_interval=100, eval_batches=10, checkpoint_interval=250,
     ),
 }
+# What each preset is; its size and duration come from core.estimate where shown (one figure).
 PRESET_NOTES = {
-    "gpt2-124m": "GPT-2 124M, the build-nanogpt recipe (needs a GPU: ~5 min a step on a 2-core CPU)",
-    "nano": "2 layers x 64 wide, 3.3M parameters (mostly the embedding): a minute on a laptop CPU",
-    "micro": "4 layers x 128 wide, 7.3M parameters: ten minutes or so on a laptop CPU",
-    "mini": "6 layers x 384 wide, 30M parameters: the nanoGPT 'baby GPT' size; hours on a CPU",
+    "gpt2-124m": "GPT-2 124M, the build-nanogpt recipe (needs a GPU)",
+    "nano": "2 layers x 64 wide, parameters mostly in the token embedding",
+    "micro": "4 layers x 128 wide",
+    "mini": "6 layers x 384 wide: the nanoGPT 'baby GPT' size",
 }
 
 
@@ -210,7 +213,7 @@ def field_problems(cfg: TrainConfig) -> dict[str, str]:
         p["device"] = f"unknown device {cfg.device!r}: use auto, cpu, cuda, cuda:N or mps"
     if cfg.dtype not in DTYPES:
         p["dtype"] = f"unknown dtype {cfg.dtype!r}: use one of {', '.join(DTYPES)}"
-    if cfg.compile not in ("auto", "on", "off"):
+    if cfg.compile not in COMPILE_MODES:
         p["compile"] = f"must be auto, on or off (got {cfg.compile!r})"
     if not str(cfg.data).strip():
         p["data"] = "give 'tinyshakespeare', a .txt file or a folder of .txt files"

@@ -128,6 +128,21 @@ def _not_utf8(path: Path, e: UnicodeDecodeError) -> DataError:
                      f"`iconv -f latin1 -t utf-8 {path.name} > fixed.txt`")
 
 
+def store_upload(name: str, raw: bytes) -> Path:
+    """Keep an uploaded text file where a run's `data` setting can point: the cache's
+    `uploads/<sha256>-<safe name>.txt` (the same text is stored once, whatever its name). Written
+    atomically; a no-op when that file is already there. Returns its path."""
+    safe = "".join(c if c.isalnum() or c in "-_" else "-" for c in Path(name).stem)
+    safe = safe.strip("-_")[:40] or "upload"
+    path = cache_dir() / "uploads" / f"{hashlib.sha256(raw).hexdigest()}-{safe}.txt"
+    if not path.is_file():
+        path.parent.mkdir(parents=True, exist_ok=True)
+        tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+        tmp.write_bytes(raw)
+        os.replace(tmp, path)
+    return path
+
+
 def read_text(files: list[Path]) -> str:
     parts = []
     for path in files:

@@ -95,9 +95,10 @@ class PeakFlops:
     source: str
 
 
-def peak_flops(choice: DeviceChoice, configured: float = 0.0) -> PeakFlops:
+def peak_flops(choice: DeviceChoice, configured: float = 0.0, measure: bool = False) -> PeakFlops:
     """Peak FLOP/s to measure MFU against: the configured value, a GPU table entry, or the CPU's
-    peak as measured here (see measured_cpu_peak). value 0 means unknown (no MFU)."""
+    peak as measured here (see measured_cpu_peak; measure=True measures again, as the engine
+    does at each start). value 0 means unknown (no MFU)."""
     if configured:
         return PeakFlops(configured, "peak_flops setting")
     if choice.type == "cuda":
@@ -109,7 +110,7 @@ def peak_flops(choice: DeviceChoice, configured: float = 0.0) -> PeakFlops:
                                  f"{key} data sheet, {'TF32 (half the bf16 rate)' if tf32 else 'bf16'}")
         return PeakFlops(0.0, f"{name} is not in the GPU table: set peak_flops")
     if choice.type == "cpu":
-        value, measured_at = measured_cpu_peak()
+        value, measured_at = measured_cpu_peak(measure=measure)
         return PeakFlops(value, f"fp32 matmul measured here {time.strftime('%Y-%m-%d %H:%M', time.localtime(measured_at))}")
     return PeakFlops(0.0, "unknown for this device: set peak_flops")
 
@@ -117,12 +118,13 @@ def peak_flops(choice: DeviceChoice, configured: float = 0.0) -> PeakFlops:
 PEAK_MAX_AGE_S = 30 * 86400  # hardware and libraries change: measure afresh after a month
 
 
-def measured_cpu_peak(size: int = 2048, repeats: int = 5) -> tuple[float, float]:
+def measured_cpu_peak(size: int = 2048, repeats: int = 5, measure: bool = True) -> tuple[float, float]:
     """fp32 matmul FLOP/s of this CPU with torch's threads, and when that was measured.
 
-    Each call measures again (the best of `repeats`, about half a second) and keeps the highest
-    figure seen in the last month: a measurement taken while other work loaded the machine is
-    too low, and is replaced as soon as an idle one beats it, never the other way round.
+    With measure (each training run's start) it measures again (the best of `repeats`, about
+    half a second) and keeps the highest figure seen in the last month: a measurement taken
+    while other work loaded the machine is too low, and is replaced as soon as an idle one beats
+    it, never the other way round. Without, a cached figure is returned as it is.
     """
     from core.data import cache_dir
 
@@ -135,8 +137,10 @@ def measured_cpu_peak(size: int = 2048, repeats: int = 5) -> tuple[float, float]
     except (OSError, json.JSONDecodeError):
         cached = {}
     now = time.time()
-    flops = _matmul_flops(size, repeats)
     old = cached.get(key)
+    if not measure and isinstance(old, dict) and now - old.get("measured_at", 0) < PEAK_MAX_AGE_S:
+        return old["flops"], old["measured_at"]
+    flops = _matmul_flops(size, repeats)
     if isinstance(old, dict) and now - old.get("measured_at", 0) < PEAK_MAX_AGE_S and old.get("flops", 0) >= flops:
         return old["flops"], old["measured_at"]
     cached[key] = {"flops": flops, "measured_at": now}

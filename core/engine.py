@@ -282,7 +282,7 @@ def _setup(run: RunDir, cfg: TrainConfig, ddp: Dist, resume: bool) -> _Trainer:
         _resume(t)
     n_params = model.num_params()
     t.flops_per_token = flops_per_token(model.config, cfg.seq_len, n_params)
-    peak = devices.peak_flops(choice, cfg.peak_flops)
+    peak = devices.peak_flops(choice, cfg.peak_flops, measure=True)
     t.peak_flops = peak.value
     if ddp.master:
         print(f"model: {n_params:,} parameters (vocab {cfg.vocab_size}) | "

@@ -14,6 +14,7 @@ from pathlib import Path
 from core.config import TrainConfig, with_derived_accum
 from core.model import ModelConfig, flops_per_token
 from core import metrics
+from core.param_count import model_shape, param_count, param_counts  # noqa: F401 (re-exported)
 from core.rundir import list_run_dirs
 from core.throughput import Probe
 
@@ -32,28 +33,10 @@ ACTIVATION_FORMULA = (
 )
 
 
-def param_counts(cfg) -> dict[str, int]:
-    """Parameters by component for a config with the model fields; the tied token embedding /
-    output head counts once, as in GPT.num_params()."""
-    m = ModelConfig.of(cfg)
-    L, C, V, P = m.n_layer, m.n_embd, m.vocab_size, m.block_size
-    return {
-        "token embedding (wte, tied with lm_head)": V * C,
-        "position embedding (wpe)": P * C,
-        "attention (c_attn, c_proj)": L * (3 * C * C + 3 * C + C * C + C),
-        "MLP (c_fc, c_proj)": L * (4 * C * C + 4 * C + 4 * C * C + C),
-        "layer norms (ln_1, ln_2, ln_f)": L * 4 * C + 2 * C,
-    }
-
-
-def param_count(cfg) -> int:
-    """Total parameters; equals GPT(ModelConfig.of(cfg)).num_params()."""
-    return sum(param_counts(cfg).values())
-
-
 def memory_mb(cfg: TrainConfig, dtype: str = "float32") -> dict[str, float]:
-    """Estimated training memory per process in MB: fp32 weights, fp32 gradients, AdamW's two
-    fp32 moments, activations of one micro batch (see ACTIVATION_FORMULA) and their total."""
+    """Estimated training memory per process in MiB (2**20 bytes; the name says MB for
+    history): fp32 weights, fp32 gradients, AdamW's two fp32 moments, activations of one micro
+    batch (see ACTIVATION_FORMULA) and their total."""
     n = param_count(cfg)
     a = DTYPE_BYTES.get(dtype, FP32)
     B, T, L, C, V = cfg.micro_batch_size, cfg.seq_len, cfg.n_layer, cfg.n_embd, cfg.vocab_size
@@ -143,7 +126,7 @@ def estimate(cfg: TrainConfig, n_tokens: int | None = None, runs_dir: str | Path
         if peak_flops is None and device_type == "cpu":
             from core.device import measured_cpu_peak
 
-            peak_flops = measured_cpu_peak()[0]
+            peak_flops = measured_cpu_peak(measure=False)[0]
         if peak_flops:
             # Processes on one CPU share its cores; GPUs add up.
             scale = cfg.nproc if device_type == "cuda" else 1
@@ -173,7 +156,7 @@ def overhead_s(cfg: TrainConfig, train_tokens_per_sec: float, probe: Probe | Non
 
 
 def _same_shape(a, b) -> bool:
-    return ModelConfig.of(a) == ModelConfig.of(b) and a.seq_len == b.seq_len
+    return model_shape(a) == model_shape(b) and a.seq_len == b.seq_len
 
 
 def measured_throughput(cfg: TrainConfig, runs_dir: str | Path | None = None

@@ -481,6 +481,11 @@ def _read_small(fd: int) -> str:
         return os.pread(fd, 32, 0).decode().strip()
     return ""
 
+def name_taken(runs_dir: str | Path, run_id: str) -> bool:
+    """True when runs_dir already holds something named run_id (RunDir.create would refuse it)."""
+    return (Path(runs_dir) / check_run_id(run_id)).exists()
+
+
 def default_run_name(prefix: str, runs_dir: str | Path | None = None) -> str:
     """`<prefix>-<YYYYmmdd-HHMMSS>`, with `-2`, `-3`... added when that name is taken."""
     runs_dir = Path(runs_dir or default_runs_dir())

@@ -1,6 +1,7 @@
 """Entry point: `streamlit run dashboard/app.py`. A router over the pages in views/."""
 
 import sys
+import threading
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -11,7 +12,34 @@ import streamlit as st  # noqa: E402
 
 from dashboard.state import sidebar_runs_dir  # noqa: E402
 
-st.set_page_config(page_title="GPT training dashboard", page_icon=":material/monitoring:", layout="wide")
+# Loaded in the background once the first page has been sent, so that the first visit to a
+# page that needs them does not wait for them (torch alone takes 1-5 s to import on a small
+# machine); the delay keeps the import off the CPU while the browser draws the first page.
+WARM_UP_MODULES = ("pandas", "torch", "core.model", "core.sampling", "core.device", "core.data",
+                   "core.estimate", "dashboard.live_data", "plotly.graph_objects")
+WARM_UP_DELAY_S = 1.0
+
+
+@st.cache_resource(show_spinner=False)
+def warm_up(modules: tuple[str, ...], delay_s: float) -> threading.Timer:
+    """Import the modules in a background thread after delay_s, once per server process."""
+    import importlib
+
+    def load() -> None:
+        for name in modules:
+            try:
+                importlib.import_module(name)
+            except Exception:  # a page importing it later shows the error where it matters
+                pass
+
+    timer = threading.Timer(delay_s, load)
+    timer.name, timer.daemon = "warm-up", True
+    timer.start()
+    return timer
+
+
+# An emoji page icon: a :material/...: one makes the browser fetch it from a font host.
+st.set_page_config(page_title="GPT training dashboard", page_icon="📈", layout="wide")
 
 VIEWS = Path(__file__).parent / "views"
 pages = [
@@ -23,4 +51,7 @@ pages = [
 ]
 page = st.navigation(pages)
 sidebar_runs_dir()
-page.run()
+try:
+    page.run()
+finally:  # also after a page that stops early (st.stop) or switches page
+    warm_up(WARM_UP_MODULES, WARM_UP_DELAY_S)

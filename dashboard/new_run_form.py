@@ -1,25 +1,31 @@
-"""The New run form's logic without Streamlit: widget values <-> TrainConfig, data and upload checks.
+"""The New run form's logic without Streamlit: widget values <-> TrainConfig, data and upload
+checks, and the sentences that explain an estimate.
 
 Integers come from number inputs; floats from text inputs (so 6e-4 is typed as written), parsed
-here so a bad value becomes a message next to its field rather than an exception.
+here so a bad value becomes a message next to its field rather than an exception. Uploads are
+stored by core.data.store_upload (outside the runs directory).
 """
 
 from __future__ import annotations
 
 import dataclasses
-import hashlib
-import os
-from pathlib import Path
+from typing import TYPE_CHECKING
 
 import numpy as np
 
 from core import data
-from core.config import TrainConfig, field_problems, preset
+from core.config import PRESET_NOTES, TrainConfig, field_problems, preset
+from dashboard.run_table import format_duration
+
+if TYPE_CHECKING:  # core.estimate loads the model code (and torch)
+    from core.estimate import Estimate
 
 KEY_PREFIX = "nr_"
 SPECIAL = ("data",)  # fields the page renders in its own way
 MIN_UPLOAD_BYTES = 1024
 GROUPS = ("model", "optimisation", "schedule", "batch", "data", "device", "stopping", "logging")
+ROW = 3  # fields per row of the form
+TIME_SOURCES = {"measured": "Measured", "guess": "⚠️ Rough guess", "unknown": "Unknown"}
 
 
 def fields_by_group() -> dict[str, list[dataclasses.Field]]:
@@ -28,6 +34,12 @@ def fields_by_group() -> dict[str, list[dataclasses.Field]]:
     for f in dataclasses.fields(TrainConfig):
         groups.setdefault(f.metadata["group"], []).append(f)
     return groups
+
+
+def rows_of(fields: list, n: int = ROW) -> list[list]:
+    """Fields in rows of n: the form draws each row as its own columns, so a message under one
+    field pushes the rows below down together instead of shifting one column."""
+    return [fields[i:i + n] for i in range(0, len(fields), n)]
 
 
 def kind(f: dataclasses.Field) -> type:
@@ -97,22 +109,6 @@ def upload_problem(raw: bytes, name: str) -> str | None:
     return None
 
 
-def upload_path(raw: bytes, runs_dir: str | Path) -> Path:
-    """Where an upload lives: `<runs_dir>/_uploads/<sha256[:16]>.txt` (same text, same file)."""
-    return Path(runs_dir) / "_uploads" / f"{hashlib.sha256(raw).hexdigest()[:16]}.txt"
-
-
-def save_upload(raw: bytes, runs_dir: str | Path) -> Path:
-    """Write an upload to its content-addressed path (atomically; a no-op when present)."""
-    path = upload_path(raw, runs_dir)
-    if not path.is_file():
-        path.parent.mkdir(parents=True, exist_ok=True)
-        tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-        tmp.write_bytes(raw)
-        os.replace(tmp, path)
-    return path
-
-
 def size_problem(tokens: np.ndarray, cfg: TrainConfig) -> str | None:
     """Why the data is too small for cfg's micro batch (train and validation splits), or None."""
     train, val = data.split(tokens, cfg.val_fraction)
@@ -122,3 +118,24 @@ def size_problem(tokens: np.ndarray, cfg: TrainConfig) -> str | None:
     except data.DataError as e:
         return f"{len(tokens):,} tokens in all: {e}"
     return None
+
+
+def time_note(est: Estimate) -> str:
+    """Where the time estimate comes from, in sentences: measured on this machine, a rough
+    guess from FLOPs, or unknown; then the estimate's notes."""
+    source, _, detail = est.time_source.partition(": ")
+    text = f"{TIME_SOURCES.get(source, source.capitalize())}: {detail or source}."
+    return " ".join([text, *(note[0].upper() + note[1:] + "." for note in est.notes)])
+
+
+def preset_note(name: str, est: Estimate | None, max_steps: int) -> str:
+    """What a preset is, with its size and duration from its estimate (the same figures the
+    estimate panel shows for the preset's values)."""
+    note = PRESET_NOTES.get(name, "")
+    if est is None:
+        return note
+    parts = [f"{est.params / 1e6:,.2f} M parameters"]
+    if est.time_s:
+        how = "measured here" if not est.time_is_guess else "a rough guess"
+        parts.append(f"about {format_duration(est.time_s)} for {max_steps:,} steps ({how})")
+    return f"{note}: {'; '.join(parts)}." if note else "; ".join(parts) + "."

@@ -1,7 +1,8 @@
-"""The Runs page's logic without Streamlit: summary rows, differing hyperparameters, CSV, curves.
+"""The Runs page's logic without Streamlit: table rows, compare rows, differing
+hyperparameters, the metrics CSV.
 
 Summaries come from core.metrics' shared cache, which reads only what was appended since the
-last refresh.
+last refresh. Nothing here imports torch or plotly: the Runs page is the app's first screen.
 """
 
 from __future__ import annotations
@@ -10,16 +11,27 @@ import math
 import time
 from pathlib import Path
 
-from core.config import ConfigError, TrainConfig
-from core.estimate import param_count
-from core.launcher import RunInfo
 from core import metrics
+from core.config import ConfigError, TrainConfig
+from core.launcher import RunInfo
 from core.metrics import RunSummary
+from core.param_count import param_count
 from core.rundir import RunDir
+
+# What a run is and how far it got first, its hyperparameters after (the table scrolls sideways).
+COLUMNS = ("name", "state", "progress", "step", "max steps", "best loss", "last loss",
+           "best val loss", "best val step", "training time", "tokens seen", "model",
+           "params (M)", "max lr", "tokens / step", "seq len", "data", "device", "world size",
+           "created", "error")
+COMPARE_COLUMNS = ("run", "state", "steps", "final loss", "best loss", "best val loss",
+                   "best val step", "training time", "tokens seen")
+HYPERPARAMETER_COLUMNS = ("model", "params (M)", "max lr", "tokens / step", "seq len", "data",
+                          "device", "world size")
 
 
 def summary_row(info: RunInfo, summary: RunSummary, config: TrainConfig | None) -> dict:
-    """One table row: what the Runs page shows for a run (a pure function of its inputs)."""
+    """One table row: what the Runs page shows for a run (a pure function of its inputs), its
+    keys in COLUMNS order (the hyperparameters only when the config could be read)."""
     status = info.status
     max_steps = status.get("max_steps") or (config.max_steps if config else None)
     step = max(int(status.get("step") or 0), summary.last_step)
@@ -53,7 +65,7 @@ def summary_row(info: RunInfo, summary: RunSummary, config: TrainConfig | None) 
         row["error"] = str(status["error"]).splitlines()[-1][:200]
     elif info.state == "crashed":
         row["error"] = "process gone without a final status (killed or the machine restarted)"
-    return row
+    return {name: row[name] for name in COLUMNS if name in row}
 
 
 def format_duration(seconds: float | None) -> str:
@@ -68,15 +80,34 @@ def format_duration(seconds: float | None) -> str:
     return f"{s}s"
 
 
-def table_rows(infos: list[RunInfo]) -> list[dict]:
-    """Summary rows for the given runs, in their order."""
+def table_rows(infos: list[RunInfo], with_metrics: bool = True) -> list[dict]:
+    """Summary rows for the given runs, in their order; without metrics (no metrics.jsonl is
+    read: losses and tokens stay empty) they cost only the small status and config files."""
     rows = []
     for info in infos:
         try:
             config = info.run.read_config()
         except ConfigError:
             config = None
-        rows.append(summary_row(info, metrics.cached_summary(info.run.metrics_path), config))
+        summary = (metrics.cached_summary(info.run.metrics_path) if with_metrics
+                   else RunSummary())
+        rows.append(summary_row(info, summary, config))
+    return rows
+
+
+def compare_rows(infos: list[RunInfo]) -> list[dict]:
+    """One summary row per run for the compare view: final and best loss, best val loss and its
+    step, training time (summed over every segment, as in the table) and tokens seen."""
+    rows = []
+    for info in infos:
+        s = metrics.cached_summary(info.run.metrics_path)
+        rows.append({
+            "run": info.run_id, "state": info.state, "steps": s.last_step,
+            "final loss": s.last_loss, "best loss": s.best_loss,
+            "best val loss": s.best_val_loss, "best val step": s.best_val_step,
+            "training time": format_duration(s.train_time_s if s.last_step else None),
+            "tokens seen": s.tokens_seen,
+        })
     return rows
 
 
@@ -93,24 +124,3 @@ def differing_hyperparameters(configs: dict[str, TrainConfig]) -> dict[str, dict
 def metrics_csv(run: RunDir) -> str:
     """Every metrics record of the run as CSV (the one export; a `kind` column tells them apart)."""
     return metrics.to_csv(metrics.read_all(run.metrics_path))
-
-
-def loss_curves(run: RunDir, max_points: int = 2000) -> dict[str, tuple[list, list]]:
-    """{'loss': (steps, values), 'val_loss': (steps, values)}, the train curve thinned to about
-    max_points by an even stride (the last point always kept) so long runs plot fast."""
-    train_x, train_y, val_x, val_y = [], [], [], []
-    for r in metrics.read_all(run.metrics_path):
-        if r["kind"] == "train" and "loss" in r:
-            train_x.append(r["step"])
-            train_y.append(r["loss"])
-        elif r["kind"] == "eval" and "val_loss" in r:
-            val_x.append(r["step"])
-            val_y.append(r["val_loss"])
-    stride = max(1, math.ceil(len(train_x) / max_points))
-    if stride > 1:
-        keep = list(range(0, len(train_x), stride))
-        if keep[-1] != len(train_x) - 1:
-            keep.append(len(train_x) - 1)
-        train_x = [train_x[i] for i in keep]
-        train_y = [train_y[i] for i in keep]
-    return {"loss": (train_x, train_y), "val_loss": (val_x, val_y)}

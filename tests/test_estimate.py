@@ -95,6 +95,8 @@ def test_the_cpu_peak_keeps_the_best_measurement(monkeypatch, tmp_path):
     monkeypatch.setenv("GPT_CACHE_DIR", str(tmp_path))
     monkeypatch.setattr(device, "_matmul_flops", lambda size, repeats: 38e9)  # a busy machine
     assert device.measured_cpu_peak()[0] == 38e9
+    monkeypatch.setattr(device, "_matmul_flops", lambda size, repeats: 1 / 0)  # never called:
+    assert device.measured_cpu_peak(measure=False)[0] == 38e9  # pages read the cached figure
     monkeypatch.setattr(device, "_matmul_flops", lambda size, repeats: 143e9)  # idle later
     assert device.measured_cpu_peak()[0] == 143e9
     monkeypatch.setattr(device, "_matmul_flops", lambda size, repeats: 50e9)  # busy again

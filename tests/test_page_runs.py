@@ -1,22 +1,25 @@
-"""Runs page (AppTest) and its pure summary logic in dashboard/run_table.py."""
+"""Runs page through AppTest: the table, the selected run's actions, compare, the URL.
+(The pure logic behind it is tested in test_run_table.py.)"""
 
-import csv
-import io
+import base64
 import json
 import os
 import subprocess
 import sys
 import time
 
+import numpy as np
 import pytest
+import streamlit
 from streamlit.testing.v1 import AppTest
 
 from conftest import ROOT, make_tiny_config
-from core import metrics, rundir
-from core.launcher import RunInfo
+from core import rundir
 from core.rundir import RunDir
 from dashboard import run_table
-from dashboard.colors import PALETTE, run_color
+from dashboard.colors import run_color
+from dashboard.state import SELECTED_RUN
+from test_run_table import write_metrics
 
 # Stands in for an engine: running until it sees STOP, then ends as 'stopped' like the real one.
 FAKE_ENGINE = """
@@ -31,15 +34,6 @@ while not run.stop_requested():
 run.write_status(state="stopped", reason="stop requested", ended=time.time())
 run.clear_stop()
 """
-
-
-def write_metrics(run: RunDir, losses, vals=()):
-    lines = [dict(kind="train", step=i + 1, loss=x, lr=1e-3, tokens_per_sec=100.0,
-                  tokens_seen=(i + 1) * 256, dt_ms=10.0, time=1.0 + i, train_time_s=16.25 * (i + 1))
-             for i, x in enumerate(losses)]
-    lines += [dict(kind="eval", step=s, val_loss=v) for s, v in vals]
-    lines.append(dict(kind="sample", step=len(losses), text="ROMEO: hi, \"there\"\n"))
-    run.metrics_path.write_text("".join(json.dumps(r) + "\n" for r in lines))
 
 
 @pytest.fixture
@@ -68,11 +62,28 @@ def runs(runs_dir, small_text, monkeypatch):
     engine.wait()
 
 
-def open_runs_page(runs_dir) -> AppTest:
+def open_runs_page(runs_dir, **query) -> AppTest:
     at = AppTest.from_file("../dashboard/app.py", default_timeout=30)
+    at.query_params.update(query)
     at.run()
-    assert not at.exception
+    assert not at.exception, at.exception
     return at
+
+
+def table_with(at, column: str):
+    """The first st.dataframe that has this column (AppTest does not expose their keys)."""
+    return next(d for d in at.dataframe if column in d.value.columns)
+
+
+def figure(at, index: int = 0) -> dict:
+    return json.loads(at.get("plotly_chart")[index].proto.spec)
+
+
+def values(array) -> np.ndarray:
+    """A plotly 7 array from a figure spec: base64 {dtype, bdata} or a plain list."""
+    if isinstance(array, dict) and "bdata" in array:
+        return np.frombuffer(base64.b64decode(array["bdata"]), dtype=array["dtype"])
+    return np.asarray(array)
 
 
 def test_no_runs_yet_points_to_new_run(runs_dir):
@@ -125,55 +136,101 @@ def test_delete_asks_for_confirmation(runs, runs_dir):
     assert "done" not in list(at.dataframe[0].value["name"])
 
 
-def test_compare_overlays_curves_in_run_colours(runs, runs_dir):
-    write_metrics(runs["broken"], [6.0, 5.0])
-    at = open_runs_page(runs_dir)
-    at.multiselect(key="runs_compare").set_value(["done", "broken"]).run()
-    diff = at.dataframe[1].value
-    assert list(diff.columns) == ["run", "max_lr"]
-    fig = json.loads(at.get("plotly_chart")[0].proto.spec)
-    colors = {t["name"]: t["line"]["color"] for t in fig["data"]}
-    assert colors == {"done train": run_color("done"), "done val": run_color("done"),
-                      "broken train": run_color("broken")}
-    assert "step" in fig["layout"]["xaxis"]["title"]["text"]
 
 
 def test_open_live_view_sets_the_selected_run(runs, runs_dir):
     at = open_runs_page(runs_dir)
     at.selectbox(key="runs_selected").set_value("done").run()
     at.button(key="runs_open").click().run()
-    assert at.session_state["selected_run"] == "done"
+    assert at.session_state[SELECTED_RUN] == "done"
     assert not at.exception
 
 
-def test_summary_csv_and_curves(tmp_path, small_text):
-    run = RunDir.create(tmp_path, "r", make_tiny_config(small_text))
-    write_metrics(run, [float(x) for x in range(5000, 0, -1)], vals=[(10, 2.0)])
-    summary = metrics.cached_summary(run.metrics_path)
-    assert (summary.last_step, summary.best_loss, summary.last_loss) == (5000, 1.0, 1.0)
-    # Appends are read incrementally; a rewrite (a resume truncates) starts over.
-    with open(run.metrics_path, "a") as f:
-        f.write(json.dumps(dict(kind="train", step=5001, loss=0.5, tokens_seen=9)) + "\n")
-    assert metrics.cached_summary(run.metrics_path).best_loss == 0.5
-    write_metrics(run, [7.0])
-    assert metrics.cached_summary(run.metrics_path).best_loss == 7.0
-
-    write_metrics(run, [float(x) for x in range(5000, 0, -1)], vals=[(10, 2.0)])
-    csv_text = run_table.metrics_csv(run)
-    rows = list(csv.DictReader(io.StringIO(csv_text)))
-    assert len(rows) == 5000 + 1 + 1  # every record, none thinned
-    assert rows[-1]["text"] == 'ROMEO: hi, "there"\n' and rows[-2]["val_loss"] == "2.0"
-    curves = run_table.loss_curves(run, max_points=1000)
-    assert len(curves["loss"][0]) <= 1001 and curves["loss"][0][-1] == 5000
-    assert curves["val_loss"] == ([10], [2.0])
-
-    info = RunInfo(run, {"state": "running", "started": 100.0, "step": 7, "max_steps": 12,
-                         "created": 50.0}, "crashed")
-    row = run_table.summary_row(info, metrics.RunSummary(), run.read_config())
-    assert row["state"] == "crashed" and row["progress"] == pytest.approx(7 / 12)
-    assert "process gone" in row["error"] and row["training time"] == ""  # no step recorded
+def test_table_columns_progress_first_hyperparameters_after_with_a_hint(runs, runs_dir):
+    at = open_runs_page(runs_dir)
+    table = at.dataframe[0]
+    assert list(table.value.columns)[:3] == ["name", "state", "progress"]
+    shown = [c for c in table.proto.column_order]
+    assert shown == [c for c in run_table.COLUMNS if c in table.value.columns]
+    assert shown.index("training time") < shown.index("model")  # results before settings
+    config = json.loads(table.proto.columns)
+    assert config["name"]["pinned"] is True  # the name stays in view while scrolling sideways
+    hint = " ".join(c.value for c in at.caption)
+    assert "scroll the table sideways" in hint and "max lr" in hint
 
 
-def test_colours_are_stable_and_from_the_palette():
-    assert run_color("abc") == run_color("abc") and run_color("abc") in PALETTE
-    assert len({run_color(f"run-{i}") for i in range(50)}) == len(PALETTE)
+def test_selected_run_and_compare_follow_active_runs(runs, runs_dir, monkeypatch):
+    """Like the table, the selected run's line and buttons and the comparison are fragments
+    that rerun on a timer while a run they show is active (bug: they went stale)."""
+    calls = []
+    real = streamlit.fragment
+
+    def recording(func=None, *, run_every=None):
+        calls.append((func.__name__, run_every))
+        return real(func, run_every=run_every)
+
+    monkeypatch.setattr(streamlit, "fragment", recording)
+    at = open_runs_page(runs_dir, run="live", compare=["live", "done"])
+    timers = dict(calls)
+    assert timers["table_panel"] and timers["selected_panel"] and timers["compare_panel"]
+    assert "State: **running**" in at.markdown[0].value or any(
+        "State: **running**" in m.value for m in at.markdown)
+    calls.clear()
+    at.selectbox(key="runs_selected").set_value("done").run()
+    at.multiselect(key="runs_compare").set_value(["done", "broken"]).run()
+    assert dict(calls)["selected_panel"] is None and dict(calls)["compare_panel"] is None
+
+
+def test_compare_summary_rows_diff_and_curves(runs, runs_dir):
+    write_metrics(runs["broken"], [6.0, 5.0])
+    at = open_runs_page(runs_dir)
+    at.multiselect(key="runs_compare").set_value(["done", "broken"]).run()
+    summary = table_with(at, "final loss").value.set_index("run")
+    assert summary.loc["done", "final loss"] == 3.5 and summary.loc["done", "best loss"] == 3.0
+    assert summary.loc["done", "best val loss"] == 3.9 and summary.loc["done", "best val step"] == 4
+    assert summary.loc["done", "tokens seen"] == 1024
+    table = at.dataframe[0].value.set_index("name")  # the same training time as the table
+    assert summary.loc["done", "training time"] == table.loc["done", "training time"] == "1m 05s"
+    diff = table_with(at, "max_lr").value
+    assert list(diff.columns) == ["run", "max_lr"]
+    fig = figure(at)
+    colors = {t["name"]: t["line"]["color"] for t in fig["data"] if t.get("showlegend", True)}
+    assert colors["done train"] == colors["done val"] == run_color("done")
+    assert colors["broken train"] == run_color("broken")
+    assert "step" in fig["layout"]["xaxis"]["title"]["text"]
+
+
+def test_compare_has_the_live_pages_chart_choices(runs, runs_dir):
+    at = open_runs_page(runs_dir, compare=["done", "broken"], log="1", smooth="0", x="tokens")
+    fig = figure(at)
+    assert fig["layout"]["yaxis"]["type"] == "log"
+    assert "tokens" in fig["layout"]["xaxis"]["title"]["text"]
+    done = next(t for t in fig["data"] if t["name"] == "done train")
+    assert list(values(done["x"])) == [256, 512, 768, 1024]  # tokens seen
+    assert not any("raw" in t["name"] for t in fig["data"])  # smoothing 0: only the raw curve
+    at.slider(key="runs_cmp_smooth").set_value(0.5).run()
+    assert any(t["name"] == "done train (raw)" for t in figure(at)["data"])
+
+
+def test_the_view_is_in_the_url(runs, runs_dir):
+    at = open_runs_page(runs_dir, run="broken", compare=["done", "nope", "broken"],
+                        states=["failed", "completed"])
+    assert at.selectbox(key="runs_selected").value == "broken"
+    assert at.multiselect(key="runs_compare").value == ["done", "broken"]  # unknown run dropped
+    assert set(at.dataframe[0].value["name"]) == {"done", "broken"}
+    at.selectbox(key="runs_selected").set_value("done").run()
+    at.toggle(key="runs_cmp_log").set_value(True).run()
+    assert at.query_params["run"] == "done" and at.query_params["log"] == "1"
+    assert at.query_params["compare"] == ["done", "broken"]
+    assert "x" not in at.query_params and "smooth" not in at.query_params  # defaults stay out
+    # A link to a run that is gone opens on the newest run instead of failing.
+    again = open_runs_page(runs_dir, run="deleted-meanwhile")
+    assert again.selectbox(key="runs_selected").value == again.dataframe[0].value["name"][0]
+
+
+def test_compare_selection_survives_visiting_another_page(runs, runs_dir):
+    at = open_runs_page(runs_dir)
+    at.multiselect(key="runs_compare").set_value(["done", "broken"]).run()
+    at.switch_page("views/new_run.py").run()
+    at.switch_page("views/runs.py").run()
+    assert at.multiselect(key="runs_compare").value == ["done", "broken"]

@@ -17,7 +17,7 @@ from dashboard.colors import run_color
 from dashboard.live_data import (OVERLAYS, X_AXES, build_figures, eta_seconds, overfitting_since,
                                  sample_timeline, series_for, tail_text)
 from dashboard.run_table import format_duration, metrics_csv
-from dashboard.state import runs_dir
+from dashboard.state import runs_dir, select_run, selected_run
 
 REFRESH_S = 1.5
 VIEW_KEY = "live_view"  # no widget owns it, so it outlives the widgets when another page runs
@@ -60,7 +60,10 @@ def restore_view(run_ids: list[str], selected: str | None) -> None:
 def save_view(view: dict) -> None:
     """Keep the view for the next visit and write it into the URL."""
     st.session_state[VIEW_KEY] = view
-    for key, value in live_view.to_params(view).items():
+    params = live_view.to_params(view)
+    for key in [k for k in st.query_params if k not in params]:  # another page's view
+        del st.query_params[key]
+    for key, value in params.items():
         if st.query_params.get(key) != value:
             st.query_params[key] = value
 
@@ -104,11 +107,11 @@ def run_controls(run: RunDir, state: str) -> None:
         except ConfigError as e:
             st.error(str(e))
         else:
-            st.session_state["selected_run"] = rid
+            select_run(rid)
             st.rerun()  # the whole page: the panel refreshes again while the run trains
     if play_col.button("Open in Playground", key=f"live_play_{rid}", width="stretch",
                        help="Generate from this run's checkpoints"):
-        st.session_state["selected_run"] = rid
+        select_run(rid)
         st.session_state["pg_run"] = rid  # the Playground's run picker
         st.switch_page("views/playground.py")
     with continue_col:
@@ -394,13 +397,14 @@ if not all_runs:
     st.page_link("views/new_run.py", label="Start a new run", icon="🚀")
     st.stop()
 by_id = {r.run_id: r for r in all_runs}
-restore_view(list(by_id), st.session_state.get("selected_run"))
+restore_view(list(by_id), selected_run())
 current = view_controls(list(by_id))
 save_view(current)
 if not current["runs"]:
     st.info("Pick at least one run above.")
     st.stop()
-st.session_state["selected_run"] = st.session_state["_live_followed"] = current["runs"][0]
+select_run(current["runs"][0])
+st.session_state["_live_followed"] = current["runs"][0]
 chosen_runs = [by_id[r] for r in current["runs"]]
 active = any(r.effective_state() in ACTIVE_STATES for r in chosen_runs)
 st.fragment(live_panel, run_every=REFRESH_S if active else None)(chosen_runs, current, active)

@@ -1,162 +1,328 @@
-"""Runs: every run in the runs directory, with stop, resume, delete, CSV download and compare."""
+"""Runs: every run in the runs directory, with stop, resume, delete, CSV download and compare.
 
-import pandas as pd
-import plotly.graph_objects as go
+The app's first screen, so it imports neither torch nor plotly: the compare chart loads its
+helpers when a comparison is drawn. The table, the selected run's line and buttons, and the
+comparison follow running runs on their own (fragments that rerun every REFRESH_S seconds).
+The selected run, the compared runs and the main controls are in the URL.
+"""
+
 import streamlit as st
 
 from core import launcher, metrics
 from core.config import ConfigError
+from core.launcher import RunInfo
 from core.rundir import ACTIVE_STATES
-from dashboard import run_table
-from dashboard.colors import run_color
-from dashboard.state import runs_dir
+from dashboard import run_table, state
 
-STATE_ORDER = ("running", "queued", "completed", "stopped", "failed", "crashed", "damaged")
+STATE_ORDER = ("running", "queued", "waiting", "completed", "stopped", "failed", "crashed",
+               "damaged")
+REFRESH_S = 2.0
+TABLE_DRAWN = "runs_table_drawn"  # this session has seen a full table
+SMOOTHING_DEFAULT = 0.6
+LOSS_FORMAT = st.column_config.NumberColumn(format="%.4f")
+TABLE_CONFIG = {
+    "name": st.column_config.TextColumn("name", pinned=True),
+    "progress": st.column_config.ProgressColumn("progress", min_value=0.0, max_value=1.0,
+                                                format="percent"),
+    "last loss": LOSS_FORMAT, "best loss": LOSS_FORMAT, "best val loss": LOSS_FORMAT,
+    "final loss": LOSS_FORMAT,
+    "tokens seen": st.column_config.NumberColumn(format="localized"),
+    "tokens / step": st.column_config.NumberColumn(format="localized"),
+    "max lr": st.column_config.NumberColumn(format="%.2e"),
+    "training time": st.column_config.TextColumn(
+        "training time", help="Time spent training, summed over every start and resume"),
+    "error": st.column_config.TextColumn("error", width="large"),
+}
 
-st.title("Runs")
-runs_root = runs_dir()
-infos = launcher.list_runs(runs_root)
 
-if not infos:
-    st.info(f"No runs yet in `{runs_root}`. Start one: pick a preset, press Launch, and watch "
-            "it learn.")
-    st.page_link("views/new_run.py", label="New run", icon="🚀")
-    st.stop()
-
-# --- the table -----------------------------------------------------------------------------
-# Fixed options: a state that appears later (a run stops) is shown, not silently filtered out.
-shown_states = st.multiselect("Filter by state", STATE_ORDER, default=STATE_ORDER,
-                              key="runs_state_filter")
-shown = [i for i in infos if i.state in shown_states]
+def refresh_every(infos: list[RunInfo]) -> float | None:
+    """How often a panel showing these runs rereads them: while any is active, else never."""
+    return REFRESH_S if any(i.state in ACTIVE_STATES for i in infos) else None
 
 
-@st.fragment(run_every=2 if any(i.state in ACTIVE_STATES for i in infos) else None)
-def runs_table():
-    # Re-read while any run is active, so steps and states move without a page rerun.
-    fresh = {i.run_id: i for i in launcher.list_runs(runs_root)}
-    rows = run_table.table_rows([fresh.get(i.run_id, i) for i in shown])
-    if not rows:
-        st.caption("No runs in the chosen states.")
-        return
+def rerun_when_settled(was_active: bool, infos: list[RunInfo]) -> None:
+    """Rerun the whole page once the runs a panel follows have all ended, so its timer stops
+    and every part of the page shows the final states."""
+    if was_active and refresh_every(infos) is None:
+        st.rerun()
+
+
+def fresh_infos(runs_root, run_ids: list[str]) -> list[RunInfo]:
+    """The runs with these ids, read again now (deleted ones drop out), in the given order."""
+    by_id = {i.run_id: i for i in launcher.list_runs(runs_root)}
+    return [by_id[r] for r in run_ids if r in by_id]
+
+
+def dataframe(rows: list[dict], key: str | None, columns: tuple[str, ...]) -> None:
+    """Rows as a sortable table in the given column order, empty cells where a value is
+    unknown (never "None")."""
+    import pandas as pd
+
     table = pd.DataFrame(rows)
-    for column in ("last loss", "best loss", "best val loss"):  # empty cells, not "None"
-        table[column] = pd.to_numeric(table[column], errors="coerce")
-    st.dataframe(
-        table, key="runs_table", hide_index=True, width="stretch",
-        column_config={
-            "progress": st.column_config.ProgressColumn("progress", min_value=0.0, max_value=1.0,
-                                                        format="percent"),
-            "last loss": st.column_config.NumberColumn(format="%.4f"),
-            "best loss": st.column_config.NumberColumn(format="%.4f"),
-            "best val loss": st.column_config.NumberColumn(format="%.4f"),
-            "tokens seen": st.column_config.NumberColumn(format="localized"),
-            "tokens / step": st.column_config.NumberColumn(format="localized"),
-            "max lr": st.column_config.NumberColumn(format="%.2e"),
-        },
-    )
+    for column in ("last loss", "best loss", "best val loss", "final loss"):
+        if column in table:
+            table[column] = pd.to_numeric(table[column], errors="coerce")
+    st.dataframe(table, key=key, hide_index=True, width="stretch",
+                 column_order=[c for c in columns if c in table],
+                 column_config={k: v for k, v in TABLE_CONFIG.items() if k in table})
 
 
-runs_table()
-st.caption("Click a column header to sort. Crashed: the process is gone without a final status.")
+# --- the table ---------------------------------------------------------------------------------
 
-# --- actions on one run --------------------------------------------------------------------
-st.subheader("Selected run")
-ids = [i.run_id for i in infos]
-preselected = st.session_state.get("selected_run")
-selected = st.selectbox("Run", ids, index=ids.index(preselected) if preselected in ids else 0,
-                        key="runs_selected")
-info = next(i for i in infos if i.run_id == selected)
-active = info.state in ACTIVE_STATES
-has_checkpoint = info.run.latest_checkpoint() is not None
-# metrics.jsonl has every step; status.json's step is a heartbeat written at most once a second.
-step_done = max(info.status.get("step") or 0, metrics.cached_summary(info.run.metrics_path).last_step)
-st.markdown(f"State: **{info.state}** · step {step_done} / "
-            f"{info.status.get('max_steps', '?')}")
-if info.state in ("failed", "crashed", "damaged"):
-    checkpoints = info.run.checkpoints()
-    resume_from = (f"Resume continues from the checkpoint at step {checkpoints[-1][0]}."
-                   if checkpoints else "There is no checkpoint to resume from.")
-    st.error((info.status.get("error") or "The process ended without writing a final status "
-              "(killed, out of memory, or the machine restarted).") + " " + resume_from)
+def state_filter() -> list[str]:
+    """The states the table shows (fixed options: a run that changes state stays visible)."""
+    state.seed_from_url("runs_state_filter", "states", state.one_of(STATE_ORDER), many=True)
+    st.session_state.setdefault("runs_state_filter", list(STATE_ORDER))
+    return st.multiselect("Filter by state", STATE_ORDER, key="runs_state_filter",
+                          persist_state="session")
 
-open_col, stop_col, resume_col, delete_col, csv_col = st.columns(5)
-if open_col.button("Open live view", key="runs_open", width="stretch"):
-    st.session_state["selected_run"] = selected
-    st.switch_page("views/live.py")
-if stop_col.button("Stop", key="runs_stop", disabled=not active, width="stretch",
-                   help="Checkpoint and stop after the current step"):
-    launcher.stop(info.run, wait=False)
-    st.toast(f"Stop requested for {selected}: it checkpoints and ends after the current step.")
-    st.rerun()
-if resume_col.button("Resume", key="runs_resume", disabled=active or not has_checkpoint,
-                     width="stretch",
-                     help="Continue from the latest checkpoint" if has_checkpoint else
-                     "No checkpoint yet: nothing to resume from"):
+
+def table_panel(runs_root, shown_states: list[str], was_active: bool) -> None:
+    """The table of runs in the shown states, reread on every refresh. A session's first table
+    is drawn from the status files first, then again with the metrics summaries: reading a
+    long run's metrics the first time takes a while, and the table need not wait for it."""
+    infos = launcher.list_runs(runs_root)
+    shown = [i for i in infos if i.state in shown_states]
+    if not shown:
+        st.caption("No runs in the chosen states.")
+    else:
+        slot = st.empty()
+        if not st.session_state.get(TABLE_DRAWN):
+            with slot:
+                dataframe(run_table.table_rows(shown, with_metrics=False), None,
+                          run_table.COLUMNS)
+        with slot:
+            dataframe(run_table.table_rows(shown), "runs_table", run_table.COLUMNS)
+        st.session_state[TABLE_DRAWN] = True
+    rerun_when_settled(was_active, infos)
+
+
+# --- the selected run --------------------------------------------------------------------------
+
+def pick_run(ids: list[str]) -> str:
+    """The run the actions apply to: from the URL on a reload, else the run selected on any
+    page, else the newest. Choosing one (or arriving by a link) selects it for every page."""
+    if state.seed_from_url("runs_selected", "run", state.one_of(ids)):
+        state.select_run(st.session_state["runs_selected"])
+    if st.session_state.get("runs_selected") not in ids:
+        elsewhere = state.selected_run()
+        st.session_state["runs_selected"] = elsewhere if elsewhere in ids else ids[0]
+    return st.selectbox("Run", ids, key="runs_selected", on_change=state.select_run_of,
+                        args=("runs_selected",))
+
+
+def run_line(info: RunInfo) -> None:
+    """State and step of the run; for a failed or crashed run, what went wrong."""
+    # metrics.jsonl has every step; status.json's step is a heartbeat, at most once a second.
+    summary = metrics.cached_summary(info.run.metrics_path)
+    step = max(info.status.get("step") or 0, summary.last_step)
+    st.markdown(f"State: **{info.state}** · step {step} / {info.status.get('max_steps', '?')}")
+    if info.state in ("failed", "crashed", "damaged"):
+        checkpoints = info.run.checkpoints()
+        resume_from = (f"Resume continues from the checkpoint at step {checkpoints[-1][0]}."
+                       if checkpoints else "There is no checkpoint to resume from.")
+        st.error((info.status.get("error") or "The process ended without writing a final "
+                  "status (killed, out of memory, or the machine restarted).") + " " + resume_from)
+
+
+def action_buttons(info: RunInfo) -> None:
+    """Open live view, Stop, Resume, Delete (asks first) and the metrics CSV of one run."""
+    active = info.state in ACTIVE_STATES
+    has_checkpoint = info.run.latest_checkpoint() is not None
+    open_col, stop_col, resume_col, delete_col, csv_col = st.columns(5)
+    if open_col.button("Open live view", key="runs_open", width="stretch"):
+        state.select_run(info.run_id)
+        st.switch_page("views/live.py")
+    if stop_col.button("Stop", key="runs_stop", disabled=not active, width="stretch",
+                       help="Checkpoint and stop after the current step"):
+        launcher.stop(info.run, wait=False)
+        st.toast(f"Stop requested for {info.run_id}: it checkpoints and ends after the current "
+                 "step.")
+        st.rerun()
+    if resume_col.button("Resume", key="runs_resume", disabled=active or not has_checkpoint,
+                         width="stretch", help="Continue from the latest checkpoint"
+                         if has_checkpoint else "No checkpoint yet: nothing to resume from"):
+        resume(info)
+    if delete_col.button("Delete", key="runs_delete", disabled=active, width="stretch",
+                         help="Stop it first" if active else "Remove the run directory"):
+        st.session_state["runs_confirm_delete"] = info.run_id
+    csv_col.download_button("Metrics CSV", data=lambda run=info.run: run_table.metrics_csv(run),
+                            file_name=f"{info.run_id}-metrics.csv", mime="text/csv",
+                            key="runs_download", width="stretch",
+                            disabled=not info.run.metrics_path.exists())
+
+
+def resume(info: RunInfo) -> None:
     try:
         launcher.resume(info.run)
     except ConfigError as e:
         st.error(str(e))
     else:
-        st.session_state["selected_run"] = selected
-        st.toast(f"Resumed {selected} from its latest checkpoint.")
+        state.select_run(info.run_id)
+        st.toast(f"Resumed {info.run_id} from its latest checkpoint.")
         st.rerun()
-if delete_col.button("Delete", key="runs_delete", disabled=active, width="stretch",
-                     help="Stop it first" if active else "Remove the run directory"):
-    st.session_state["confirm_delete"] = selected
-csv_col.download_button("Metrics CSV", data=lambda run=info.run: run_table.metrics_csv(run),
-                        file_name=f"{selected}-metrics.csv", mime="text/csv",
-                        key="runs_download", width="stretch",
-                        disabled=not info.run.metrics_path.exists())
 
-if st.session_state.get("confirm_delete") == selected:
-    st.warning(f"Delete run **{selected}** with its metrics and checkpoints? This cannot be undone.")
+
+def confirm_delete(info: RunInfo) -> None:
+    """The 'are you sure' row after Delete was pressed for this run."""
+    if st.session_state.get("runs_confirm_delete") != info.run_id:
+        return
+    st.warning(f"Delete run **{info.run_id}** with its metrics and checkpoints? This cannot be "
+               "undone.")
     yes, no = st.columns(2)
     if yes.button("Yes, delete it", key="runs_delete_confirm", type="primary"):
-        st.session_state.pop("confirm_delete", None)
+        st.session_state.pop("runs_confirm_delete", None)
         try:
             launcher.delete(info.run)
         except ConfigError as e:
             st.error(str(e))
         else:
-            if st.session_state.get("selected_run") == selected:
-                st.session_state.pop("selected_run")
-            st.toast(f"Deleted {selected}.")
+            state.select_run(None)
+            st.session_state.pop("runs_selected", None)
+            st.toast(f"Deleted {info.run_id}.")
             st.rerun()
     if no.button("Cancel", key="runs_delete_cancel"):
-        st.session_state.pop("confirm_delete", None)
+        st.session_state.pop("runs_confirm_delete", None)
         st.rerun()
 
-# --- compare -------------------------------------------------------------------------------
-st.subheader("Compare runs")
-chosen = st.multiselect("Runs to compare", ids, key="runs_compare",
-                        placeholder="Pick two or more runs")
-if len(chosen) >= 2:
-    by_id = {i.run_id: i for i in infos}
+
+def selected_panel(runs_root, run_id: str, was_active: bool) -> None:
+    """The selected run's line and buttons, reread on every refresh like the table."""
+    infos = fresh_infos(runs_root, [run_id])
+    if not infos:
+        st.warning(f"Run {run_id} no longer exists (deleted from another tab?).")
+        return
+    run_line(infos[0])
+    action_buttons(infos[0])
+    confirm_delete(infos[0])
+    rerun_when_settled(was_active, infos)
+
+
+# --- compare -----------------------------------------------------------------------------------
+
+def pick_compared(ids: list[str]) -> list[str]:
+    """The runs to compare (kept when the user visits another page and comes back)."""
+    state.seed_from_url("runs_compare", "compare", state.one_of(ids), many=True)
+    kept = [r for r in st.session_state.get("runs_compare", []) if r in ids]  # deleted drop out
+    st.session_state["runs_compare"] = kept
+    return st.multiselect("Runs to compare", ids, key="runs_compare", persist_state="session",
+                          placeholder="Pick two or more runs")
+
+
+def chart_controls(axes: dict[str, str]) -> tuple[str, float, bool]:
+    """The Live page's chart choices: x axis, smoothing and log scale (in the URL)."""
+    state.seed_from_url("runs_cmp_x", "x", state.one_of(axes))
+    state.seed_from_url("runs_cmp_smooth", "smooth", state.number_in(0.0, 0.99))
+    state.seed_from_url("runs_cmp_log", "log", state.flag)
+    st.session_state.setdefault("runs_cmp_x", "step")
+    st.session_state.setdefault("runs_cmp_smooth", SMOOTHING_DEFAULT)
+    cols = st.columns([3, 3, 1.2], vertical_alignment="bottom", gap="large")
+    axis = cols[0].segmented_control("X axis", list(axes), format_func=axes.get,
+                                     key="runs_cmp_x", required=True, persist_state="session")
+    weight = cols[1].slider("Smoothing", 0.0, 0.99, step=0.01, key="runs_cmp_smooth",
+                            persist_state="session",
+                            help="Exponential moving average, the raw curve faint behind; 0 = off")
+    log_y = cols[2].toggle("Log loss", key="runs_cmp_log", persist_state="session")
+    return axis or "step", weight, log_y
+
+
+def hyperparameter_diff(infos: list[RunInfo]) -> None:
+    """The config fields whose values differ between the runs."""
+    import pandas as pd
+
     configs = {}
-    for rid in chosen:
+    for info in infos:
         try:
-            configs[rid] = by_id[rid].run.read_config()
+            configs[info.run_id] = info.run.read_config()
         except ConfigError as e:
-            st.error(f"{rid}: {e}")
+            st.error(f"{info.run_id}: {e}")
     diff = run_table.differing_hyperparameters(configs)
     if diff:
         st.dataframe(pd.DataFrame(diff).rename_axis("run").reset_index(), hide_index=True,
-                     key="runs_compare_table")
+                     key="runs_compare_diff")
     else:
         st.caption("These runs share every hyperparameter.")
-    fig = go.Figure()
-    for rid in chosen:
-        curves = run_table.loss_curves(by_id[rid].run)
-        color = run_color(rid)
-        fig.add_scatter(x=curves["loss"][0], y=curves["loss"][1], mode="lines", name=f"{rid} train",
-                        line=dict(color=color), legendgroup=rid)
-        if curves["val_loss"][0]:
-            fig.add_scatter(x=curves["val_loss"][0], y=curves["val_loss"][1], mode="lines+markers",
-                            name=f"{rid} val", line=dict(color=color, dash="dash"),
-                            legendgroup=rid)
-    fig.update_layout(xaxis_title="step (optimizer steps)", yaxis_title="loss (cross-entropy, nats)",
-                      height=420, margin=dict(t=30, b=40), uirevision="runs-compare",
-                      legend=dict(orientation="h", y=-0.2))
-    st.plotly_chart(fig, key="runs_compare_chart", width="stretch")
-elif chosen:
-    st.caption("Pick at least one more run.")
+
+
+def compare_chart(infos: list[RunInfo], axis: str, weight: float, log_y: bool) -> None:
+    """The loss curves of the runs overlaid, drawn as the Live page draws them."""
+    from dashboard.colors import run_color
+    from dashboard.live_data import build_figures, series_for
+
+    store = st.session_state.setdefault("runs_compare_series", {})
+    all_series = [series_for(store, info.run) for info in infos]
+    configs = {info.run_id: info.run.read_config() for info in infos}
+    figures = build_figures(all_series, axis=axis, weight=weight, log_y=log_y, color_of=run_color,
+                            targets={r: c.target_loss for r, c in configs.items()},
+                            clips={r: c.grad_clip for r, c in configs.items()})
+    st.plotly_chart(figures["loss"], key="runs_compare_chart", config={"displaylogo": False})
+
+
+def compare_panel(runs_root, run_ids: list[str], was_active: bool) -> None:
+    """A summary row per run, the hyperparameters that differ, and the loss curves with the
+    Live page's chart choices (in the URL); reread on every refresh while any run trains."""
+    from dashboard.live_data import X_AXES
+
+    infos = fresh_infos(runs_root, run_ids)
+    dataframe(run_table.compare_rows(infos), "runs_compare_table", run_table.COMPARE_COLUMNS)
+    hyperparameter_diff(infos)
+    axis, weight, log_y = chart_controls(X_AXES)
+    try:
+        compare_chart(infos, axis, weight, log_y)
+    except ConfigError as e:
+        st.error(f"Cannot draw the curves: {e}")
+    state.to_url(x=None if axis == "step" else axis,
+                 smooth=None if weight == SMOOTHING_DEFAULT else weight, log=log_y)
+    rerun_when_settled(was_active, infos)
+
+
+def compare_section(runs_root, infos: list[RunInfo]) -> list[str]:
+    """Pick runs, then their comparison (a fragment: its chart choices rerun only it);
+    returns the compared run ids."""
+    st.subheader("Compare runs")
+    chosen = pick_compared([i.run_id for i in infos])
+    if len(chosen) < 2:
+        st.caption("Pick at least one more run." if chosen else
+                   "Pick two or more runs to see their losses side by side.")
+        state.to_url(x=None, smooth=None, log=None)
+    else:
+        every = refresh_every([i for i in infos if i.run_id in chosen])
+        st.fragment(compare_panel, run_every=every)(runs_root, chosen, every is not None)
+    return chosen
+
+
+# --- the page ----------------------------------------------------------------------------------
+
+def no_runs(runs_root) -> None:
+    st.info(f"No runs yet in `{runs_root}`. Start one: pick a preset, press Launch, and watch "
+            "it learn.")
+    st.page_link("views/new_run.py", label="New run", icon=":material/rocket_launch:")
+    st.stop()
+
+
+def main() -> None:
+    st.title("Runs")
+    runs_root = state.runs_dir()
+    infos = launcher.list_runs(runs_root)
+    if not infos:
+        no_runs(runs_root)
+    shown = state_filter()
+    every = refresh_every(infos)
+    st.fragment(table_panel, run_every=every)(runs_root, shown, every is not None)
+    hidden = ", ".join(run_table.HYPERPARAMETER_COLUMNS)
+    st.caption(f"Click a column header to sort; scroll the table sideways for the "
+               f"hyperparameters ({hidden}). Crashed: the process is gone without a final status.")
+
+    st.subheader("Selected run")
+    ids = [i.run_id for i in infos]
+    selected = pick_run(ids)
+    info = next(i for i in infos if i.run_id == selected)
+    every = refresh_every([info])
+    st.fragment(selected_panel, run_every=every)(runs_root, selected, every is not None)
+
+    chosen = compare_section(runs_root, infos)
+    state.to_url(run=selected, compare=chosen,
+                 states=None if set(shown) == set(STATE_ORDER) else shown)
+
+
+main()
