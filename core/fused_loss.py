@@ -73,7 +73,7 @@ def _chunked(x, weight, targets, chunk_rows, want_x, want_w):
         n, vocab = x32.size(0), w32.size(0)
         logp = x32.new_empty(n)  # log-probability of each row's target
         grad_x = torch.empty_like(x32) if want_x else None
-        grad_w = torch.zeros_like(w32) if want_w else None
+        grad_w = torch.empty_like(w32) if want_w else None
         buffer = x32.new_empty(min(chunk_rows, n), vocab)  # reused: no page faults per chunk
         for start in range(0, n, chunk_rows):
             xc, tc = x32[start:start + chunk_rows], targets[start:start + chunk_rows]
@@ -86,8 +86,9 @@ def _chunked(x, weight, targets, chunk_rows, want_x, want_w):
                 probs[rows, tc] -= 1  # d loss / d logits = softmax - one_hot (times 1/n below)
                 if want_x:
                     torch.mm(probs, w32, out=grad_x[start:start + tc.numel()])
-                if want_w:
-                    grad_w.addmm_(probs.T, xc, alpha=1 / n)
+                if want_w:  # the first chunk overwrites (beta=0): no zero fill of (V, C)
+                    torch.addmm(grad_w, probs.T, xc, beta=0 if start == 0 else 1, alpha=1 / n,
+                                out=grad_w)
         if want_x:
             grad_x.mul_(1 / n)
         loss = -logp.sum() / n
