@@ -9,16 +9,22 @@ entropy" of the Liger kernels, Hsu et al. 2024). Backward only scales the stored
 the incoming one. On a CPU this skips the (rows x vocab) buffers of the plain path (103 MB for
 512 tokens of GPT-2's vocabulary, faulted in anew every step), the separate log-softmax and its
 backward, and the zero fill of the logits' gradient; the three matmuls remain and dominate.
+
+Measured against the alternatives (loss layer forward + backward, 512 rows x 64 wide, one CPU
+thread): plain 311 ms, this 142 ms, torch 2.13's F.linear_cross_entropy 152 ms with 128-row
+chunks (550 ms with its default options, whose CPU chunks are a few rows), a torch.compile'd
+plain loss 185 ms after a 24 s compile. At 1,024 x 128: 819, 461, 500 and 556 ms.
 """
 
 from __future__ import annotations
 
 import torch
 
-# Rows of logits per chunk. Measured on a 2-core EPYC (32 MB L3, 1 MB L2 per core), one
-# thread, vocab 50,304: 128 rows (a 26 MB chunk, the size of the L3) were fastest or within
-# noise of it for widths 64, 128 and 768; 16-32 rows keep a chunk nearer L2 but starve the
-# thin matmuls (K = width) and re-stream the weight per chunk; 512+ rows spill to DRAM.
+# Rows of logits per chunk. Measured (loss layer forward + backward, one thread, vocab 50,304,
+# on a 2-core EPYC with 32 MB of L3 and 1 MB of L2 per core): 128 rows, a 26 MB chunk that
+# fits the L3, were fastest at widths 64 and 128 (16 rows: 1.35x slower, 512: 1.1x) and within
+# 5% of the best (256) at 768. Fewer rows keep a chunk nearer L2 but starve the matmuls (each
+# chunk streams the whole weight); more spill to DRAM.
 DEFAULT_CHUNK_ROWS = 128
 
 
