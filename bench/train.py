@@ -3,6 +3,7 @@
     python bench/train.py                       # nano preset, the device's default dtype/compile
     python bench/train.py --preset gpt2-124m --steps 2 --warmup-steps 1 --grad-accum-steps 1
     python bench/train.py --compare-defaults    # eager vs compile, fp32 vs bf16 on this device
+    python bench/train.py --compare-loss        # plain vs fused loss: nano, micro, 124M B2 x T1024
 
 The engine runs `python -m core.train --run-dir DIR` on a real run directory (metrics, heartbeat,
 stop checks and checkpoint cadence on; evaluation off, since it is extra work the bare loop would
@@ -11,6 +12,12 @@ after the warmup steps, so everything the engine does between steps counts. The 
 the same model, optimizer, batches and accumulation in this process with none of that. Runs
 alternate (--repeats) and the best of each is compared, since other processes on a small machine
 add noise. MFU is FLOPs per token (6N + 12*L*H*Q*T) times tokens/s over the device's peak.
+
+--compare-loss runs the bare loop once per loss path (logits + F.cross_entropy, or the fused
+chunked loss of core/fused_loss.py) and preset, each in a fresh process so its peak resident
+memory (ru_maxrss) is its own, alternating plain and fused (A B A B) so drift in the load from
+other processes hits both alike. It reports wall-clock tokens/s and, less sensitive to other
+processes taking the CPU, tokens per CPU-second of the process.
 """
 
 from __future__ import annotations
@@ -30,25 +37,47 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 from bench import common  # noqa: E402  (after the path set-up, so `python bench/train.py` works)
 
 TARGET_RATIO = 0.97  # the engine's tokens/s at least this share of the bare loop's
+# --compare-loss: per preset, the batch shape, timed steps, warmup steps and repeats (a
+# 124M step takes ~15 s on a 2-core CPU), and the targets for fused/plain: tokens/s at least
+# `speedup` times, peak resident memory at most `memory` times.
+LOSS_GRID = {
+    "nano": dict(shape={}, steps=20, warmup=2, repeats=3, speedup=1.3, memory=None),
+    "micro": dict(shape={}, steps=6, warmup=1, repeats=3, speedup=1.3, memory=None),
+    "gpt2-124m": dict(shape=dict(micro_batch_size=2, seq_len=1024, grad_accum_steps=1), steps=2,
+                      warmup=1, repeats=1, speedup=1.0, memory=0.75),
+}
 
 
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="python bench/train.py", description=__doc__.split("\n")[0],
                                      formatter_class=argparse.ArgumentDefaultsHelpFormatter)
     common.add_run_flags(parser, preset="nano", steps=None,
-                         steps_help="timed steps (default: 50; 5 with --compare-defaults)")
-    parser.add_argument("--warmup-steps", type=common.positive, default=2,
-                        help="steps run first and left out of the timing (allocator, compile)")
+                         steps_help="timed steps (default: 50; 5 with --compare-defaults; "
+                                    "the grid's with --compare-loss)")
+    parser.add_argument("--warmup-steps", type=common.positive,
+                        help="steps run first and left out of the timing (allocator, compile; "
+                             "default: 2)")
     parser.add_argument("--micro-batch-size", type=common.positive, help="override the preset's")
     parser.add_argument("--seq-len", type=common.positive, help="override the preset's")
     parser.add_argument("--grad-accum-steps", type=common.positive, help="override the preset's")
     parser.add_argument("--checkpoint-interval", type=int,
                         help="engine checkpoint cadence (default: the preset's)")
-    parser.add_argument("--repeats", type=common.positive, default=2,
-                        help="alternating engine/bare runs; the best of each is compared")
+    parser.add_argument("--repeats", type=common.positive,
+                        help="alternating engine/bare (or plain/fused) runs; the best of each is "
+                             "compared (default: 2; --compare-loss: the grid's)")
     parser.add_argument("--data", default="tinyshakespeare", help="data source")
-    parser.add_argument("--compare-defaults", action="store_true",
-                        help="instead: time eager vs compile and fp32 vs bf16 with a bare loop")
+    parser.add_argument("--loss", choices=("auto", "fused", "plain"), default="auto",
+                        help="loss path of the bare loop (auto: the device's default)")
+    modes = parser.add_mutually_exclusive_group()
+    modes.add_argument("--compare-defaults", action="store_true",
+                       help="instead: time eager vs compile and fp32 vs bf16 with a bare loop")
+    modes.add_argument("--compare-loss", nargs="?", const=",".join(LOSS_GRID), metavar="PRESETS",
+                       help="instead: plain vs fused loss, bare loop, one process each, for these "
+                            f"presets (default {','.join(LOSS_GRID)}); the flags above override "
+                            "the grid's batch shape and steps")
+    modes.add_argument("--bare-only", action="store_true",
+                       help="instead: the bare loop once in this process (what --compare-loss "
+                            "runs per variant)")
     return parser
 
 
@@ -132,7 +161,7 @@ def run_bare(cfg, warmup: int, choice=None) -> dict:
     train_tokens, _ = data.split(data.load_tokens(cfg.data), cfg.val_fraction)
     batches = data.BatchWalker(train_tokens, cfg.micro_batch_size, cfg.seq_len)
     torch.manual_seed(cfg.seed)
-    model = GPT(ModelConfig.of(cfg)).to(choice.device)
+    model = GPT(ModelConfig.of(cfg), fused_loss=choice.loss == "fused").to(choice.device)
     optimizer = make_optimizer(model, cfg, choice.type)
     train_model = torch.compile(model) if choice.compile else model
     accum = cfg.grad_accum_steps
@@ -162,13 +191,14 @@ def run_bare(cfg, warmup: int, choice=None) -> dict:
     for i in range(warmup):
         step(i)
     sync()
-    t1 = time.perf_counter()
+    t1, cpu1 = time.perf_counter(), time.process_time()
     for i in range(warmup, cfg.max_steps):
         loss = step(i)
     sync()
     wall = time.perf_counter() - t1
     return {
         "seconds": wall, "steps": cfg.max_steps - warmup,
+        "cpu_seconds": time.process_time() - cpu1,  # this process's CPU time, all its threads
         "warmup_seconds": t1 - t0,
         "peak_mem_mb": _peak_memory_mb(choice),
         "final_loss": loss.item(),
@@ -208,7 +238,7 @@ def compare_loops(args) -> dict:
     from core.config import preset
 
     cfg = bench_config(args)
-    choice = devices.choose(cfg.device, cfg.dtype, cfg.compile)
+    choice = devices.choose(cfg.device, cfg.dtype, cfg.compile, loss=args.loss)
     tokens_per_step = cfg.tokens_per_step(1)
     n_params, flops_tok = model_figures(cfg)
     peak = devices.peak_flops(choice, cfg.peak_flops).value
@@ -242,7 +272,7 @@ def compare_loops(args) -> dict:
     notes = [
         f"{args.preset}: {n_params:,} parameters, {tokens_per_step:,} tokens/step, "
         f"{flops_tok / 1e6:.1f} MFLOPs/token, peak {peak / 1e9:.1f} GFLOP/s ({choice.device}, "
-        f"{choice.dtype}, compile {'on' if choice.compile else 'off'})",
+        f"{choice.dtype}, compile {'on' if choice.compile else 'off'}, {choice.loss} loss)",
         f"engine/bare tokens/s (best of {args.repeats} each): {ratio:.3f} "
         f"(target >= {TARGET_RATIO}: {'met' if ratio >= TARGET_RATIO else 'NOT met'}"
         + ("" if conclusive else f"; NOT conclusive: repeats of one loop differ up to {spread:.2f}x"
@@ -256,7 +286,7 @@ def compare_loops(args) -> dict:
         f"{100 * projected_share:.2f}% (engine/bare {1 - projected_share:.3f})",
     ]
     result = dict(mode="engine-vs-bare", preset=args.preset, device=choice.device,
-                  dtype=choice.dtype, compile=choice.compile, n_params=n_params,
+                  dtype=choice.dtype, compile=choice.compile, loss=choice.loss, n_params=n_params,
                   tokens_per_step=tokens_per_step, flops_per_token=flops_tok, peak_flops=peak,
                   warmup_steps=args.warmup_steps, steps=args.steps, repeats=args.repeats,
                   engine=best_engine, bare=best_bare, ratio=ratio, repeat_spread=spread,
@@ -271,7 +301,7 @@ def compare_defaults(args) -> dict:
     from core import device as devices
 
     base = bench_config(args)
-    default = devices.choose(base.device, "auto", "auto")
+    default = devices.choose(base.device, "auto", "auto", loss=args.loss)
     kind = default.type
     tokens_per_step = base.tokens_per_step(1)
     rows = []
@@ -285,7 +315,8 @@ def compare_defaults(args) -> dict:
             for dtype in dtypes:
                 if dtype == "bfloat16" and kind == "mps":
                     continue  # autocast bf16 on MPS is not dependable across torch versions
-                choice = devices.DeviceChoice(default.device, dtype, compile_on, "benchmark")
+                choice = devices.DeviceChoice(default.device, dtype, compile_on, "benchmark",
+                                              default.loss)
                 result = run_bare(base, args.warmup_steps, choice)
                 tps = tokens_per_step * result["steps"] / result["seconds"]
                 steady_warmup = args.warmup_steps * result["seconds"] / result["steps"]
@@ -324,6 +355,111 @@ def compare_defaults(args) -> dict:
     return common.report("train-defaults", result, rows, notes=notes)
 
 
+# --- plain vs fused loss --------------------------------------------------------------------
+
+def bare_only(args) -> dict:
+    """The bare loop once in this process: tokens/s by the clock and per CPU-second, and the
+    peak memory (resident on a CPU, allocated on a GPU)."""
+    from core import device as devices
+
+    cfg = bench_config(args)
+    choice = devices.choose(cfg.device, cfg.dtype, cfg.compile, loss=args.loss)
+    tokens = cfg.tokens_per_step(1)
+    result = run_bare(cfg, args.warmup_steps, choice)
+    result.update(preset=args.preset, loss=choice.loss, device=choice.device,
+                  tokens_per_step=tokens,
+                  tokens_per_sec=tokens * result["steps"] / result["seconds"],
+                  tokens_per_cpu_sec=tokens * result["steps"] / result["cpu_seconds"],
+                  load_avg_1min=os.getloadavg()[0])
+    return common.report("train-bare", result, [result], columns=[
+        "preset", "loss", "tokens_per_sec", "tokens_per_cpu_sec", "peak_mem_mb", "final_loss"])
+
+
+def _bare_process(args, preset: str, loss: str, grid: dict) -> dict:
+    """bare_only in a fresh process, so ru_maxrss is this variant's alone."""
+    argv = [sys.executable, str(Path(__file__).resolve()), "--bare-only", "--preset", preset,
+            "--loss", loss, "--device", args.device, "--dtype", args.dtype, "--data", args.data,
+            "--steps", str(args.steps or grid["steps"]),
+            "--warmup-steps", str(args.warmup_steps or grid["warmup"])]
+    argv += {"on": ["--compile"], "off": ["--no-compile"], "auto": []}[args.compile]
+    for name in ("micro_batch_size", "seq_len", "grad_accum_steps"):
+        value = getattr(args, name) or grid["shape"].get(name)
+        if value:
+            argv += [f"--{name.replace('_', '-')}", str(value)]
+    load = os.getloadavg()[0]
+    proc = subprocess.run(argv, cwd=common.ROOT, capture_output=True, text=True,
+                          stdin=subprocess.DEVNULL)
+    if proc.returncode != 0:
+        raise RuntimeError(f"the {preset} {loss} run failed (exit {proc.returncode}):\n"
+                           f"{proc.stderr[-2000:]}")
+    result = common.last_json_line(proc.stdout)
+    keep = ("tokens_per_sec", "tokens_per_cpu_sec", "ms_per_step", "peak_mem_mb", "final_loss")
+    row = dict(preset=preset, loss=loss, **{k: result.get(k) for k in keep if k != "ms_per_step"},
+               ms_per_step=1000 * result["seconds"] / result["steps"],
+               load_before=load, load_after=result["load_avg_1min"])
+    print(f"  {preset} {loss}: {row['tokens_per_sec']:,.0f} tokens/s, "
+          f"{row['peak_mem_mb']:,.0f} MB peak (load {load:.2f} -> {row['load_after']:.2f})",
+          file=sys.stderr, flush=True)
+    return row
+
+
+def _loss_summary(preset: str, rows: list[dict], grid: dict) -> dict:
+    """fused/plain for one preset: the best of each (and per adjacent pair) for speed, the
+    smallest peak memory of each, and whether the grid's targets are met."""
+    by = {loss: [r for r in rows if r["loss"] == loss] for loss in ("plain", "fused")}
+    best = {k: {loss: max(r[k] for r in runs) for loss, runs in by.items()}
+            for k in ("tokens_per_sec", "tokens_per_cpu_sec")}
+    memory = {loss: min(r["peak_mem_mb"] for r in runs) for loss, runs in by.items()}
+    pairs = [f["tokens_per_sec"] / p["tokens_per_sec"] for p, f in zip(by["plain"], by["fused"])]
+    speedup = best["tokens_per_sec"]["fused"] / best["tokens_per_sec"]["plain"]
+    cpu_speedup = best["tokens_per_cpu_sec"]["fused"] / best["tokens_per_cpu_sec"]["plain"]
+    memory_ratio = memory["fused"] / memory["plain"]
+    met = speedup >= grid["speedup"] and (grid["memory"] is None or memory_ratio <= grid["memory"])
+    return dict(preset=preset, speedup=speedup, cpu_speedup=cpu_speedup, pair_speedups=pairs,
+                tokens_per_sec=best["tokens_per_sec"], peak_mem_mb=memory,
+                memory_ratio=memory_ratio, target_speedup=grid["speedup"],
+                target_memory_ratio=grid["memory"], target_met=met,
+                loss_gap=max(abs(f["final_loss"] - p["final_loss"])
+                             for p, f in zip(by["plain"], by["fused"])))
+
+
+def compare_loss(args) -> dict:
+    """Plain vs fused loss per preset, alternating, each run in a fresh process."""
+    presets = [p for p in args.compare_loss.split(",") if p]
+    unknown = [p for p in presets if p not in LOSS_GRID]
+    if unknown or not presets:
+        raise ValueError(f"--compare-loss: unknown preset(s) {', '.join(unknown) or '(none)'}; "
+                         f"choose from {', '.join(LOSS_GRID)}")
+    rows, summaries = [], []
+    for preset in presets:
+        grid = LOSS_GRID[preset]
+        runs = []
+        for repeat in range(args.repeats or grid["repeats"]):
+            for loss in ("plain", "fused"):  # A B A B: drift in the load hits both alike
+                runs.append(dict(_bare_process(args, preset, loss, grid), repeat=repeat + 1))
+        rows += runs
+        summaries.append(_loss_summary(preset, runs, grid))
+    notes = [
+        f"{s['preset']}: fused/plain tokens/s {s['speedup']:.2f}x by the clock "
+        f"(pairs {', '.join(f'{r:.2f}' for r in s['pair_speedups'])}), "
+        f"{s['cpu_speedup']:.2f}x per CPU-second; peak memory "
+        f"{s['peak_mem_mb']['plain']:,.0f} -> {s['peak_mem_mb']['fused']:,.0f} MB "
+        f"({100 * (1 - s['memory_ratio']):.0f}% less); final loss gap {s['loss_gap']:.1e}; target "
+        f"tokens/s >= {s['target_speedup']}x"
+        + (f", memory <= {s['target_memory_ratio']}x" if s["target_memory_ratio"] else "")
+        + f": {'met' if s['target_met'] else 'NOT met'}"
+        for s in summaries]
+    loads = [r["load_before"] for r in rows] + [r["load_after"] for r in rows]
+    notes.append(f"load average (1 min) during the runs: {min(loads):.2f}-{max(loads):.2f}"
+                 + (" (shared machine: other processes took CPU time; the per-CPU-second "
+                    "figures are the steadier ones)" if max(loads) > 1 else ""))
+    result = dict(mode="compare-loss", presets=presets, summaries=summaries,
+                  target_met=all(s["target_met"] for s in summaries))
+    return common.report("train-loss", result, rows, notes=notes, columns=[
+        "preset", "loss", "repeat", "tokens_per_sec", "tokens_per_cpu_sec", "ms_per_step",
+        "peak_mem_mb", "final_loss", "load_before", "load_after"])
+
+
 @contextlib.contextmanager
 def _env(**values):
     old = {k: os.environ.get(k) for k in values}
@@ -340,8 +476,10 @@ def _env(**values):
 
 def main(argv=None) -> int:
     args = build_parser().parse_args(argv)
-    if args.steps is None:  # bf16 on a CPU is slow: the grid gets fewer steps
-        args.steps = 5 if args.compare_defaults else 50
+    if not args.compare_loss:  # --compare-loss takes what is not given from LOSS_GRID
+        args.steps = args.steps or (5 if args.compare_defaults else 50)  # bf16 on a CPU is slow
+        args.warmup_steps = args.warmup_steps or 2
+        args.repeats = args.repeats or 2
     common.offline_env()
     from core.config import ConfigError
     from core.data import DataError
@@ -349,9 +487,13 @@ def main(argv=None) -> int:
     try:
         if args.compare_defaults:
             compare_defaults(args)
+        elif args.compare_loss:
+            compare_loss(args)
+        elif args.bare_only:
+            bare_only(args)
         else:
             compare_loops(args)
-    except (ConfigError, DataError) as e:
+    except (ConfigError, DataError, ValueError) as e:
         print(f"error: {e}", file=sys.stderr)
         return 2
     except RuntimeError as e:  # the engine run failed: its log says why

@@ -1,9 +1,11 @@
-"""Device choices: which device, which autocast dtype, compile or not, and the peak FLOP/s.
+"""Device choices: which device, which autocast dtype, compile or not, which loss path, and the
+peak FLOP/s.
 
-Defaults are the fastest measured per device type: on CUDA bf16 autocast + torch.compile + TF32;
-on CPU fp32 eager (a CPU without native bf16 runs bf16 ~20x slower, and a cold compile costs
-20-50 s and makes steps only ~3% faster on a 2-core machine, repaid after ~1,800 steps; see
-bench/train.py --compare-defaults and the README).
+Defaults are the fastest measured per device type: on CUDA bf16 autocast + torch.compile + TF32
+and the plain loss; on CPU fp32 eager (a CPU without native bf16 runs bf16 ~20x slower, and a
+cold compile costs 20-50 s and makes steps only ~3% faster on a 2-core machine, repaid after
+~1,800 steps) with the fused loss (core/fused_loss.py; see bench/train.py --compare-defaults and
+--compare-loss, and the README).
 """
 
 from __future__ import annotations
@@ -24,6 +26,7 @@ GPU_PEAK_BF16 = {
     "RTX 4090": 165e12, "RTX 3090": 71e12, "V100": 125e12, "T4": 65e12,
 }
 DTYPE_NAMES = {"float32": torch.float32, "bfloat16": torch.bfloat16, "float16": torch.float16}
+LOSSES = ("auto", "fused", "plain")
 
 
 @dataclass(frozen=True)
@@ -32,6 +35,7 @@ class DeviceChoice:
     dtype: str  # autocast dtype name
     compile: bool
     why: str  # one line a person can read: what was chosen and why
+    loss: str = "plain"  # "fused": GPT(fused_loss=True), see core/fused_loss.py; or "plain"
 
     @property
     def type(self) -> str:
@@ -49,8 +53,11 @@ class DeviceChoice:
 
 
 def choose(device: str = "auto", dtype: str = "auto", compile: str = "auto",
-           local_rank: int = 0) -> DeviceChoice:
-    """Resolve 'auto' settings to concrete ones for this machine."""
+           local_rank: int = 0, loss: str = "auto") -> DeviceChoice:
+    """Resolve 'auto' settings to concrete ones for this machine. loss is "fused" (output layer
+    and cross-entropy in one chunked pass), "plain" (logits, then F.cross_entropy) or "auto"."""
+    if loss not in LOSSES:
+        raise ValueError(f"loss: unknown loss path {loss!r}; use one of {', '.join(LOSSES)}")
     if device == "auto":
         if torch.cuda.is_available():
             device = "cuda"
@@ -78,7 +85,20 @@ def choose(device: str = "auto", dtype: str = "auto", compile: str = "auto",
                        "(measured), repaid only after ~1,800 steps")
     else:
         compile_on = compile == "on"
-    return DeviceChoice(device, dtype, compile_on, "; ".join(reasons) or "as configured")
+    if loss == "auto":
+        loss, why = _loss_path(kind)
+        reasons.append(why)
+    return DeviceChoice(device, dtype, compile_on, "; ".join(reasons) or "as configured", loss)
+
+
+def _loss_path(kind: str) -> tuple[str, str]:
+    """The faster loss path on this device type, and why (bench/train.py --compare-loss)."""
+    if kind == "cpu":
+        return "fused", ("fused loss: output layer + cross-entropy in row chunks, no (tokens x "
+                         "vocab) logits; on CPU 1.6-2.3x the tokens/s of the plain loss for nano "
+                         "and micro and 24-58% less peak memory (measured)")
+    return "plain", (f"plain loss: the fused one is measured on CPU only; on {kind} compile fuses "
+                     "the plain loss, which the chunked loop would split off the graph")
 
 
 def setup_backend(choice: DeviceChoice) -> None:

@@ -88,3 +88,24 @@ def test_format_table_and_json_line():
         "bench": "y", "v": 1}
     with pytest.raises(ValueError, match="no JSON line"):
         common.last_json_line("nothing here")
+
+
+def test_train_compare_loss(small_text, run_bench):
+    """Plain vs fused loss, each in its own process: same losses, both figures reported."""
+    record = run_bench("train.py", "--compare-loss", "nano", *TINY, "--steps", "1",
+                       "--warmup-steps", "1", "--repeats", "1", "--data", str(small_text))
+    assert record["mode"] == "compare-loss" and record["presets"] == ["nano"]
+    assert [(r["loss"], r["repeat"]) for r in record["rows"]] == [("plain", 1), ("fused", 1)]
+    for row in record["rows"]:
+        assert row["tokens_per_sec"] > 0 and row["tokens_per_cpu_sec"] > 0
+        assert row["peak_mem_mb"] > 0 and row["load_before"] >= 0
+    summary = record["summaries"][0]
+    assert summary["loss_gap"] < 1e-4 and summary["speedup"] > 0 and summary["memory_ratio"] > 0
+    assert isinstance(record["target_met"], bool)
+
+
+def test_compare_loss_refuses_an_unknown_preset(run_bench, capsys):
+    from bench import train
+
+    assert train.main(["--compare-loss", "nano,huge"]) == 2
+    assert "huge" in capsys.readouterr().err
