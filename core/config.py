@@ -19,6 +19,7 @@ DEVICES = ("auto", "cpu", "cuda", "mps")
 DTYPES = ("auto", "float32", "bfloat16")  # fp16 would need loss scaling: not offered
 DTYPE_ALIASES = {"fp32": "float32", "bf16": "bfloat16"}  # accepted everywhere, stored canonical
 COMPILE_MODES = ("auto", "on", "off")
+LOSS_PATHS = ("auto", "fused", "plain")  # core.device.LOSSES
 RUN_ID_PATTERN = re.compile(r"[A-Za-z0-9][A-Za-z0-9_-]{0,63}")  # matched whole (fullmatch)
 MAX_SEED = 2**32 - 1  # numpy's limit; torch's generator takes seed + step, far below 2**64
 
@@ -73,6 +74,9 @@ class TrainConfig:
                     "float32 / fp32 or bfloat16 / bf16", choices=DTYPES)
     compile: str = _f("auto", "device", "torch.compile: auto (on for CUDA), on or off",
                       choices=COMPILE_MODES)
+    loss_path: str = _f("auto", "device", "fused: output layer + cross-entropy in row chunks, no "
+                        "full logits (faster, less memory on CPU); plain: logits then "
+                        "cross-entropy; auto picks per device", choices=LOSS_PATHS)
     nproc: int = _f(1, "device", "processes (GPUs); above 1 the launcher starts torchrun")
     peak_flops: float = _f(0.0, "device", "peak FLOP/s for MFU (0 = look up the device)")
     # stopping
@@ -213,6 +217,8 @@ def field_problems(cfg: TrainConfig) -> dict[str, str]:
         p["device"] = f"unknown device {cfg.device!r}: use auto, cpu, cuda, cuda:N or mps"
     if cfg.dtype not in DTYPES:
         p["dtype"] = f"unknown dtype {cfg.dtype!r}: use one of {', '.join(DTYPES)}"
+    if cfg.loss_path not in LOSS_PATHS:
+        p["loss_path"] = f"must be one of {', '.join(LOSS_PATHS)} (got {cfg.loss_path!r})"
     if cfg.compile not in COMPILE_MODES:
         p["compile"] = f"must be auto, on or off (got {cfg.compile!r})"
     if not str(cfg.data).strip():

@@ -260,16 +260,16 @@ def _fit(run: RunDir, cfg: TrainConfig, ddp: Dist, resume: bool, stop_signal: _S
 def _setup(run: RunDir, cfg: TrainConfig, ddp: Dist, resume: bool) -> _Trainer:
     """Device, data, model, optimizer and (on resume) the checkpoint's state: ready to step."""
     cfg = with_derived_accum(cfg, ddp.world_size)
-    choice = devices.choose(cfg.device, cfg.dtype, cfg.compile, ddp.local_rank)
+    choice = devices.choose(cfg.device, cfg.dtype, cfg.compile, ddp.local_rank, cfg.loss_path)
     devices.setup_backend(choice)
     if ddp.master:
         status = run.mark_started(cfg.max_steps, ddp.world_size)
         run.clear_stop(older_than=status["started"])  # a stop sent while it was starting stays
         print(f"device {choice.device} | dtype {choice.dtype} | compile {choice.compile} | "
-              f"world size {ddp.world_size} ({choice.why})", flush=True)
+              f"loss {choice.loss} | world size {ddp.world_size} ({choice.why})", flush=True)
     train_batches, val_batches = _load_data(cfg, ddp)
     torch.manual_seed(cfg.seed)
-    model = GPT(ModelConfig.of(cfg))
+    model = GPT(ModelConfig.of(cfg), fused_loss=choice.loss == "fused")
     if cfg.init_from and not resume:
         line = pretrained.load_into(model, cfg.init_from)
         if ddp.master:

@@ -15,7 +15,7 @@ def check_runnable(cfg: TrainConfig) -> None:
     from core import device, pretrained  # torch-heavy: only once the fields are known good
 
     try:
-        choice = device.choose(cfg.device, cfg.dtype, cfg.compile)
+        choice = device.choose(cfg.device, cfg.dtype, cfg.compile, loss=cfg.loss_path)
         _check_nproc(cfg.nproc, choice.type)
         _check_data(cfg)
         conflicts = pretrained.shape_conflicts(cfg, cfg.init_from) if cfg.init_from else []

@@ -45,8 +45,8 @@ def probe(cfg, device: str = "cpu", repeats: int = 2) -> Probe:
     from core.optim import make_optimizer
 
     started = time.perf_counter()
-    choice = devices.choose(device, cfg.dtype, "off")
-    model = GPT(ModelConfig.of(cfg)).to(choice.device)
+    choice = devices.choose(device, cfg.dtype, "off", loss=cfg.loss_path)
+    model = GPT(ModelConfig.of(cfg), fused_loss=choice.loss == "fused").to(choice.device)
     optimizer = make_optimizer(model, cfg, choice.type)
     T = min(cfg.seq_len, PROBE_TOKENS)
     B = max(1, min(cfg.micro_batch_size, PROBE_TOKENS // T))
