@@ -40,6 +40,9 @@ class TrainConfig:
     n_embd: int = _f(768, "model", "embedding width (must divide by n_head)")
     block_size: int = _f(1024, "model", "context length: learned positions the model has")
     vocab_size: int = _f(50304, "model", "vocabulary size (GPT-2's 50257 padded to 50304)")
+    dropout: float = _f(0.0, "model", "dropout on embeddings, attention and residual branches "
+                        "while training (nanoGPT's; 0 in the GPT-2 recipe): lets a small model "
+                        "see its data more than once before it overfits")
     init_from: str = _f("", "model", "start from these weights instead of random ones: a Hugging "
                         "Face GPT-2 folder or hub name (gpt2), or a run, checkpoint or snapshot; "
                         "the model's shape comes from it ('' = from scratch)")
@@ -191,6 +194,8 @@ def field_problems(cfg: TrainConfig) -> dict[str, str]:
                  "snapshot_interval", "snapshot_cap_mb", "copy_min_len"):
         if not isinstance(getattr(cfg, name), int) or getattr(cfg, name) < 0:
             p[name] = f"must be a whole number >= 0 (got {getattr(cfg, name)!r})"
+    if not isinstance(cfg.dropout, (int, float)) or not 0 <= cfg.dropout < 1:
+        p["dropout"] = f"must be in [0, 1) (got {cfg.dropout!r})"
     for name in ("max_lr", "min_lr", "weight_decay", "eps", "grad_clip", "target_loss",
                  "peak_flops"):
         value = getattr(cfg, name)

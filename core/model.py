@@ -22,12 +22,15 @@ class ModelConfig:
     n_embd: int = 768
     block_size: int = 1024
     vocab_size: int = 50304
+    dropout: float = 0.0  # nanoGPT's: on embeddings, attention weights and residual branches
 
     @classmethod
     def of(cls, cfg) -> "ModelConfig":
-        """The model part of any config object with the same field names (TrainConfig, a dict)."""
-        get = cfg.get if isinstance(cfg, dict) else lambda k: getattr(cfg, k)
-        return cls(**{k: int(get(k)) for k in cls.__dataclass_fields__})
+        """The model part of any config object with the same field names (TrainConfig, a dict);
+        a field it lacks keeps its default."""
+        get = cfg.get if isinstance(cfg, dict) else lambda k: getattr(cfg, k, None)
+        values = {k: get(k) for k in cls.__dataclass_fields__}
+        return cls(**{k: type(getattr(cls, k))(v) for k, v in values.items() if v is not None})
 
 
 class KVCache:
@@ -47,9 +50,11 @@ class CausalSelfAttention(nn.Module):
     def __init__(self, config: ModelConfig):
         super().__init__()
         self.n_head = config.n_head
+        self.dropout = config.dropout
         self.c_attn = nn.Linear(config.n_embd, 3 * config.n_embd)  # q, k, v in one matmul
         self.c_proj = nn.Linear(config.n_embd, config.n_embd)
         self.c_proj.RESIDUAL_SCALE = True  # see GPT._init_weights
+        self.resid_dropout = nn.Dropout(config.dropout)
 
     def forward(self, x, cache: KVCache | None = None, layer: int = 0):
         B, T, C = x.size()
@@ -61,7 +66,8 @@ class CausalSelfAttention(nn.Module):
                 cache.k[layer][:, :, :T] = k
                 cache.v[layer][:, :, :T] = v
             # Flash attention where the device has it: never materialises the (T, T) matrix.
-            y = F.scaled_dot_product_attention(q, k, v, is_causal=True)
+            y = F.scaled_dot_product_attention(q, k, v, is_causal=True,
+                                               dropout_p=self.dropout if self.training else 0.0)
         else:
             start = cache.length
             cache.k[layer][:, :, start:start + T] = k
@@ -72,7 +78,7 @@ class CausalSelfAttention(nn.Module):
             mask = torch.ones(T, start + T, dtype=torch.bool, device=x.device).tril(diagonal=start)
             y = F.scaled_dot_product_attention(q, k_all, v_all, attn_mask=mask)
         y = y.transpose(1, 2).contiguous().view(B, T, C)  # re-assemble the heads
-        return self.c_proj(y)
+        return self.resid_dropout(self.c_proj(y))
 
 
 class MLP(nn.Module):
@@ -82,9 +88,10 @@ class MLP(nn.Module):
         self.gelu = nn.GELU(approximate="tanh")  # GPT-2 used the tanh approximation
         self.c_proj = nn.Linear(4 * config.n_embd, config.n_embd)
         self.c_proj.RESIDUAL_SCALE = True
+        self.dropout = nn.Dropout(config.dropout)
 
     def forward(self, x):
-        return self.c_proj(self.gelu(self.c_fc(x)))
+        return self.dropout(self.c_proj(self.gelu(self.c_fc(x))))
 
 
 class Block(nn.Module):
@@ -112,6 +119,7 @@ class GPT(nn.Module):
         self.transformer = nn.ModuleDict(dict(
             wte=nn.Embedding(config.vocab_size, config.n_embd),
             wpe=nn.Embedding(config.block_size, config.n_embd),
+            drop=nn.Dropout(config.dropout),
             h=nn.ModuleList(Block(config) for _ in range(config.n_layer)),
             ln_f=nn.LayerNorm(config.n_embd),
         ))
@@ -146,7 +154,7 @@ class GPT(nn.Module):
                 f"{self.config.block_size}; crop it from the left"
             )
         pos = torch.arange(start, start + T, dtype=torch.long, device=idx.device)
-        x = self.transformer.wte(idx) + self.transformer.wpe(pos)  # (B, T, C)
+        x = self.transformer.drop(self.transformer.wte(idx) + self.transformer.wpe(pos))  # (B, T, C)
         for i, block in enumerate(self.transformer.h):
             x = block(x, cache, i)
         x = self.transformer.ln_f(x)

@@ -73,3 +73,17 @@ def test_flops_per_token_formula():
     cfg = ModelConfig()
     n = 124_475_904
     assert flops_per_token(cfg, 1024, n) == 6 * n + 12 * 12 * 12 * 64 * 1024
+
+
+def test_dropout_acts_only_while_training():
+    torch.manual_seed(0)
+    model = GPT(ModelConfig(n_layer=2, n_head=2, n_embd=32, block_size=16, dropout=0.3))
+    ids = torch.randint(0, 50257, (2, 16))
+    model.train()
+    a, b = model(ids)[0], model(ids)[0]
+    assert not torch.equal(a, b)  # a fresh mask each pass
+    model.eval()
+    with torch.no_grad():
+        assert torch.equal(model(ids)[0], model(ids)[0])
+    assert ModelConfig.of({"n_layer": 2, "n_head": 2, "n_embd": 32, "block_size": 16,
+                           "vocab_size": 50304}).dropout == 0.0  # an older config: off
