@@ -28,20 +28,29 @@ NO_BEST = ("No best-val checkpoint (best.pt): the run was trained before they we
 @dataclass(frozen=True)
 class Choice:
     """One set of weights a page can load: its label in the pickers, file, step, kind
-    ('checkpoint', 'best' or 'snapshot') and the val loss at that step where known."""
+    ('checkpoint', 'best' or 'snapshot'), and its val loss: that of the last eval at or before
+    its step (val_step says which), None before the first eval."""
 
     label: str
     path: Path
     step: int
     kind: str
     val_loss: float | None = None
+    val_step: int | None = None
+
+    @property
+    def val_text(self) -> str:
+        """'val loss 2.3100', 'val loss 2.3100 (at step 40)' or 'val loss not measured'."""
+        if self.val_loss is None:
+            return "val loss not measured"
+        at = f" (at step {self.val_step:,})" if self.val_step not in (None, self.step) else ""
+        return f"val loss {self.val_loss:.4f}{at}"
 
     @property
     def title(self) -> str:
-        """'step 40 · val loss 2.3100' (or 'val loss -' where none was measured)."""
+        """'step 40 (snapshot) · val loss 2.3100'."""
         kind = {"snapshot": " (snapshot)", "best": " (best val)"}.get(self.kind, "")
-        loss = f"{self.val_loss:.4f}" if self.val_loss is not None else "-"
-        return f"step {self.step:,}{kind} · val loss {loss}"
+        return f"step {self.step:,}{kind} · {self.val_text}"
 
 
 def pick_run(prefix: str) -> RunDir:
@@ -62,6 +71,15 @@ def pick_run(prefix: str) -> RunDir:
 
     run_id = st.selectbox("Run", ids, key=key, on_change=remember)
     return runs[ids.index(run_id)] if run_id in ids else runs[0]
+
+
+def switch_to(page: str, prefix: str, run: RunDir, checkpoint_label: str | None) -> None:
+    """Open another page (e.g. 'views/inspect.py') on the same run and checkpoint: its pickers
+    (keys prefix_run, prefix_ckpt) start there."""
+    st.session_state[SELECTED_RUN] = st.session_state[f"{prefix}_run"] = run.run_id
+    if checkpoint_label:
+        st.session_state[f"{prefix}_ckpt"] = checkpoint_label
+    st.switch_page(page)
 
 
 # --- what a run offers ---------------------------------------------------------------------------
@@ -88,6 +106,12 @@ def eval_losses(run: RunDir) -> dict[int, float]:
     return _eval_losses(str(run.metrics_path), stat.st_mtime, stat.st_size)
 
 
+def val_loss_at(losses: dict[int, float], step: int) -> tuple[float | None, int | None]:
+    """The val loss of the last eval at or before step, and that eval's step."""
+    before = [s for s in losses if s <= step]
+    return (losses[max(before)], max(before)) if before else (None, None)
+
+
 def _facts(path: Path) -> tuple[int, float | None] | None:
     try:
         return _weights_facts(str(path), path.stat().st_mtime)
@@ -97,22 +121,24 @@ def _facts(path: Path) -> tuple[int, float | None] | None:
 
 def choices(run: RunDir) -> list[Choice]:
     """Everything a run offers, newest step first: its step checkpoints and its snapshots
-    ('step N (snapshot)'), with the best-val checkpoint first where the run has one. The val loss
-    of a step comes from its eval record, else (snapshots, best.pt) from the file itself."""
+    ('step N (snapshot)'), with the best-val checkpoint first where the run has one. Val losses
+    come from the run's eval records (the last at or before each step); a snapshot of a run
+    without them falls back to the val loss written in the file."""
     losses = eval_losses(run)
-    found = [Choice(f"step {s}", p, s, "checkpoint", losses.get(s)) for s, p in run.checkpoints()]
+    found = [Choice(f"step {s}", p, s, "checkpoint", *val_loss_at(losses, s))
+             for s, p in run.checkpoints()]
     for s, p in run.snapshots():
-        val = losses.get(s)
-        if val is None and (facts := _facts(p)):
+        val, at = val_loss_at(losses, s)
+        if not losses and (facts := _facts(p)):
             val = facts[1]
-        found.append(Choice(f"step {s} (snapshot)", p, s, "snapshot", val))
+        found.append(Choice(f"step {s} (snapshot)", p, s, "snapshot", val, at))
     found.sort(key=lambda c: (-c.step, c.kind != "checkpoint"))
     best = run.best_checkpoint_path
     if best.is_file() and (facts := _facts(best)):
         step, val = facts
         val = val if val is not None else losses.get(step)
         loss = f", val loss {val:.4f}" if val is not None else ""
-        found.insert(0, Choice(f"best (val): step {step}{loss}", best, step, "best", val))
+        found.insert(0, Choice(f"best (val): step {step}{loss}", best, step, "best", val, step))
     return found
 
 

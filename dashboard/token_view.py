@@ -28,7 +28,7 @@ CSS = f"""<style>
 .tv .t{{position:relative;border-radius:3px;color:#111;cursor:pointer;
   box-shadow:inset -1px 0 0 rgba(0,0,0,0.22);padding:1px 0}}
 .tv .t:focus{{outline:2px solid #333;outline-offset:0}}
-.tv .g{{color:#777}}
+.tv .g{{color:#666;padding:0 2px}}
 .tv .copy{{border-bottom:3px solid {COPY_COLOUR}}}
 .tv .held{{border-bottom:3px dotted {HELD_OUT_COLOUR}}}
 .tv .pop{{display:none;position:absolute;left:0;top:1.75em;z-index:1000;width:max-content;

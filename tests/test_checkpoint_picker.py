@@ -31,8 +31,8 @@ def _save(run: RunDir, model: GPT, cfg, step: int, best_val=None, best=False) ->
 
 @pytest.fixture
 def run(runs_dir, tiny_config):
-    """Checkpoints at 10 and 20, snapshots at 0, 10, 15 and 20, best.pt at step 10, evals at
-    10 and 20 (none at 15: that snapshot's val loss comes from its own metadata)."""
+    """Checkpoints at 10 and 20, snapshots at 0, 10, 15 and 20 (each with the val loss it was
+    saved with), best.pt at step 10, evals at 10 and 20 (none at 15)."""
     run = RunDir.create(runs_dir, "full", tiny_config)
     model = GPT(ModelConfig.of(tiny_config))
     for step in (10, 20):
@@ -54,13 +54,24 @@ def test_choices_offer_best_checkpoints_and_snapshots_with_val_losses(run):
         "step 15 (snapshot)", "step 10", "step 10 (snapshot)", "step 0 (snapshot)"]
     by_label = {c.label: c for c in found}
     assert by_label["step 20"].val_loss == 3.0  # from the eval record
-    assert by_label["step 15 (snapshot)"].val_loss == 2.75  # from the snapshot itself
+    step15 = by_label["step 15 (snapshot)"]  # no eval at 15: the one before it, said so
+    assert (step15.val_loss, step15.val_step) == (2.5, 10)
+    assert step15.title == "step 15 (snapshot) · val loss 2.5000 (at step 10)"
     assert by_label["step 0 (snapshot)"].val_loss is None
+    assert by_label["step 0 (snapshot)"].val_text == "val loss not measured"
     assert by_label["step 20 (snapshot)"].kind == "snapshot"
     assert by_label["step 20 (snapshot)"].title == "step 20 (snapshot) · val loss 3.0000"
     assert found[0].path == run.best_checkpoint_path and found[0].step == 10
     assert cp.latest(found).label == "step 20"  # the full checkpoint, not the snapshot
     assert cp.missing_notes(run) == []
+
+
+def test_without_metrics_a_snapshot_shows_the_loss_it_recorded(run):
+    run.metrics_path.unlink()
+    found = {c.label: c for c in cp.choices(run)}
+    assert found["step 15 (snapshot)"].val_loss == 2.75
+    assert found["step 20"].val_loss is None
+    assert found["best (val): step 10, val loss 2.5000"].val_loss == 2.5
 
 
 def test_latest_falls_back_to_snapshots_then_best(run):
@@ -91,8 +102,11 @@ def test_older_runs_say_what_they_lack(runs_dir, tiny_config):
 def test_an_unreadable_snapshot_is_still_listed_without_a_loss(run):
     broken = run.snapshot_path(25)
     broken.write_bytes(b"not a safetensors file")
+    run.metrics_path.unlink()
     found = {c.label: c for c in cp.choices(run)}
     assert found["step 25 (snapshot)"].val_loss is None
+    with pytest.raises(ValueError, match="not a readable safetensors file"):
+        cp.load_cached(broken)
 
 
 def test_models_load_once_per_file_and_again_when_it_changes(run):

@@ -177,6 +177,25 @@ def test_the_run_is_preselected_from_the_session(monkeypatch, runs_dir, trained_
     assert at.selectbox(key="ins_run").value == "first"
 
 
+def test_playground_and_inspect_link_to_each_other_on_the_same_checkpoint(open_app, runs_dir,
+                                                                         trained_run):
+    make_old_run(trained_run, runs_dir, "first")
+    make_old_run(trained_run, runs_dir, "second")
+    at = open_app("views/playground.py", runs_dir)
+    at.selectbox(key="pg_run").set_value("first").run()
+    at.selectbox(key="pg_ckpt").set_value("step 5").run()
+    at.button(key="pg_to_inspect").click().run()
+    assert not at.exception
+    assert at.selectbox(key="ins_run").value == "first"
+    assert at.selectbox(key="ins_ckpt").value == "step 5"
+    assert "step 5 · val loss" in texts(at)
+    at.switch_page(PAGE)  # AppTest reruns the page it last opened, not where st.switch_page went
+    at.selectbox(key="ins_ckpt").set_value("step 10").run()
+    at.button(key="ins_to_playground").click().run()
+    assert at.selectbox(key="pg_run").value == "first"
+    assert at.selectbox(key="pg_ckpt").value == "step 10"
+
+
 def test_a_run_from_before_this_change_opens_in_every_view(open_app, runs_dir, trained_run):
     make_old_run(trained_run, runs_dir)
     for page in (PAGE, "views/model_info.py"):

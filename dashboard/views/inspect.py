@@ -17,10 +17,11 @@ from core.surprise import random_val_passage, surprise, surprise_diff
 from core.tokens import encode_for_model
 from dashboard import token_view as tv
 from dashboard.checkpoint_picker import (cached_model, choices, device_options, load_cached,
-                                         missing_notes, pick_choice, pick_run)
+                                         missing_notes, pick_choice, pick_run, switch_to)
 
 LENS_MAX = 64  # logit lens columns at most: each cell is a vocabulary-wide read-out
 ATTENTION_MAX = 64  # attention positions at most: n_layer x n_head grids of T x T cells
+GRID_CELLS = 32  # a small map shows at most this many rows and columns (block maxima beyond)
 PASSAGE_TOKENS = 128
 VIEWS = ["Token surprise", "Logit lens", "Attention"]
 DEFAULT_TEXT = ("First Citizen:\nBefore we proceed any further, hear me speak.\n\nAll:\n"
@@ -45,8 +46,12 @@ if choice is None:
 loaded = cached_model(choice.path, device)
 cfg, block = loaded.config, loaded.model.config.block_size
 mtime = choice.path.stat().st_mtime
-st.caption(f"{choice.title} · {choice.path.name} · {loaded.model.num_params():,} parameters · "
-           f"{cfg.n_layer} layers x {cfg.n_head} heads · context {block:,} tokens")
+c_info, c_link = st.columns([5, 1])
+c_info.caption(f"{choice.title} · {choice.path.name} · {loaded.model.num_params():,} parameters "
+               f"· {cfg.n_layer} layers x {cfg.n_head} heads · context {block:,} tokens")
+if c_link.button("Open in Playground", key="ins_to_playground", type="tertiary",
+                 help="Generate from this run and checkpoint"):
+    switch_to("views/playground.py", "pg", run, st.session_state.get("ins_ckpt"))
 
 
 # --- computations, cached per checkpoint file and text -------------------------------------------
@@ -240,16 +245,31 @@ def _head_label(s) -> str:
     return f"L{s.layer + 1} H{s.head + 1}" + (f" · {s.kind}" if s.kind else "")
 
 
+def _pooled(weights: np.ndarray, f: int) -> np.ndarray:
+    """(..., T, T) -> (..., ceil(T/f), ceil(T/f)): the largest weight in each f x f block, so a
+    sharp pattern (a diagonal, a column) stays visible in a small map."""
+    T = weights.shape[-1]
+    n = -(-T // f)
+    pad = [(0, 0)] * (weights.ndim - 2) + [(0, n * f - T)] * 2
+    blocks = np.pad(weights, pad).reshape(*weights.shape[:-2], n, f, n, f)
+    return blocks.max(axis=(-3, -1))
+
+
 def _attention_grid(weights: np.ndarray, scores) -> go.Figure:
-    n_layer, n_head = weights.shape[:2]
+    n_layer, n_head, T = weights.shape[:3]
+    f = -(-T // GRID_CELLS)
+    small = _pooled(weights, f) if f > 1 else weights
+    ticks = list(range(0, T, f))
     titles = [_head_label(s) for s in scores]
     fig = make_subplots(rows=n_layer, cols=n_head, subplot_titles=titles,
                         horizontal_spacing=min(0.02, 0.3 / n_head),
                         vertical_spacing=min(0.3 / n_layer, 0.12))
+    what = "query %{y} → key %{x}" if f == 1 else \
+        f"queries %{{y}}+{f - 1} → keys %{{x}}+{f - 1}, largest"
     for s in scores:
-        fig.add_trace(go.Heatmap(z=weights[s.layer, s.head], coloraxis="coloraxis",
-                                 hovertemplate=f"{_head_label(s)}<br>query %{{y}} → key %{{x}}: "
-                                               "%{z:.2f}<extra></extra>"),
+        fig.add_trace(go.Heatmap(z=small[s.layer, s.head], x=ticks, y=ticks, coloraxis="coloraxis",
+                                 hovertemplate=f"{_head_label(s)}<br>{what}: %{{z:.2f}}"
+                                               "<extra></extra>"),
                       row=s.layer + 1, col=s.head + 1)
     fig.update_xaxes(showticklabels=False)
     fig.update_yaxes(showticklabels=False, autorange="reversed")
@@ -288,8 +308,12 @@ def _attention_view() -> None:
                    f"whole text here), so each head's grid stays readable.")
     res, scores = _attention(str(choice.path), mtime, device, tuple(tail), cropped)
     st.plotly_chart(_attention_grid(res.weights, scores), key="ins_attn_grid", width="content")
+    pooled = len(tail) > GRID_CELLS
     st.caption("One small map per layer (rows) and head (columns): row = the query token, "
-               "column = the key it attends to. Labels name heads whose score reaches "
+               "column = the key it attends to"
+               + (f" (each cell the largest weight of a block of tokens, so {len(tail)} tokens "
+                  "fit; the large map below has every one)" if pooled else "")
+               + ". Labels name heads whose score reaches "
                "0.4: previous-token (looks one back), first-token (parks on position 0), "
                "induction (looks at what followed the last occurrence of the current token, "
                "measured on repeated random tokens).")

@@ -12,7 +12,7 @@ from core import sampling as S
 from core.data import get_tokenizer
 from dashboard import token_view as tv
 from dashboard.checkpoint_picker import (NO_SNAPSHOTS, cached_model, device_options, load_cached,
-                                         pick_choice, pick_many, pick_run)
+                                         pick_choice, pick_many, pick_run, switch_to)
 from dashboard.training_text import continuation_report, copy_report, corpus_index
 
 st.title("Playground")
@@ -34,8 +34,12 @@ if choice is None:
 
 loaded = cached_model(choice.path, device, dtype)
 block = loaded.model.config.block_size
-st.caption(f"{choice.path.name}: step {loaded.step:,} · {loaded.model.num_params():,} parameters · "
-           f"context {block:,} tokens · {loaded.device}, {loaded.dtype}")
+c_info, c_link = st.columns([5, 1])
+c_info.caption(f"{choice.path.name}: step {loaded.step:,} · {loaded.model.num_params():,} "
+               f"parameters · context {block:,} tokens · {loaded.device}, {loaded.dtype}")
+if c_link.button("Inspect this checkpoint", key="pg_to_inspect", type="tertiary",
+                 help="Token surprise, logit lens and attention of this run and checkpoint"):
+    switch_to("views/inspect.py", "ins", run, st.session_state.get("pg_ckpt"))
 
 if "pg_prompt" not in st.session_state:
     st.session_state.pg_prompt = loaded.config.sample_prompt or "ROMEO:"
@@ -280,8 +284,8 @@ def _compare_generate(chosen) -> list[dict]:
     out = []
     bar = st.progress(0.0, text="Generating...")
     for i, c in enumerate(chosen):
-        item = dict(label=c.label, title=c.title, step=c.step, val_loss=c.val_loss, kind=c.kind,
-                    events=[], text="", error=None)
+        item = dict(label=c.label, step=c.step, val=c.val_text, kind=c.kind, events=[], text="",
+                    error=None)
         try:
             model = load_cached(c.path, device, dtype)
             for ev in S.stream_tokens(model.model, prompt_ids, settings, model.device):
@@ -317,8 +321,7 @@ def _compare_view() -> None:
             with col.container(border=True, key=f"pg_tt_col_{start}_{item['step']}_{item['kind']}"):
                 st.markdown(f"**step {item['step']:,}**" + (" (snapshot)" if item["kind"] ==
                             "snapshot" else " (best val)" if item["kind"] == "best" else ""))
-                st.caption("val loss " + (f"{item['val_loss']:.4f}"
-                                          if item["val_loss"] is not None else "not measured"))
+                st.caption(item["val"])
                 if item["error"]:
                     st.error(f"Cannot generate: {item['error']}")
                     continue
