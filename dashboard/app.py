@@ -48,6 +48,7 @@ pages = [
     st.Page(VIEWS / "live.py", title="Live metrics", icon=":material/monitoring:"),
     st.Page(VIEWS / "playground.py", title="Playground", icon=":material/casino:"),
     st.Page(VIEWS / "model_info.py", title="Model info", icon=":material/info:"),
+    st.Page(VIEWS / "inspect.py", title="Inspect", icon=":material/biotech:"),
 ]
 page = st.navigation(pages)
 sidebar_runs_dir()

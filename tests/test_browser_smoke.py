@@ -10,7 +10,7 @@ def test_every_page_opens_without_errors_on_an_empty_runs_dir(streamlit_app, pag
     wait_for_app(page)
     links = page.locator('[data-testid="stSidebarNav"] a')
     titles = [links.nth(i).inner_text().split("\n")[-1] for i in range(links.count())]
-    assert titles == ["Runs", "New run", "Live metrics", "Playground", "Model info"]
+    assert titles == ["Runs", "New run", "Live metrics", "Playground", "Model info", "Inspect"]
     for i, title in enumerate(titles):
         page.locator('[data-testid="stSidebarNav"] a').nth(i).click()
         page.wait_for_timeout(300)

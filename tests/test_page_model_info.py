@@ -2,6 +2,8 @@
 
 
 from core.inspect_model import load_model
+from core.metrics import summarize
+from dashboard.run_table import format_duration
 from core.rundir import RunDir
 
 PAGE = "views/model_info.py"
@@ -25,6 +27,7 @@ def test_run_without_checkpoint_still_shows_the_architecture(open_app, runs_dir,
     metrics = {m.label: m.value for m in at.metric}
     assert metrics["Total parameters"].replace(",", "").isdigit()
     assert metrics["Initial loss"] == "-"
+    assert metrics["Training time"] == "-"
     assert not at.get("download_button")
 
 
@@ -38,6 +41,10 @@ def test_trained_run(open_app, trained_run):
     assert metrics["Weights, fp32"].endswith("MiB") and metrics["Checkpoint file"].endswith("MiB")
     assert float(metrics["Final loss"]) < float(metrics["Initial loss"])
     assert metrics["Best val perplexity"] != "-"
+    # One training time, summed over segments, formatted as on the Runs and Live pages.
+    assert "Total time" not in metrics
+    train_time = summarize(trained_run.metrics_path).train_time_s
+    assert train_time > 0 and metrics["Training time"] == format_duration(train_time)
     assert len(at.get("download_button")) == 3
     arch = at.table[0].value
     assert arch.loc["layers", "value"] == "2"

@@ -11,6 +11,7 @@ from core.config import TrainConfig
 from core.inspect_model import (architecture, human_bytes, load_model, meta_breakdown,
                                 parameter_breakdown, sizes, training_results)
 from dashboard.checkpoint_picker import pick_checkpoint, pick_run
+from dashboard.run_table import format_duration
 
 st.title("Model info")
 
@@ -90,7 +91,8 @@ c.metric("Best val loss", _fmt(r["best_val_loss"], "{:.4f}"),
 d.metric("Best val perplexity", _fmt(r["best_val_perplexity"], "{:,.1f}"))
 a, b, c, d = st.columns(4)
 a.metric("Steps", f"{r['steps']:,}" + (f" / {r['max_steps']:,}" if r["max_steps"] else ""))
-b.metric("Total time", _fmt(r["total_time_s"], "{:,.1f} s"))
+b.metric("Training time", format_duration(r["total_time_s"]) or "-",
+         help="Time spent training, summed over every stop and resume (not wall time)")
 c.metric("Mean step time", _fmt(r["mean_step_ms"], "{:,.1f} ms"))
 d.metric("Mean tokens/s", _fmt(r["mean_tokens_per_sec"], "{:,.0f}"))
 a, b = st.columns([1, 3])
