@@ -141,22 +141,26 @@ class TrainConfig:
 PRESETS: dict[str, dict] = {
     # The seed recipe: GPT-2 124M, 32,768 tokens a step, early stop at loss 0.1.
     "gpt2-124m": {},
-    # CPU-sized models: the 50k vocabulary dominates their size, so they stay narrow.
-    "nano": dict(
-        n_layer=2, n_head=2, n_embd=64, block_size=64, seq_len=64, micro_batch_size=8,
-        grad_accum_steps=1, max_lr=3e-3, min_lr=3e-4, warmup_steps=10, max_steps=200,
-        eval_interval=50, eval_batches=8, sample_tokens=32, checkpoint_interval=50,
-        target_loss=0.1,
-    ),
-    "micro": dict(
+    # CPU presets, one per time budget (bench/quality.py). The 50k-token output layer is most
+    # of a small model's cost, so width costs twice and depth is cheap: they stay 128 wide and
+    # buy depth, dropout (they see their data several times) and a high learning rate.
+    "nano": dict(  # about 2 minutes
         n_layer=4, n_head=4, n_embd=128, block_size=128, seq_len=128, micro_batch_size=8,
-        grad_accum_steps=2, max_lr=2e-3, min_lr=2e-4, warmup_steps=30, max_steps=500,
-        eval_interval=50, eval_batches=10, sample_tokens=48, checkpoint_interval=100,
+        grad_accum_steps=1, max_lr=3e-3, min_lr=3e-4, warmup_steps=20, max_steps=300,
+        eval_interval=50, eval_batches=8, sample_tokens=32, checkpoint_interval=100,
+        snapshot_interval=50, target_loss=0.0,
     ),
-    "mini": dict(
-        n_layer=6, n_head=6, n_embd=384, block_size=256, seq_len=256, micro_batch_size=8,
-        grad_accum_steps=4, max_lr=1e-3, min_lr=1e-4, warmup_steps=100, max_steps=2000,
-        eval_interval=100, eval_batches=10, checkpoint_interval=250,
+    "micro": dict(  # about 10 minutes: the CPU default
+        n_layer=6, n_head=4, n_embd=128, block_size=128, seq_len=128, micro_batch_size=16,
+        grad_accum_steps=1, dropout=0.15, max_lr=3e-3, min_lr=3e-4, warmup_steps=30,
+        max_steps=600, eval_interval=50, eval_batches=16, sample_tokens=48,
+        checkpoint_interval=100, snapshot_interval=50, target_loss=0.0,
+    ),
+    "mini": dict(  # about an hour
+        n_layer=8, n_head=8, n_embd=256, block_size=256, seq_len=256, micro_batch_size=8,
+        grad_accum_steps=1, dropout=0.2, max_lr=2e-3, min_lr=2e-4, warmup_steps=100,
+        max_steps=2500, eval_interval=100, eval_batches=16, checkpoint_interval=250,
+        snapshot_interval=100, early_stop_patience=5, target_loss=0.0,
     ),
 }
 # What each preset is; its size and duration come from core.estimate where shown (one figure).
