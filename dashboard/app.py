@@ -38,6 +38,19 @@ def warm_up(modules: tuple[str, ...], delay_s: float) -> threading.Timer:
     return timer
 
 
+def start_queued_run(runs_root: Path) -> None:
+    """Start the next queued run when nothing in runs_root trains (this covers an engine that
+    crashed before it could start it); never breaks the page it runs before."""
+    try:
+        from core import run_queue
+
+        started = run_queue.start_next(runs_root)
+    except Exception:  # a damaged queue or runs folder: the Runs page shows what is wrong
+        return
+    if started:
+        st.toast(f"Started {started} from the run queue.")
+
+
 # An emoji page icon: a :material/...: one makes the browser fetch it from a font host.
 st.set_page_config(page_title="GPT training dashboard", page_icon="📈", layout="wide")
 
@@ -51,7 +64,7 @@ pages = [
     st.Page(VIEWS / "inspect.py", title="Inspect", icon=":material/biotech:"),
 ]
 page = st.navigation(pages)
-sidebar_runs_dir()
+start_queued_run(sidebar_runs_dir())
 try:
     page.run()
 finally:  # also after a page that stops early (st.stop) or switches page

@@ -9,6 +9,8 @@ stored by core.data.store_upload (outside the runs directory).
 from __future__ import annotations
 
 import dataclasses
+import re
+from pathlib import Path
 from typing import TYPE_CHECKING
 
 import numpy as np
@@ -21,11 +23,16 @@ if TYPE_CHECKING:  # core.estimate loads the model code (and torch)
     from core.estimate import Estimate
 
 KEY_PREFIX = "nr_"
-SPECIAL = ("data",)  # fields the page renders in its own way
+SPECIAL = ("data", "init_from")  # fields the page renders in its own way
 MIN_UPLOAD_BYTES = 1024
 GROUPS = ("model", "optimisation", "schedule", "batch", "data", "device", "stopping", "logging")
 ROW = 3  # fields per row of the form
 TIME_SOURCES = {"measured": "Measured", "guess": "⚠️ Rough guess", "unknown": "Unknown"}
+SOURCES = ("tiny shakespeare", "a local path", "upload a .txt file")  # the training text
+START_FROM = ("scratch", "another run", "GPT-2")  # where the weights come from
+SHAPE_FIELDS = ("n_layer", "n_head", "n_embd", "vocab_size", "block_size")  # a source decides
+PROBE_AUTO_PARAMS = 50_000_000  # smaller shapes are timed without asking (a few seconds)
+MIB = 2**20
 
 
 def fields_by_group() -> dict[str, list[dataclasses.Field]]:
@@ -66,10 +73,11 @@ def format_float(x: float) -> str:
     return f"{x:g}"
 
 
-def parse(values: dict[str, object], data_setting: str, base: TrainConfig
+def parse(values: dict[str, object], data_setting: str, base: TrainConfig, init_from: str = ""
           ) -> tuple[TrainConfig, dict[str, str]]:
     """Widget values -> (config, {field: problem}). A value that cannot be parsed keeps base's
-    value in the config and gets a problem; then core.config.field_problems adds the rest."""
+    value in the config and gets a problem; then core.config.field_problems adds the rest.
+    data and init_from come from the page's own inputs."""
     problems: dict[str, str] = {}
     typed = {}
     for f in dataclasses.fields(TrainConfig):
@@ -90,7 +98,7 @@ def parse(values: dict[str, object], data_setting: str, base: TrainConfig
                 typed[f.name] = int(raw)
         else:
             typed[f.name] = str(raw)
-    cfg = TrainConfig(**typed, data=data_setting)
+    cfg = TrainConfig(**typed, data=data_setting, init_from=init_from)
     for name, why in field_problems(cfg).items():
         problems.setdefault(name, why)
     return cfg, problems
@@ -139,3 +147,94 @@ def preset_note(name: str, est: Estimate | None, max_steps: int) -> str:
         how = "measured here" if not est.time_is_guess else "a rough guess"
         parts.append(f"about {format_duration(est.time_s)} for {max_steps:,} steps ({how})")
     return f"{note}: {'; '.join(parts)}." if note else "; ".join(parts) + "."
+
+
+# --- "New run from this one": a run's config as the form's values ----------------------------
+
+def prefill_values(cfg: TrainConfig, runs_root: Path) -> dict[str, object]:
+    """{widget key: value} that show cfg in the whole form: every field, the training text
+    (tiny shakespeare, else the path it was read from) and where the weights start from."""
+    values = widget_values(cfg)
+    if cfg.data == "tinyshakespeare":
+        values.update({KEY_PREFIX + "data_source": SOURCES[0], KEY_PREFIX + "data_path": ""})
+    else:
+        values.update({KEY_PREFIX + "data_source": SOURCES[1], KEY_PREFIX + "data_path": cfg.data})
+    values[KEY_PREFIX + "start"] = START_FROM[0]
+    if cfg.init_from:
+        source = Path(cfg.init_from).expanduser()
+        if source.parent.resolve() == Path(runs_root).resolve() and source.is_dir():
+            values.update({KEY_PREFIX + "start": START_FROM[1],
+                           KEY_PREFIX + "start_run": source.name})
+        else:
+            values.update({KEY_PREFIX + "start": START_FROM[2],
+                           KEY_PREFIX + "start_hf": cfg.init_from})
+    return values
+
+
+def copy_name(run_id: str) -> str:
+    """The prefix of a new run's name made from run_id: its name without the launch date."""
+    return re.sub(r"-\d{8}-\d{6}(-\d+)?$", "", run_id) or "run"
+
+
+# --- before launch: disk and timing -------------------------------------------------------------
+
+def snapshot_count(cfg: TrainConfig) -> int:
+    """Weights-only snapshots a run writes: the untrained model, one every snapshot_interval
+    steps, and the last step (0 when snapshots are off)."""
+    interval = cfg.snapshot_interval
+    if not interval:
+        return 0
+    return 1 + cfg.max_steps // interval + (1 if cfg.max_steps % interval else 0)
+
+
+def disk_need(cfg: TrainConfig) -> dict[str, float]:
+    """Disk a run needs at most, in MiB: its full checkpoints (core.estimate's count: keep + 1
+    copies and best.pt, 12 bytes a parameter) and its half-precision snapshots (2 bytes a
+    parameter each, the oldest deleted beyond snapshot_cap_mb), and their total."""
+    from core.estimate import checkpoint_disk_mb  # loads the model code (torch)
+    from core.param_count import param_count
+
+    checkpoints = checkpoint_disk_mb(cfg.replace(snapshot_interval=0))
+    one = 2 * param_count(cfg) / MIB
+    snapshots = min(snapshot_count(cfg) * one, max(cfg.snapshot_cap_mb, one))
+    return {"checkpoints": checkpoints, "snapshots": snapshots, "snapshot": one,
+            "total": checkpoints + snapshots}
+
+
+def format_mib(mib: float) -> str:
+    """`512 MiB`, `1.4 GiB`."""
+    if mib >= 1024:
+        return f"{mib / 1024:,.1f} GiB"
+    return f"{mib:,.0f} MiB" if mib >= 10 else f"{mib:,.1f} MiB"
+
+
+def probe_key(cfg: TrainConfig, device: str) -> tuple:
+    """What a timing of a training step depends on (the model's shape, the batch, the dtype and
+    the device), as a hashable key: equal keys share one probe."""
+    fields = (*SHAPE_FIELDS, "seq_len", "micro_batch_size", "dtype")
+    return tuple((name, getattr(cfg, name)) for name in fields) + (("device", device),)
+
+
+def xray_key(cfg: TrainConfig) -> tuple:
+    """The config fields the data X-ray depends on, as a hashable key."""
+    fields = ("data", "val_fraction", "micro_batch_size", "seq_len", "grad_accum_steps",
+              "total_batch_tokens", "nproc", "max_steps")
+    return tuple((name, getattr(cfg, name)) for name in fields)
+
+
+def xray_values(x, cfg: TrainConfig) -> list[str]:
+    """The data X-ray's figures as the page's table shows them (rows: tokens in the data,
+    train / val tokens, tokens per optimizer step, steps per epoch, epochs, parameters per
+    training token), each with what it counts."""
+    return [f"{x.tokens:,}",
+            f"{x.train_tokens:,} / {x.val_tokens:,} (val_fraction {cfg.val_fraction:g})",
+            f"{x.tokens_per_step:,} (micro_batch_size x seq_len x grad_accum_steps x nproc)",
+            f"{x.steps_per_epoch:,.1f} (one pass over the train split)",
+            f"{format_epochs(x.epochs)} (in {cfg.max_steps:,} steps)",
+            f"{x.params_per_token:,.2f}"]
+
+
+def format_epochs(epochs: float) -> str:
+    if epochs == float("inf"):
+        return "∞"
+    return f"{epochs:,.2f}" if epochs < 10 else f"{epochs:,.0f}"

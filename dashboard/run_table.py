@@ -19,25 +19,30 @@ from core.param_count import param_count
 from core.rundir import RunDir
 
 # What a run is and how far it got first, its hyperparameters after (the table scrolls sideways).
-COLUMNS = ("name", "state", "progress", "step", "max steps", "best loss", "last loss",
+COLUMNS = ("name", "title", "state", "progress", "step", "max steps", "best loss", "last loss",
            "best val loss", "best val step", "training time", "tokens seen", "model",
            "params (M)", "max lr", "tokens / step", "seq len", "data", "device", "world size",
-           "created", "error")
-COMPARE_COLUMNS = ("run", "state", "steps", "final loss", "best loss", "best val loss",
+           "created", "note", "error")
+COMPARE_COLUMNS = ("run", "title", "state", "steps", "final loss", "best loss", "best val loss",
                    "best val step", "training time", "tokens seen")
+MARKDOWN_SPECIAL = frozenset("\\`*_{}[]()#+-.!|<>~$")
+NOTE_CELL = 80  # characters of a note shown in a table cell (the Runs page shows it whole)
 HYPERPARAMETER_COLUMNS = ("model", "params (M)", "max lr", "tokens / step", "seq len", "data",
                           "device", "world size")
 
 
-def summary_row(info: RunInfo, summary: RunSummary, config: TrainConfig | None) -> dict:
+def summary_row(info: RunInfo, summary: RunSummary, config: TrainConfig | None,
+                notes: dict | None = None) -> dict:
     """One table row: what the Runs page shows for a run (a pure function of its inputs), its
-    keys in COLUMNS order (the hyperparameters only when the config could be read)."""
+    keys in COLUMNS order (the hyperparameters only when the config could be read; the title
+    only where it differs from the run id, the note's first line)."""
     status = info.status
     max_steps = status.get("max_steps") or (config.max_steps if config else None)
     step = max(int(status.get("step") or 0), summary.last_step)
     created = status.get("created")
     row = {
         "name": info.run_id,
+        **note_cells(info.run_id, notes),
         "state": info.state,
         "step": step,
         "max steps": max_steps,
@@ -68,6 +73,23 @@ def summary_row(info: RunInfo, summary: RunSummary, config: TrainConfig | None) 
     return {name: row[name] for name in COLUMNS if name in row}
 
 
+def note_cells(run_id: str, notes: dict | None) -> dict:
+    """The title (empty where it is the run id, the default) and the note's first line, cut
+    at NOTE_CELL characters, as table cells."""
+    notes = notes or {}
+    title = notes.get("title") or ""
+    lines = (notes.get("note") or "").strip().splitlines()
+    note = lines[0] if lines else ""
+    if len(note) > NOTE_CELL or len(lines) > 1:
+        note = note[:NOTE_CELL].rstrip() + " …"
+    return {"title": "" if title == run_id else title, "note": note}
+
+
+def escape_md(text: str) -> str:
+    """Text shown as itself inside markdown (a title or file name may hold *, _, # or `)."""
+    return "".join("\\" + c if c in MARKDOWN_SPECIAL else c for c in text)
+
+
 def format_duration(seconds: float | None) -> str:
     """`1h 02m`, `3m 05s`, `12s`; empty when unknown."""
     if seconds is None or not math.isfinite(seconds) or seconds < 0:
@@ -91,7 +113,7 @@ def table_rows(infos: list[RunInfo], with_metrics: bool = True) -> list[dict]:
             config = None
         summary = (metrics.cached_summary(info.run.metrics_path) if with_metrics
                    else RunSummary())
-        rows.append(summary_row(info, summary, config))
+        rows.append(summary_row(info, summary, config, info.run.read_notes()))
     return rows
 
 
@@ -101,8 +123,9 @@ def compare_rows(infos: list[RunInfo]) -> list[dict]:
     rows = []
     for info in infos:
         s = metrics.cached_summary(info.run.metrics_path)
+        title = note_cells(info.run_id, info.run.read_notes())["title"]
         rows.append({
-            "run": info.run_id, "state": info.state, "steps": s.last_step,
+            "run": info.run_id, "title": title, "state": info.state, "steps": s.last_step,
             "final loss": s.last_loss, "best loss": s.best_loss,
             "best val loss": s.best_val_loss, "best val step": s.best_val_step,
             "training time": format_duration(s.train_time_s if s.last_step else None),

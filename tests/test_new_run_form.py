@@ -86,3 +86,73 @@ def test_preset_note_uses_the_estimate():
     assert f"about {format_duration(est.time_s)} for 200 steps (a rough guess)" in note
     assert "3.32 M parameters" in note
     assert new_run_form.preset_note("nano", None, 200) == PRESET_NOTES["nano"]
+
+
+def test_init_from_is_the_pages_own_input():
+    base = preset("nano")
+    values = new_run_form.preset_values("nano")
+    assert "nr_init_from" not in values
+    cfg, problems = new_run_form.parse(values, "tinyshakespeare", base, init_from="gpt2")
+    assert cfg.init_from == "gpt2" and problems == {}
+
+
+def test_prefill_values_show_a_runs_config(tmp_path, small_text):
+    cfg = make_tiny_config(small_text, max_lr=1e-3)
+    values = new_run_form.prefill_values(cfg, tmp_path)
+    assert values["nr_n_embd"] == 32 and values["nr_max_lr"] == "0.001"
+    assert values["nr_data_source"] == "a local path" and values["nr_data_path"] == str(small_text)
+    assert values["nr_start"] == "scratch"
+    shakespeare = new_run_form.prefill_values(preset("nano"), tmp_path)
+    assert (shakespeare["nr_data_source"], shakespeare["nr_data_path"]) == ("tiny shakespeare", "")
+    (tmp_path / "parent").mkdir()
+    parent = cfg.replace(init_from=str(tmp_path / "parent"))
+    from_run = new_run_form.prefill_values(parent, tmp_path)
+    assert (from_run["nr_start"], from_run["nr_start_run"]) == ("another run", "parent")
+    from_hf = new_run_form.prefill_values(cfg.replace(init_from="gpt2"), tmp_path)
+    assert (from_hf["nr_start"], from_hf["nr_start_hf"]) == ("GPT-2", "gpt2")
+
+
+def test_copy_name_drops_the_launch_date():
+    assert new_run_form.copy_name("nano-20260101-120000") == "nano"
+    assert new_run_form.copy_name("nano-20260101-120000-3") == "nano"
+    assert new_run_form.copy_name("my_run") == "my_run"
+
+
+@pytest.mark.parametrize("interval, max_steps, count", [(0, 200, 0), (50, 200, 5), (60, 200, 5),
+                                                       (500, 200, 2)])
+def test_snapshot_count_as_the_engine_writes_them(interval, max_steps, count):
+    """Step 0, every interval, and the last step when it is not on the interval."""
+    cfg = preset("nano", snapshot_interval=interval, max_steps=max_steps)
+    assert new_run_form.snapshot_count(cfg) == count
+
+
+def test_disk_need_splits_checkpoints_and_capped_snapshots():
+    from core.estimate import checkpoint_disk_mb
+    from core.param_count import param_count
+
+    cfg = preset("nano", snapshot_interval=50, snapshot_cap_mb=1000)
+    need = new_run_form.disk_need(cfg)
+    one = 2 * param_count(cfg) / 2**20
+    assert need["checkpoints"] == checkpoint_disk_mb(cfg.replace(snapshot_interval=0))
+    assert need["snapshot"] == pytest.approx(one) and need["snapshots"] == pytest.approx(5 * one)
+    assert need["total"] == pytest.approx(need["checkpoints"] + 5 * one)
+    assert new_run_form.disk_need(cfg.replace(snapshot_cap_mb=10))["snapshots"] == 10
+    assert new_run_form.disk_need(preset("nano"))["snapshots"] == 0
+
+
+def test_probe_key_is_the_shape_batch_dtype_and_device():
+    nano = preset("nano")
+    key = new_run_form.probe_key(nano, "cpu")
+    assert key == new_run_form.probe_key(nano.replace(max_steps=9, max_lr=1.0), "cpu")
+    assert key != new_run_form.probe_key(nano.replace(n_embd=96), "cpu")
+    assert key != new_run_form.probe_key(nano, "cuda:0")
+    assert dict(key)["device"] == "cpu" and hash(key)
+
+
+def test_formats():
+    assert new_run_form.format_mib(5.25) == "5.2 MiB"
+    assert new_run_form.format_mib(512) == "512 MiB"
+    assert new_run_form.format_mib(1536) == "1.5 GiB"
+    assert new_run_form.format_epochs(0.3367) == "0.34"
+    assert new_run_form.format_epochs(216.2) == "216"
+    assert new_run_form.format_epochs(float("inf")) == "∞"

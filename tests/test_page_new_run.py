@@ -7,10 +7,11 @@ import pytest
 from streamlit.testing.v1 import AppTest
 
 from conftest import make_tiny_config
-from core import data, launcher, metrics
+from core import data, estimate, launcher, metrics, throughput
 from core.config import preset
 from core.rundir import RunDir
 from dashboard import new_run_form
+from dashboard.run_table import format_duration
 from dashboard.state import SELECTED_RUN
 
 
@@ -41,8 +42,9 @@ def test_preset_fills_every_field_and_estimate_shows(page):
     assert page.number_input(key="nr_n_layer").value == micro.n_layer
     metrics = {m.label: m.value for m in page.metric}
     assert metrics["Parameters"] == "7.25 M"
-    assert metrics["Tokens per step"] == f"{micro.tokens_per_step():,}"
-    assert float(metrics["Steps per epoch"]) > 0
+    xray = xray_of(page)
+    assert xray["tokens per optimizer step"].startswith(f"{micro.tokens_per_step():,} ")
+    assert float(xray["steps per epoch"].split()[0].replace(",", "")) > 0
     assert not page.button(key="nr_launch").disabled
     assert page.session_state["nr_run_name"].startswith("micro-")
 
@@ -129,18 +131,27 @@ def test_an_upload_is_stored_by_core_outside_the_runs_directory(page, runs_dir, 
     assert wait_until_done(run) == "completed"
 
 
+def table_with(at, column: str):
+    return next(t.value for t in at.table if column in t.value.columns)
+
+
+def xray_of(at) -> dict:
+    """The data X-ray table as {figure: value}."""
+    return table_with(at, "figure").set_index("figure")["value"].to_dict()
+
+
 def caption_text(at) -> str:
     return "\n".join(c.value for c in at.caption)
 
 
 def test_memory_in_mib_and_whole_parameter_counts(page):
     page.selectbox(key="nr_preset").set_value("gpt2-124m").run()
-    memory, params = page.table
-    assert list(memory.value.columns) == ["part", "MiB"]  # 2**20 bytes, as computed
-    weights = float(memory.value.set_index("part").loc["weights", "MiB"].replace(",", ""))
+    memory, params = table_with(page, "MiB"), table_with(page, "component")
+    assert list(memory.columns) == ["part", "MiB"]  # 2**20 bytes, as computed
+    weights = float(memory.set_index("part").loc["weights", "MiB"].replace(",", ""))
     assert weights == pytest.approx(124_475_904 * 4 / 2**20, abs=0.1)
     # A static table sized to its text: the 10-digit counts were cut to "321..." before.
-    assert "38,633,472" in list(params.value["parameters"])
+    assert "38,633,472" in list(params["parameters"])
     assert any("B\\*T\\*(16\\*L" in m.value for m in page.markdown)  # products, not italics
 
 
@@ -180,3 +191,178 @@ def test_a_link_with_a_preset_opens_the_form_filled(runs_dir):
     at.selectbox(key="nr_preset").set_value("mini").run()
     assert at.query_params["preset"] == "mini"
     assert open_new_run(preset="no-such").selectbox(key="nr_preset").value == "nano"
+
+
+# --- launch after the current run, and the queue on disk ----------------------------------------
+
+@pytest.fixture
+def busy(runs_dir, small_text):
+    """A run that trains: its status says running, its pid is a sleep this test owns."""
+    import subprocess
+
+    sleeper = subprocess.Popen(["sleep", "600"])
+    run = RunDir.create(runs_dir, "busy", make_tiny_config(small_text))
+    run.write_status(state="running", pid=sleeper.pid, host=socket.gethostname(), step=3)
+    yield run
+    sleeper.kill()
+    sleeper.wait()
+
+
+def test_only_launch_while_nothing_trains(page):
+    assert page.button(key="nr_launch").label == "Launch"
+    assert not [b for b in page.button if b.key == "nr_enqueue"]
+
+
+def test_launch_after_the_current_run_queues_it_and_the_queue_outlives_the_app(
+        busy, runs_dir, small_text):
+    from core import run_queue
+
+    at = open_new_run()
+    assert at.button(key="nr_launch").label == "Launch now"
+    fill(at, make_tiny_config(small_text, max_steps=2, eval_interval=0))
+    at.text_input(key="nr_run_name").input("later").run()
+    at.button(key="nr_enqueue").click().run()
+    assert not at.exception, at.exception
+    assert run_queue.queued(runs_dir) == ["later"]
+    assert RunDir(runs_dir / "later").read_status()["state"] == "waiting"
+    assert "Queued **later**: number 1 of 1 in the queue" in at.success[0].value
+    assert at.text_input(key="nr_run_name").value != "later"  # a fresh name for the next one
+    at.text_input(key="nr_run_name").input("later-2").run()
+    at.button(key="nr_enqueue").click().run()
+    assert "number 2 of 2" in at.success[0].value
+    # A fresh app (a restart): the queue is on disk, and the Runs page lists it in order.
+    again = AppTest.from_file("../dashboard/app.py", default_timeout=30)
+    again.run()
+    listed = [m.value.split("`")[1] for m in again.markdown if "`later" in m.value]
+    assert listed == ["later", "later-2"]
+    assert busy.read_status()["state"] == "running"
+
+
+# --- before launch: the data X-ray, disk, time --------------------------------------------------
+
+def metric_values(at) -> dict:
+    return {m.label: m.value for m in at.metric}
+
+
+def test_data_xray_of_the_default_run(page):
+    shown = {figure: value.split(" (")[0] for figure, value in xray_of(page).items()}
+    assert shown["tokens in the data"] == "338,025"
+    assert shown["train / val tokens"] == "304,223 / 33,802"
+    assert shown["tokens per optimizer step"] == "512"  # 8 x 64 x 1 x 1
+    assert shown["steps per epoch"] == "594.0"  # 304,222 // 512 whole micro batches
+    assert shown["epochs"] == "0.34"  # 200 steps
+    assert shown["parameters per training token"] == f"{3_323_776 / 304_223:,.2f}"
+    assert not page.warning  # a third of an epoch: nothing to warn about
+    where = [m.value for m in page.markdown if "times; first at" in m.value]
+    assert len(where) == 3 and "tinyshakespeare\\.txt line" in where[0]
+    assert any("KING RICHARD III:" in c.value for c in page.code)  # the passage as text
+
+
+def test_a_long_run_is_warned_that_it_will_memorize(page):
+    page.selectbox(key="nr_preset").set_value("gpt2-124m").run()
+    assert xray_of(page)["epochs"] == "216 (in 2,000 steps)"
+    assert page.warning[0].value == ("2,000 steps x 32,768 tokens = 216 epochs of this text: "
+                                     "expect it to memorize.")
+
+
+def test_disk_figures(page):
+    from core.estimate import checkpoint_disk_mb
+
+    nano = preset("nano")
+    shown = metric_values(page)
+    assert shown["Checkpoints on disk"] == new_run_form.format_mib(checkpoint_disk_mb(nano))
+    assert shown["Snapshots"] == "off"
+    page.number_input(key="nr_snapshot_interval").set_value(50).run()
+    one = 2 * 3_323_776 / 2**20  # half-precision weights
+    assert metric_values(page)["Snapshots"] == new_run_form.format_mib(5 * one)  # 0,50,...,200
+    page.number_input(key="nr_snapshot_cap_mb").set_value(10).run()
+    assert metric_values(page)["Snapshots"] == "10 MiB"  # the cap
+    disk = next(c.value for c in page.caption if c.value.startswith("Disk needed at most"))
+    assert "free where the run is written" in disk
+
+
+FIXED_PROBE = throughput.Probe(train_tokens_per_sec=1000.0, eval_tokens_per_sec=3000.0,
+                               sample_s_per_token=0.001, seconds=0.1, load_avg=0.5)
+
+
+@pytest.fixture
+def probes(monkeypatch):
+    """throughput.probe replaced by a fixed timing; the calls it got, by n_embd."""
+    import streamlit as st
+
+    calls = []
+    monkeypatch.setattr(throughput, "probe",
+                        lambda cfg, where: calls.append((cfg.n_embd, where)) or FIXED_PROBE)
+    st.cache_data.clear()  # a probe cached by an earlier test would hide the call
+    yield calls
+    st.cache_data.clear()
+
+
+def test_an_unseen_small_shape_is_timed_by_a_probe(runs_dir, probes):
+    at = open_new_run()
+    assert probes == [(64, "cpu")]  # nano's shape, once (the note and the panel share it)
+    note = caption_text(at)
+    assert "Measured: a few real training steps of this shape just now (1,000 tokens/s, " \
+           "machine load 0.5)" in note
+    est = estimate.estimate(preset("nano"), n_tokens=338_025, probe=FIXED_PROBE)
+    assert metric_values(at)["Estimated time"] == format_duration(est.time_s)
+    at.number_input(key="nr_n_embd").set_value(96).run()
+    assert probes[-1] == (96, "cpu")
+    at.number_input(key="nr_n_embd").set_value(64).run()
+    assert len(probes) == 2  # cached per shape
+
+
+def test_a_big_shape_is_timed_only_when_asked(runs_dir, probes):
+    at = open_new_run(preset="gpt2-124m")
+    assert probes == [] and "Rough guess" in caption_text(at)
+    at.button(key="nr_probe").click().run()
+    assert probes == [(768, "cpu")]
+    assert "a few real training steps of this shape" in caption_text(at)
+    assert not [b for b in at.button if b.key == "nr_probe"]
+
+
+# --- start from another run or GPT-2 -------------------------------------------------------------
+
+@pytest.fixture
+def trained(runs_dir, trained_run):
+    import shutil
+
+    shutil.copytree(trained_run.path, runs_dir / "trained")
+    return RunDir(runs_dir / "trained")
+
+
+def test_start_from_another_run_takes_its_shape_read_only(trained, runs_dir, monkeypatch):
+    launched = []
+    monkeypatch.setattr(launcher, "launch", lambda cfg, root, name: launched.append(cfg) or name)
+    at = open_new_run()
+    at.radio(key="nr_start").set_value("another run").run()
+    assert at.selectbox(key="nr_start_run").value == "trained"
+    for name, value in dict(n_layer=2, n_head=2, n_embd=32, block_size=32).items():
+        field = at.number_input(key=f"nr_{name}")
+        assert field.value == value and field.disabled, name
+    assert not at.number_input(key="nr_max_steps").disabled
+    assert "seq_len" in errors(at)  # nano's 64 tokens do not fit the source's 32 positions
+    at.number_input(key="nr_seq_len").set_value(32).run()
+    assert not errors(at)
+    at.button(key="nr_launch").click().run()
+    assert launched[0].init_from == str(trained.path.resolve()) and launched[0].n_embd == 32
+
+
+def test_start_from_a_bad_gpt2_folder_says_why_and_disables_launch(page, tmp_path):
+    folder = tmp_path / "not-gpt2"
+    folder.mkdir()
+    (folder / "config.json").write_text('{"model_type": "bert"}')
+    page.radio(key="nr_start").set_value("GPT-2").run()
+    assert page.text_input(key="nr_start_hf").value == "gpt2"
+    page.text_input(key="nr_start_hf").input(str(folder)).run()
+    assert f"init_from**: {folder}/config.json is not a GPT-2 config" in errors(page)
+    assert page.button(key="nr_launch").disabled
+    assert not page.number_input(key="nr_n_embd").disabled  # no shape was read
+    page.radio(key="nr_start").set_value("scratch").run()
+    assert not errors(page) and not page.number_input(key="nr_n_embd").disabled
+
+
+def test_start_from_a_run_needs_one_with_a_checkpoint(page):
+    page.radio(key="nr_start").set_value("another run").run()
+    assert "no run in this runs directory has a checkpoint yet" in errors(page)
+    assert page.button(key="nr_launch").disabled

@@ -234,3 +234,138 @@ def test_compare_selection_survives_visiting_another_page(runs, runs_dir):
     at.switch_page("views/new_run.py").run()
     at.switch_page("views/runs.py").run()
     assert at.multiselect(key="runs_compare").value == ["done", "broken"]
+
+
+# --- resume, continue, title and note, new run from this one ------------------------------------
+
+@pytest.fixture
+def trained(runs_dir, trained_run):
+    """A completed run with checkpoints up to its max_steps (12), inside runs_dir."""
+    import shutil
+
+    shutil.copytree(trained_run.path, runs_dir / "trained")
+    return RunDir(runs_dir / "trained")
+
+
+def test_resume_is_disabled_on_a_completed_run_with_the_reason(trained, runs_dir):
+    at = open_runs_page(runs_dir, run="trained")
+    resume = at.button(key="runs_resume")
+    assert resume.disabled
+    assert resume.help == "Completed: use Continue training with a higher max_steps"
+
+
+def test_continue_training_passes_the_chosen_values(trained, runs_dir, monkeypatch):
+    calls = []
+    monkeypatch.setattr("core.launcher.continue_run",
+                        lambda run, n, t: calls.append((run.run_id, n, t)))
+    at = open_runs_page(runs_dir, run="trained")
+    assert at.number_input(key="runs_more_steps_trained").value == 24  # twice max_steps
+    note = " ".join(c.value for c in at.caption)
+    assert "the cosine ends at step 12 as planned" in note and "min_lr (0.0003)" in note
+    at.number_input(key="runs_more_steps_trained").set_value(40).run()
+    at.number_input(key="runs_more_target_trained").set_value(0.5).run()
+    at.button(key="runs_more_go_trained").click().run()
+    assert calls == [("trained", 40, 0.5)] and not at.exception
+
+
+def test_title_and_note_are_stored_and_shown(runs, runs_dir):
+    at = open_runs_page(runs_dir, run="done")
+    assert "title" not in at.dataframe[0].value.columns  # no run has one yet
+    at.text_input(key="runs_title_done").input("baseline *3e-3*")
+    at.text_area(key="runs_note_done").input("no warmup\nloss flat after step 3")
+    at.button(key="runs_notes_save_done").click().run()
+    assert runs["done"].read_notes() == {"title": "baseline *3e-3*",
+                                         "note": "no warmup\nloss flat after step 3"}
+    table = at.dataframe[0].value
+    assert list(table.columns)[:2] == ["name", "title"]
+    assert table.set_index("name").loc["done", "title"] == "baseline *3e-3*"
+    assert table.set_index("name").loc["done", "note"] == "no warmup …"
+    assert any(t.value == "no warmup\nloss flat after step 3" for t in at.text)  # whole, as text
+    assert any("baseline \\*3e\\-3\\*" in m.value for m in at.markdown)  # escaped, not italics
+
+
+def test_a_title_that_is_refused_says_why(runs, runs_dir):
+    at = open_runs_page(runs_dir, run="done")
+    at.text_input(key="runs_title_done").input("   ")
+    at.button(key="runs_notes_save_done").click().run()
+    assert any("title: give 1-80 characters" in e.value for e in at.error)
+    assert runs["done"].read_notes()["title"] == "done"
+
+
+def test_new_run_from_this_one_fills_the_form_once(runs, runs_dir, small_text):
+    at = open_runs_page(runs_dir, run="done")
+    at.button(key="runs_copy").click().run()
+    assert not at.exception, at.exception
+    cfg = runs["done"].read_config()
+    assert at.number_input(key="nr_n_embd").value == cfg.n_embd == 32
+    assert at.number_input(key="nr_max_steps").value == cfg.max_steps == 10
+    assert at.text_input(key="nr_max_lr").value == "0.003"
+    assert at.radio(key="nr_data_source").value == "a local path"
+    assert at.text_input(key="nr_data_path").value == str(small_text)
+    assert at.text_input(key="nr_run_name").value.startswith("done-")
+    assert any("Filled in from run" in i.value for i in at.info)
+    at.number_input(key="nr_n_layer").set_value(3).run()  # loaded once: an edit stays
+    at.run()
+    assert at.number_input(key="nr_n_layer").value == 3
+    assert at.number_input(key="nr_n_embd").value == 32
+
+
+# --- the run queue ----------------------------------------------------------------------------
+
+def queue_of(runs_dir) -> list[str]:
+    from core import run_queue
+
+    return run_queue.queued(runs_dir)
+
+
+def test_queue_panel_lists_moves_removes_and_clears(runs, runs_dir, small_text):
+    """While 'live' trains nothing starts: the panel shows the queue and changes it."""
+    from core import run_queue
+
+    for name in ("q1", "q2", "q3"):
+        run_queue.enqueue(make_tiny_config(small_text), runs_dir, name)
+    at = open_runs_page(runs_dir)
+    listed = [m.value for m in at.markdown if "`q" in m.value]
+    assert [line.split("`")[1] for line in listed] == ["q1", "q2", "q3"]
+    assert "Stopping the current run lets the next one start" in " ".join(
+        c.value for c in at.caption)
+    assert at.button(key="runs_q_up_q1").disabled and at.button(key="runs_q_down_q3").disabled
+    table = at.dataframe[0].value.set_index("name")
+    assert table.loc["q2", "state"] == "waiting"
+    at.button(key="runs_q_down_q1").click().run()
+    assert queue_of(runs_dir) == ["q2", "q1", "q3"]
+    at.button(key="runs_q_up_q3").click().run()
+    assert queue_of(runs_dir) == ["q2", "q3", "q1"]
+    at.button(key="runs_q_remove_q3").click().run()
+    assert queue_of(runs_dir) == ["q2", "q1"] and not (runs_dir / "q3").exists()
+    listed = [m.value for m in at.markdown if "`q" in m.value]
+    assert [line.split("`")[1] for line in listed] == ["q2", "q1"]
+    at.button(key="runs_q_clear").click().run()
+    assert queue_of(runs_dir) == [] and not (runs_dir / "q1").exists()
+    assert "No runs are waiting" in " ".join(c.value for c in at.caption)
+    assert runs["live"].read_status()["state"] == "running"  # the queue never touched it
+
+
+def test_the_app_starts_the_next_queued_run_on_a_page_load(runs_dir, small_text, monkeypatch):
+    """Nothing trains: the first page load starts the queue's first run (and says so)."""
+    from core import launcher, run_queue
+
+    started = []
+    monkeypatch.setattr(launcher, "launch_prepared", lambda run: started.append(run.run_id)
+                        or run.run_id)
+    run_queue.enqueue(make_tiny_config(small_text), runs_dir, "first")
+    run_queue.enqueue(make_tiny_config(small_text), runs_dir, "second")
+    at = open_runs_page(runs_dir)
+    assert started == ["first"] and queue_of(runs_dir) == ["second"]
+    assert any("Started first from the run queue" in t.value for t in at.toast)
+
+
+def test_a_broken_queue_never_breaks_a_page(runs_dir, monkeypatch):
+    from core import run_queue
+
+    def broken(root):
+        raise OSError("disk on fire")
+
+    monkeypatch.setattr(run_queue, "start_next", broken)
+    at = open_runs_page(runs_dir)
+    assert "No runs yet" in at.info[0].value

@@ -47,12 +47,30 @@ def test_compare_rows_summarise_each_run(tmp_path, small_text):
     b = RunDir.create(tmp_path, "b", make_tiny_config(small_text))
     write_metrics(a, [5.0, 3.0, 3.5, 3.2], vals=[(2, 4.0), (4, 3.6)])
     rows = run_table.compare_rows([info_of(a), info_of(b, "running")])
-    assert rows[0] == {"run": "a", "state": "completed", "steps": 4, "final loss": 3.2,
+    assert rows[0] == {"run": "a", "title": "", "state": "completed", "steps": 4, "final loss": 3.2,
                        "best loss": 3.0, "best val loss": 3.6, "best val step": 4,
                        "training time": "1m 05s", "tokens seen": 1024}
     assert rows[1]["steps"] == 0 and rows[1]["final loss"] is None
     assert rows[1]["training time"] == ""
     assert all(list(r) == list(run_table.COMPARE_COLUMNS) for r in rows)
+
+
+def test_title_and_note_cells(tmp_path, small_text):
+    run = RunDir.create(tmp_path, "r", make_tiny_config(small_text))
+    row = run_table.summary_row(info_of(run), metrics.RunSummary(), None, run.read_notes())
+    assert (row["title"], row["note"]) == ("", "")  # the default title is the run id: no echo
+    assert list(row)[:3] == ["name", "title", "state"]
+    run.write_notes(title="wider *heads*", note="first line\nsecond line")
+    rows = run_table.table_rows([info_of(run)], with_metrics=False)
+    assert (rows[0]["title"], rows[0]["note"]) == ("wider *heads*", "first line …")
+    assert run_table.compare_rows([info_of(run)])[0]["title"] == "wider *heads*"
+    long = run_table.note_cells("r", {"title": "r", "note": "x" * 200})
+    assert long == {"title": "", "note": "x" * run_table.NOTE_CELL + " …"}
+
+
+def test_escape_md_shows_text_as_itself():
+    assert run_table.escape_md("a_b *c* `d` [e](f) #1") == (
+        "a\\_b \\*c\\* \\`d\\` \\[e\\]\\(f\\) \\#1")
 
 
 def test_differing_hyperparameters(small_text):

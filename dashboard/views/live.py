@@ -12,7 +12,7 @@ import streamlit as st
 from core import launcher, metrics
 from core.config import ConfigError
 from core.rundir import ACTIVE_STATES, CRASHED, RunDir, list_run_dirs
-from dashboard import live_view
+from dashboard import live_view, run_actions
 from dashboard.colors import run_color
 from dashboard.live_data import (OVERLAYS, X_AXES, build_figures, eta_seconds, overfitting_since,
                                  sample_timeline, series_for, tail_text)
@@ -115,36 +115,7 @@ def run_controls(run: RunDir, state: str) -> None:
         st.session_state["pg_run"] = rid  # the Playground's run picker
         st.switch_page("views/playground.py")
     with continue_col:
-        continue_training(run, state)
-
-
-def continue_training(run: RunDir, state: str) -> None:
-    """A popover to train a run further than planned: a new max_steps (and target loss)."""
-    step = launcher.checkpoint_step(run)
-    if state in ACTIVE_STATES or step is None:
-        st.button("Continue training", key=f"live_more_{run.run_id}", disabled=True,
-                  width="stretch", help="Needs a run that is not training and has a checkpoint")
-        return
-    with st.popover("Continue training", width="stretch",
-                    help="Train further than planned, from the latest checkpoint"):
-        cfg = run.read_config()
-        stopped_at_target = "target loss" in str(run.read_status().get("reason") or "")
-        max_steps = st.number_input("Train up to step", min_value=step + 1,
-                                    value=max(step + 1, 2 * cfg.max_steps), step=1,
-                                    key=f"live_more_steps_{run.run_id}")
-        target = st.number_input("Target loss (0 = off)", min_value=0.0,
-                                 value=0.0 if stopped_at_target else float(cfg.target_loss),
-                                 format="%.3f", key=f"live_more_target_{run.run_id}")
-        st.caption(f"The learning-rate schedule keeps its length: the cosine ends at step "
-                   f"{cfg.lr_decay_steps or cfg.max_steps:,} as planned, and the extra steps "
-                   f"train at min_lr ({cfg.min_lr:g}).")
-        if st.button("Continue", key=f"live_more_go_{run.run_id}", type="primary"):
-            try:
-                launcher.continue_run(run, int(max_steps), float(target))
-            except ConfigError as e:
-                st.error(str(e))
-            else:
-                st.rerun()
+        run_actions.continue_training(run, state, "live")
 
 
 def _cards(step: int, max_steps: int, eta: float | None, state: str, series, summary, status,

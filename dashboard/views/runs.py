@@ -8,11 +8,11 @@ The selected run, the compared runs and the main controls are in the URL.
 
 import streamlit as st
 
-from core import launcher, metrics
+from core import launcher, metrics, rundir, run_queue
 from core.config import ConfigError
 from core.launcher import RunInfo
 from core.rundir import ACTIVE_STATES
-from dashboard import run_table, state
+from dashboard import run_actions, run_table, state
 
 STATE_ORDER = ("running", "queued", "waiting", "completed", "stopped", "failed", "crashed",
                "damaged")
@@ -62,6 +62,9 @@ def dataframe(rows: list[dict], key: str | None, columns: tuple[str, ...]) -> No
     for column in ("last loss", "best loss", "best val loss", "final loss"):
         if column in table:
             table[column] = pd.to_numeric(table[column], errors="coerce")
+    for column in ("title", "note"):  # shown once some run has one
+        if column in table and not table[column].astype(bool).any():
+            table = table.drop(columns=column)
     st.dataframe(table, key=key, hide_index=True, width="stretch",
                  column_order=[c for c in columns if c in table],
                  column_config={k: v for k, v in TABLE_CONFIG.items() if k in table})
@@ -112,11 +115,18 @@ def pick_run(ids: list[str]) -> str:
 
 
 def run_line(info: RunInfo) -> None:
-    """State and step of the run; for a failed or crashed run, what went wrong."""
+    """Title, state and step of the run, its note; for a failed or crashed run, what went
+    wrong."""
     # metrics.jsonl has every step; status.json's step is a heartbeat, at most once a second.
     summary = metrics.cached_summary(info.run.metrics_path)
     step = max(info.status.get("step") or 0, summary.last_step)
-    st.markdown(f"State: **{info.state}** · step {step} / {info.status.get('max_steps', '?')}")
+    notes = info.run.read_notes()
+    title = notes["title"] if notes["title"] != info.run_id else ""
+    title = f"**{run_table.escape_md(title)}** · " if title else ""
+    st.markdown(f"{title}State: **{info.state}** · step {step} / "
+                f"{info.status.get('max_steps', '?')}")
+    if notes["note"]:
+        st.text(notes["note"])  # plain text: a note is never read as markdown or HTML
     if info.state in ("failed", "crashed", "damaged"):
         checkpoints = info.run.checkpoints()
         resume_from = (f"Resume continues from the checkpoint at step {checkpoints[-1][0]}."
@@ -126,23 +136,32 @@ def run_line(info: RunInfo) -> None:
 
 
 def action_buttons(info: RunInfo) -> None:
-    """Open live view, Stop, Resume, Delete (asks first) and the metrics CSV of one run."""
+    """Open live view, Stop, Resume (where it would train something), Continue training;
+    New run from this one, title and note, Delete (asks first) and the metrics CSV."""
     active = info.state in ACTIVE_STATES
-    has_checkpoint = info.run.latest_checkpoint() is not None
-    open_col, stop_col, resume_col, delete_col, csv_col = st.columns(5)
+    open_col, stop_col, resume_col, more_col = st.columns(4)
     if open_col.button("Open live view", key="runs_open", width="stretch"):
         state.select_run(info.run_id)
         st.switch_page("views/live.py")
     if stop_col.button("Stop", key="runs_stop", disabled=not active, width="stretch",
-                       help="Checkpoint and stop after the current step"):
+                       help="Checkpoint and stop after the current step; the next queued run "
+                            "then starts"):
         launcher.stop(info.run, wait=False)
         st.toast(f"Stop requested for {info.run_id}: it checkpoints and ends after the current "
                  "step.")
         st.rerun()
-    if resume_col.button("Resume", key="runs_resume", disabled=active or not has_checkpoint,
-                         width="stretch", help="Continue from the latest checkpoint"
-                         if has_checkpoint else "No checkpoint yet: nothing to resume from"):
+    can, why = run_actions.resume_reason(info.run)
+    if resume_col.button("Resume", key="runs_resume", disabled=not can, width="stretch",
+                         help=why):
         resume(info)
+    with more_col:
+        run_actions.continue_training(info.run, info.state, "runs")
+    copy_col, notes_col, delete_col, csv_col = st.columns(4)
+    if copy_col.button("New run from this one", key="runs_copy", width="stretch",
+                       help="Open the New run form filled with this run's settings"):
+        run_actions.open_new_run_from(info.run)
+    with notes_col:
+        notes_editor(info)
     if delete_col.button("Delete", key="runs_delete", disabled=active, width="stretch",
                          help="Stop it first" if active else "Remove the run directory"):
         st.session_state["runs_confirm_delete"] = info.run_id
@@ -152,10 +171,35 @@ def action_buttons(info: RunInfo) -> None:
                             disabled=not info.run.metrics_path.exists())
 
 
+def notes_editor(info: RunInfo) -> None:
+    """A popover to give the run a title (shown in the table; the run id never changes) and a
+    free-text note, stored in the run directory."""
+    rid = info.run_id
+    with st.popover("Title and note", width="stretch",
+                    help="Rename the run for the tables and keep a note with it"):
+        notes = info.run.read_notes()
+        st.session_state.setdefault(f"runs_title_{rid}", notes["title"])
+        st.session_state.setdefault(f"runs_note_{rid}", notes["note"])
+        with st.form(f"runs_notes_{rid}", border=False):
+            title = st.text_input("Title", key=f"runs_title_{rid}", max_chars=rundir.TITLE_MAX,
+                                  help="Shown beside the run id in the tables")
+            note = st.text_area("Note", key=f"runs_note_{rid}", max_chars=rundir.NOTE_MAX,
+                                placeholder="What this run tries, what you saw...")
+            saved = st.form_submit_button("Save", key=f"runs_notes_save_{rid}", type="primary")
+        if saved:
+            try:
+                info.run.write_notes(title=title, note=note)
+            except (ConfigError, OSError) as e:
+                st.error(str(e))
+            else:
+                st.toast(f"Saved the title and note of {rid}.")
+                st.rerun()
+
+
 def resume(info: RunInfo) -> None:
     try:
         launcher.resume(info.run)
-    except ConfigError as e:
+    except (ConfigError, OSError) as e:
         st.error(str(e))
     else:
         state.select_run(info.run_id)
@@ -196,6 +240,74 @@ def selected_panel(runs_root, run_id: str, was_active: bool) -> None:
     action_buttons(infos[0])
     confirm_delete(infos[0])
     rerun_when_settled(was_active, infos)
+
+
+# --- the run queue ----------------------------------------------------------------------------
+
+def queue_row(runs_root, position: int, run_id: str, last: int) -> None:
+    """One waiting run: its place, name, title and size, and Up / Down / Remove."""
+    run = rundir.RunDir(runs_root / run_id)
+    try:
+        cfg = run.read_config()
+        title = run_table.note_cells(run_id, run.read_notes())["title"]
+        what = " · ".join([f"{cfg.n_layer}L x {cfg.n_embd}C", f"{cfg.max_steps:,} steps",
+                           *([title] if title else [])])
+    except ConfigError as e:
+        what = f"config unreadable: {e}"
+    cols = st.columns([5, 1, 1, 1], vertical_alignment="center")
+    cols[0].markdown(f"**{position + 1}.** `{run_id}` · {run_table.escape_md(what)}")
+    moved = None
+    if cols[1].button("Up", key=f"runs_q_up_{run_id}", disabled=position == 0, width="stretch",
+                      help="Start it one place earlier"):
+        moved = -1
+    if cols[2].button("Down", key=f"runs_q_down_{run_id}", disabled=position == last,
+                      width="stretch", help="Start it one place later"):
+        moved = 1
+    if cols[3].button("Remove", key=f"runs_q_remove_{run_id}", width="stretch",
+                      help="Take it out of the queue and delete its (never started) run "
+                           "directory"):
+        queue_change(run_queue.remove, run_id, runs_dir=runs_root)
+    if moved:
+        queue_change(run_queue.move, run_id, offset=moved, runs_dir=runs_root)
+
+
+def queue_change(change, *args, **kwargs) -> None:
+    """Apply a change to the queue, then rerun the page (the table shows the waiting runs); a
+    run that started or left the queue meanwhile is said so."""
+    try:
+        change(*args, **kwargs)
+    except (ConfigError, OSError) as e:
+        st.error(str(e))
+    else:
+        st.rerun()
+
+
+def queue_panel(runs_root, shown: list[str]) -> None:
+    """The waiting runs in the order they start, with Up / Down / Remove and Clear queue;
+    reread on every refresh while a run trains (the whole page reruns once the queue moved)."""
+    waiting = run_queue.queued(runs_root)
+    if waiting != shown:
+        st.rerun()  # a run started (or another tab changed the queue): redraw everything
+    if not waiting:
+        st.caption("No runs are waiting. On the New run page, \"Launch after the current run "
+                   "ends\" adds a run here.")
+        return
+    st.caption("These runs start one after another, each when nothing else in this runs "
+               "directory is training. Stopping the current run lets the next one start.")
+    for position, run_id in enumerate(waiting):
+        queue_row(runs_root, position, run_id, len(waiting) - 1)
+    with st.popover("Clear queue", help="Remove every waiting run"):
+        st.markdown(f"Remove all {len(waiting)} waiting runs and their (never started) run "
+                    "directories?")
+        if st.button("Yes, clear the queue", key="runs_q_clear", type="primary"):
+            queue_change(run_queue.clear, runs_dir=runs_root)
+
+
+def queue_section(runs_root, infos: list[RunInfo]) -> None:
+    st.subheader("Queue")
+    waiting = run_queue.queued(runs_root)
+    every = refresh_every(infos) if waiting else None
+    st.fragment(queue_panel, run_every=every)(runs_root, waiting)
 
 
 # --- compare -----------------------------------------------------------------------------------
@@ -320,6 +432,7 @@ def main() -> None:
     every = refresh_every([info])
     st.fragment(selected_panel, run_every=every)(runs_root, selected, every is not None)
 
+    queue_section(runs_root, infos)
     chosen = compare_section(runs_root, infos)
     state.to_url(run=selected, compare=chosen,
                  states=None if set(shown) == set(STATE_ORDER) else shown)

@@ -1,0 +1,84 @@
+"""Run controls shared by the Runs and Live pages: Resume (enabled only where it would train
+something) and Continue training (a new max_steps and target loss).
+
+Each page passes its own key prefix, so the widgets of both pages never share state.
+"""
+
+from __future__ import annotations
+
+import streamlit as st
+
+from core import launcher
+from core.config import ConfigError
+from core.rundir import ACTIVE_STATES, RunDir
+
+
+def resume_reason(run: RunDir) -> tuple[bool, str]:
+    """(whether Resume would train anything, the launcher's reason as a sentence)."""
+    try:
+        can, why = launcher.can_resume(run)
+    except (ConfigError, OSError) as e:  # a damaged config.json
+        can, why = False, f"cannot read the run: {e}"
+    return can, why[:1].upper() + why[1:]
+
+
+def schedule_note(cfg) -> str:
+    """What continuing does to the learning rate, in the words both pages use."""
+    return (f"The learning-rate schedule keeps its length: the cosine ends at step "
+            f"{cfg.lr_decay_steps or cfg.max_steps:,} as planned, and the extra steps train at "
+            f"min_lr ({cfg.min_lr:g}).")
+
+
+def continue_training(run: RunDir, state: str, prefix: str) -> None:
+    """A popover to train a run further than planned: a new max_steps (and target loss), passed
+    to launcher.continue_run. Its widgets' keys are `{prefix}_more_*_{run id}`."""
+    rid = run.run_id
+    step = launcher.checkpoint_step(run)
+    if state in ACTIVE_STATES or step is None:
+        st.button("Continue training", key=f"{prefix}_more_{rid}", disabled=True,
+                  width="stretch", help="Needs a run that is not training and has a checkpoint")
+        return
+    with st.popover("Continue training", width="stretch",
+                    help="Train further than planned, from the latest checkpoint"):
+        try:
+            cfg = run.read_config()
+        except ConfigError as e:
+            st.error(str(e))
+            return
+        stopped_at_target = "target loss" in str(run.read_status().get("reason") or "")
+        max_steps = st.number_input("Train up to step", min_value=step + 1,
+                                    value=max(step + 1, 2 * cfg.max_steps), step=1,
+                                    key=f"{prefix}_more_steps_{rid}")
+        target = st.number_input("Target loss (0 = off)", min_value=0.0,
+                                 value=0.0 if stopped_at_target else float(cfg.target_loss),
+                                 format="%.3f", key=f"{prefix}_more_target_{rid}")
+        st.caption(f"Continues from the checkpoint at step {step:,}. {schedule_note(cfg)}")
+        if st.button("Continue", key=f"{prefix}_more_go_{rid}", type="primary"):
+            try:
+                launcher.continue_run(run, int(max_steps), float(target))
+            except ConfigError as e:
+                st.error(str(e))
+            else:
+                st.toast(f"Continuing {rid} up to step {int(max_steps):,}.")
+                st.rerun()
+
+
+# --- "New run from this one": a run's config handed to the New run page ----------------------
+_PREFILL = "new_run_prefill"
+
+
+def open_new_run_from(run: RunDir) -> None:
+    """Open the New run page with its form filled from run's config (it loads it once)."""
+    try:
+        cfg = run.read_config()
+    except ConfigError as e:
+        st.error(f"Cannot copy {run.run_id}: {e}")
+        return
+    st.session_state[_PREFILL] = {"run_id": run.run_id, "config": cfg.to_dict()}
+    st.switch_page("views/new_run.py")
+
+
+def take_prefill() -> dict | None:
+    """The {"run_id", "config"} that "New run from this one" left for the New run page, once:
+    it is gone after this call."""
+    return st.session_state.pop(_PREFILL, None)
