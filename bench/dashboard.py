@@ -57,7 +57,7 @@ class Writer:
 
     def __init__(self, run, seed: int = 0):
         self.rng = random.Random(seed)
-        self.f = run.open_metrics()
+        self.f = open(run.metrics_path, "a", buffering=1)
         self.step, self.t = 0, 1.7e9
         self.tokens_per_step = 8 * 64
 

@@ -60,11 +60,23 @@ def checkpoint_disk_mb(cfg: TrainConfig) -> float:
     interval = cfg.checkpoint_interval
     saves = -(-cfg.max_steps // interval) if interval else 1  # the last one at the end
     copies = min(cfg.keep_checkpoints + 1, saves) if cfg.keep_checkpoints else saves
-    total = (copies + (1 if cfg.eval_interval else 0)) * size
-    if cfg.snapshot_interval:
-        snapshots = cfg.max_steps // cfg.snapshot_interval
-        total += min(cfg.snapshot_cap_mb, snapshots * 2 * param_count(cfg) / MB)
-    return total
+    return (copies + (1 if cfg.eval_interval else 0)) * size + snapshot_disk_mb(cfg)
+
+
+def snapshot_count(cfg: TrainConfig) -> int:
+    """Weights-only snapshots a run writes: the untrained model, one every snapshot_interval
+    steps, and the last step (0 when snapshots are off)."""
+    interval = cfg.snapshot_interval
+    if not interval:
+        return 0
+    return 1 + cfg.max_steps // interval + (1 if cfg.max_steps % interval else 0)
+
+
+def snapshot_disk_mb(cfg: TrainConfig) -> float:
+    """Disk the half-precision snapshots need at most: 2 bytes a parameter each, the oldest
+    deleted beyond snapshot_cap_mb (the newest is always kept)."""
+    one = 2 * param_count(cfg) / MB
+    return min(snapshot_count(cfg) * one, max(cfg.snapshot_cap_mb, one)) if cfg.snapshot_interval else 0.0
 
 
 @dataclass

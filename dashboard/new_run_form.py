@@ -178,27 +178,17 @@ def copy_name(run_id: str) -> str:
 
 # --- before launch: disk and timing -------------------------------------------------------------
 
-def snapshot_count(cfg: TrainConfig) -> int:
-    """Weights-only snapshots a run writes: the untrained model, one every snapshot_interval
-    steps, and the last step (0 when snapshots are off)."""
-    interval = cfg.snapshot_interval
-    if not interval:
-        return 0
-    return 1 + cfg.max_steps // interval + (1 if cfg.max_steps % interval else 0)
-
-
 def disk_need(cfg: TrainConfig) -> dict[str, float]:
     """Disk a run needs at most, in MiB: its full checkpoints (core.estimate's count: keep + 1
     copies and best.pt, 12 bytes a parameter) and its half-precision snapshots (2 bytes a
     parameter each, the oldest deleted beyond snapshot_cap_mb), and their total."""
-    from core.estimate import checkpoint_disk_mb  # loads the model code (torch)
+    from core.estimate import checkpoint_disk_mb, snapshot_disk_mb  # loads the model code (torch)
     from core.param_count import param_count
 
     checkpoints = checkpoint_disk_mb(cfg.replace(snapshot_interval=0))
-    one = 2 * param_count(cfg) / MIB
-    snapshots = min(snapshot_count(cfg) * one, max(cfg.snapshot_cap_mb, one))
-    return {"checkpoints": checkpoints, "snapshots": snapshots, "snapshot": one,
-            "total": checkpoints + snapshots}
+    snapshots = snapshot_disk_mb(cfg)
+    return {"checkpoints": checkpoints, "snapshots": snapshots,
+            "snapshot": 2 * param_count(cfg) / MIB, "total": checkpoints + snapshots}
 
 
 def format_mib(mib: float) -> str:

@@ -1,6 +1,7 @@
 """Shared fixtures: offline tokenizer and data, a temp runs dir, tiny configs that train in seconds."""
 
 import os
+import time
 from pathlib import Path
 
 import pytest
@@ -16,6 +17,20 @@ os.environ.setdefault("OMP_NUM_THREADS", "1")
 if SHARED_DATA.is_dir():
     os.environ.setdefault("TIKTOKEN_CACHE_DIR", str(SHARED_DATA / "tiktoken_cache"))
     os.environ.setdefault("GPT_DATA_DIR", str(SHARED_DATA))
+
+
+WAIT_S = 180  # generous: this machine's two cores are shared with other test runs
+
+
+def wait_for(predicate, what: str, timeout: float = WAIT_S):
+    """The first truthy value of predicate(), polled until timeout (then an AssertionError)."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        value = predicate()
+        if value:
+            return value
+        time.sleep(0.1)
+    raise AssertionError(f"timed out waiting for {what}")
 
 
 @pytest.fixture(scope="session", autouse=True)

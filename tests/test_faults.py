@@ -13,25 +13,13 @@ from pathlib import Path
 
 import pytest
 
-from conftest import ROOT, make_tiny_config
+from conftest import ROOT, WAIT_S, make_tiny_config, wait_for
 from core import checkpoint, engine, estimate, launcher, metrics
 from core import train as cli
 from core.config import ConfigError, check_run_id
 from core.inspect_model import training_results
 from core.preflight import check_runnable
 from core.rundir import RunDir, process_start_time
-
-WAIT_S = 180  # generous: this machine's cores are shared
-
-
-def wait_for(predicate, what: str, timeout: float = WAIT_S):
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        value = predicate()
-        if value:
-            return value
-        time.sleep(0.1)
-    raise AssertionError(f"timed out waiting for {what}")
 
 
 def write_raw_status(run: RunDir, status) -> None:

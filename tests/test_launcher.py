@@ -4,26 +4,13 @@ import os
 import signal
 import subprocess
 import sys
-import time
 
 import pytest
 
-from conftest import make_tiny_config
+from conftest import WAIT_S, make_tiny_config, wait_for
 from core import launcher, rundir
 from core.config import ConfigError
 from core.rundir import RunDir
-
-WAIT_S = 180  # generous: this machine's two cores are shared with other test runs
-
-
-def wait_for(predicate, what: str, timeout: float = WAIT_S):
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        value = predicate()
-        if value:
-            return value
-        time.sleep(0.1)
-    raise AssertionError(f"timed out waiting for {what}")
 
 
 def finished(run: RunDir):

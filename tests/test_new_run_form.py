@@ -9,7 +9,7 @@ import pytest
 from conftest import make_tiny_config
 from core import data
 from core.config import PRESET_NOTES, TrainConfig, preset
-from core.estimate import Estimate, estimate
+from core.estimate import Estimate, estimate, snapshot_count
 from dashboard import new_run_form
 from dashboard.run_table import format_duration
 
@@ -123,7 +123,7 @@ def test_copy_name_drops_the_launch_date():
 def test_snapshot_count_as_the_engine_writes_them(interval, max_steps, count):
     """Step 0, every interval, and the last step when it is not on the interval."""
     cfg = preset("nano", snapshot_interval=interval, max_steps=max_steps)
-    assert new_run_form.snapshot_count(cfg) == count
+    assert snapshot_count(cfg) == count
 
 
 def test_disk_need_splits_checkpoints_and_capped_snapshots():

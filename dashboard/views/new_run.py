@@ -122,7 +122,7 @@ def init_form(runs_root) -> None:
             st.session_state.update(st.session_state[SAVED])  # widgets forget other pages' values
         else:
             if not state.seed_from_url(PRESET_KEY, "preset", state.one_of(PRESETS)):
-                st.session_state[PRESET_KEY] = "gpt2-124m" if cuda_devices() else "nano"
+                st.session_state[PRESET_KEY] = "gpt2-124m" if cuda_devices() else "micro"
             apply_preset(runs_root)
             st.session_state[PREFIX + "data_source"] = SOURCES[0]
             st.session_state[PREFIX + "data_path"] = ""
@@ -177,7 +177,7 @@ def device_choice(cfg: TrainConfig, problems: dict):
     if {"device", "dtype", "compile"} & set(problems):
         return None
     try:
-        choice = device.choose(cfg.device, cfg.dtype, cfg.compile)
+        choice = device.choose(cfg.device, cfg.dtype, cfg.compile, loss=cfg.loss_path)
     except ValueError as e:
         problems["device"] = str(e).removeprefix("device: ")
         return None
@@ -458,7 +458,7 @@ def disk_panel(cfg: TrainConfig, runs_root) -> None:
              help="at most keep_checkpoints + 1 full checkpoints (the newest is written before "
                   "the oldest goes; all of them with keep_checkpoints 0) and best.pt: fp32 "
                   "weights and AdamW's two moments, 12 bytes a parameter")
-    count = new_run_form.snapshot_count(cfg)
+    count = estimate.snapshot_count(cfg)
     b.metric("Snapshots", new_run_form.format_mib(need["snapshots"]) if count else "off",
              help=f"{count:,} half-precision snapshots of "
                   f"{new_run_form.format_mib(need['snapshot'])}, capped at "
