@@ -188,8 +188,9 @@ def validate(cfg: TrainConfig) -> None:
         raise ConfigError("; ".join(problems))
 
 
-def field_problems(cfg: TrainConfig) -> dict[str, str]:
-    """Map each invalid field to what is wrong with it and how to fix it (empty when valid)."""
+def _number_problems(cfg: TrainConfig) -> dict[str, str]:
+    """The fields that must be whole numbers >= 1 or >= 0, finite numbers >= 0, or a
+    probability, and are not."""
     p: dict[str, str] = {}
     for name in ("n_layer", "n_head", "n_embd", "block_size", "vocab_size", "max_steps",
                  "micro_batch_size", "seq_len", "grad_accum_steps", "nproc", "eval_batches",
@@ -208,6 +209,12 @@ def field_problems(cfg: TrainConfig) -> dict[str, str]:
         value = getattr(cfg, name)
         if not isinstance(value, (int, float)) or not math.isfinite(value) or value < 0:
             p[name] = f"must be a finite number >= 0 (got {value!r})"
+    return p
+
+
+def field_problems(cfg: TrainConfig) -> dict[str, str]:
+    """Map each invalid field to what is wrong with it and how to fix it (empty when valid)."""
+    p = _number_problems(cfg)
     if "seed" not in p and cfg.seed > MAX_SEED:
         p["seed"] = f"must be at most {MAX_SEED} (2**32 - 1) (got {cfg.seed})"
     if not p.get("max_lr") and cfg.max_lr <= 0:

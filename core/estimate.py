@@ -121,37 +121,41 @@ def estimate(cfg: TrainConfig, n_tokens: int | None = None, runs_dir: str | Path
                    grad_accum_steps=cfg.grad_accum_steps, steps_per_epoch=steps_epoch,
                    memory_mb=memory_mb(cfg, dtype), flops_per_token=fpt,
                    total_tokens=cfg.max_steps * tokens_step)
-    measured = measured_throughput(cfg, runs_dir)
-    if measured:
-        tps, run_id = measured
-        est.tokens_per_sec = tps
-        est.time_is_guess = False
-        est.time_source = (f"measured: mean throughput of run {run_id} ({tps:,.0f} tokens/s), "
-                           "the newest completed run of this model shape on this machine")
-    elif probe:
-        est.tokens_per_sec = probe.train_tokens_per_sec
-        est.time_is_guess = False
-        busy = f", machine load {probe.load_avg:.1f}" if probe.load_avg is not None else ""
-        est.time_source = (f"measured: a few real training steps of this shape just now "
-                           f"({probe.train_tokens_per_sec:,.0f} tokens/s{busy})")
-    else:
-        if peak_flops is None and device_type == "cpu":
-            from core.device import measured_cpu_peak
-
-            peak_flops = measured_cpu_peak(measure=False)[0]
-        if peak_flops:
-            # Processes on one CPU share its cores; GPUs add up.
-            scale = cfg.nproc if device_type == "cuda" else 1
-            tps = GUESS_UTILISATION * peak_flops * scale / fpt
-            est.tokens_per_sec = tps
-            est.time_source = (f"guess: {fpt / 1e6:,.1f} MFLOPs per token at "
-                               f"{GUESS_UTILISATION:.0%} of {peak_flops * scale / 1e9:,.0f} "
-                               f"GFLOP/s peak ({device_type}); no run of this shape finished here yet")
+    _set_throughput(est, cfg, measured_throughput(cfg, runs_dir), probe, peak_flops, device_type)
     if est.tokens_per_sec:
         est.time_s = est.total_tokens / est.tokens_per_sec + overhead_s(cfg, est.tokens_per_sec, probe)
     if cfg.target_loss:
         est.notes.append(f"may end earlier: the run stops once the loss is below {cfg.target_loss}")
     return est
+
+
+def _set_throughput(est: Estimate, cfg: TrainConfig, measured: tuple[float, str] | None,
+                    probe: Probe | None, peak_flops: float | None, device_type: str) -> None:
+    """The tokens/s the time estimate uses, and where it comes from: a finished run of this
+    shape, a probe of it, else a labelled FLOPs guess."""
+    if measured:
+        tps, run_id = measured
+        est.tokens_per_sec, est.time_is_guess = tps, False
+        est.time_source = (f"measured: mean throughput of run {run_id} ({tps:,.0f} tokens/s), "
+                           "the newest completed run of this model shape on this machine")
+        return
+    if probe:
+        est.tokens_per_sec, est.time_is_guess = probe.train_tokens_per_sec, False
+        busy = f", machine load {probe.load_avg:.1f}" if probe.load_avg is not None else ""
+        est.time_source = (f"measured: a few real training steps of this shape just now "
+                           f"({probe.train_tokens_per_sec:,.0f} tokens/s{busy})")
+        return
+    if peak_flops is None and device_type == "cpu":
+        from core.device import measured_cpu_peak
+
+        peak_flops = measured_cpu_peak(measure=False)[0]
+    if peak_flops:
+        scale = cfg.nproc if device_type == "cuda" else 1  # processes on one CPU share its cores
+        fpt = est.flops_per_token
+        est.tokens_per_sec = GUESS_UTILISATION * peak_flops * scale / fpt
+        est.time_source = (f"guess: {fpt / 1e6:,.1f} MFLOPs per token at "
+                           f"{GUESS_UTILISATION:.0%} of {peak_flops * scale / 1e9:,.0f} "
+                           f"GFLOP/s peak ({device_type}); no run of this shape finished here yet")
 
 
 def overhead_s(cfg: TrainConfig, train_tokens_per_sec: float, probe: Probe | None = None) -> float:
