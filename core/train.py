@@ -16,7 +16,7 @@ import os
 import sys
 from pathlib import Path
 
-from core import config as C
+from core import config
 from core import data, launcher, pretrained
 from core.preflight import check_runnable
 from core.engine import init_distributed, train
@@ -32,16 +32,16 @@ def build_parser() -> argparse.ArgumentParser:
         formatter_class=argparse.ArgumentDefaultsHelpFormatter,
     )
     run = parser.add_argument_group("run")
-    run.add_argument("--preset", choices=list(C.PRESETS), default="gpt2-124m",
+    run.add_argument("--preset", choices=list(config.PRESETS), default="gpt2-124m",
                      help="starting values for every field (flags below override them)")
     run.add_argument("--config", metavar="FILE.json", help="starting values from a JSON file")
     run.add_argument("--run-dir", help="the run directory (created unless --resume)")
     run.add_argument("--runs-dir", default=None, help="where new runs go ($GPT_RUNS_DIR or runs/)")
     run.add_argument("--name", help="run name inside --runs-dir (default: preset and time)")
     run.add_argument("--resume", action="store_true", help="continue --run-dir from its latest checkpoint")
-    defaults = C.TrainConfig()
+    defaults = config.TrainConfig()
     groups: dict[str, argparse._ArgumentGroup] = {}
-    for f in dataclasses.fields(C.TrainConfig):
+    for f in dataclasses.fields(config.TrainConfig):
         group = groups.setdefault(f.metadata["group"], parser.add_argument_group(f.metadata["group"]))
         flag = "--" + f.name.replace("_", "-")
         default_text = f"(gpt2-124m: {getattr(defaults, f.name)})"
@@ -58,13 +58,13 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def _given_fields(args) -> dict:
-    return {f.name: getattr(args, f.name) for f in dataclasses.fields(C.TrainConfig)
+    return {f.name: getattr(args, f.name) for f in dataclasses.fields(config.TrainConfig)
             if getattr(args, f.name) is not None}
 
 
-def config_from_args(args) -> C.TrainConfig:
+def config_from_args(args) -> config.TrainConfig:
     """The preset (or --config file), then --init-from's model shape, then the given flags."""
-    base = C.load_json(args.config) if args.config else C.preset(args.preset)
+    base = config.load_json(args.config) if args.config else config.preset(args.preset)
     if args.init_from:
         base = base.replace(**pretrained.source_shape(args.init_from))
     return base.replace(**_given_fields(args))
@@ -77,11 +77,11 @@ def prepare(argv=None, world_size: int = 1) -> tuple[RunDir, bool]:
     kept until release_lock() or the process ends: a second process for one run is refused."""
     args = build_parser().parse_args(argv)
     if args.run_dir and (args.runs_dir or args.name):
-        raise C.ConfigError("give either --run-dir, or --runs-dir with --name, not both")
+        raise config.ConfigError("give either --run-dir, or --runs-dir with --name, not both")
     if args.run_dir and RunDir(args.run_dir).exists():
         return _prepare_existing(RunDir(args.run_dir), args)
     if args.resume:
-        raise C.ConfigError(f"--resume needs --run-dir of an existing run (got {args.run_dir!r})")
+        raise config.ConfigError(f"--resume needs --run-dir of an existing run (got {args.run_dir!r})")
     cfg = config_from_args(args)
     if world_size > 1:
         cfg = cfg.replace(nproc=world_size)
@@ -101,7 +101,7 @@ def _prepare_existing(run: RunDir, args) -> tuple[RunDir, bool]:
     """A run the launcher prepared, or (--resume) one to continue. Locked before its state is
     checked, so two resumes cannot both pass the check."""
     if not run.is_ours():
-        raise C.ConfigError(f"{run.path} is not a run directory of this tool (its config.json "
+        raise config.ConfigError(f"{run.path} is not a run directory of this tool (its config.json "
                             "has no schema_version): pick another --run-dir")
     field_flags = _given_fields(args)
     _held.append(run.lock())
@@ -110,7 +110,7 @@ def _prepare_existing(run: RunDir, args) -> tuple[RunDir, bool]:
         status = run.read_status()
         if args.resume:
             if run.effective_state(status) == "running":
-                raise C.ConfigError(f"run {run.run_id} is still running (pid {status.get('pid')}): "
+                raise config.ConfigError(f"run {run.run_id} is still running (pid {status.get('pid')}): "
                                     "stop it before resuming")
             resumed = _resumed_config(run, cfg, field_flags)
             if resumed != cfg:  # e.g. --max-steps to train further than first planned
@@ -119,7 +119,7 @@ def _prepare_existing(run: RunDir, args) -> tuple[RunDir, bool]:
             return run, True
         if status.get("state") == "queued" and not field_flags:
             return run, False  # prepared by the launcher
-        raise C.ConfigError(f"run directory {run.path} already holds a run: use --resume "
+        raise config.ConfigError(f"run directory {run.path} already holds a run: use --resume "
                             "to continue it, or another --run-dir")
     except BaseException:
         release_lock()
@@ -141,21 +141,21 @@ def _refused(e: Exception) -> str:
     return str(e)
 
 
-def _resumed_config(run: RunDir, cfg: C.TrainConfig, given: dict) -> C.TrainConfig:
+def _resumed_config(run: RunDir, cfg: config.TrainConfig, given: dict) -> config.TrainConfig:
     """The config a resume trains with. A new --max-steps (and --target-loss) goes through
     launcher.continued_config, as Continue training in the app does (the cosine keeps its old
     length); other flags given replace their fields. Refused when there is no checkpoint, or
     when the checkpoint already reached max_steps and no higher --max-steps is given."""
     step = launcher.checkpoint_step(run)
     if step is None:
-        raise C.ConfigError(f"run {run.run_id} has no checkpoint to resume from (it ended before "
+        raise config.ConfigError(f"run {run.run_id} has no checkpoint to resume from (it ended before "
                             "its first save): start a new run instead")
     given = dict(given)
     if "max_steps" in given:
         cfg = launcher.continued_config(cfg, step, given.pop("max_steps"),
                                         given.pop("target_loss", None))
     elif step >= cfg.max_steps:
-        raise C.ConfigError(f"run {run.run_id} already reached max_steps {cfg.max_steps} (step "
+        raise config.ConfigError(f"run {run.run_id} already reached max_steps {cfg.max_steps} (step "
                             f"{step}): give --max-steps above {step} to train further")
     return cfg.replace(**given) if given else cfg
 
@@ -180,7 +180,7 @@ def main(argv=None) -> int:
         return _main_distributed(argv)
     try:
         run, resume = prepare(argv)
-    except (C.ConfigError, data.DataError, OSError) as e:
+    except (config.ConfigError, data.DataError, OSError) as e:
         print(f"error: {_refused(e)}", file=sys.stderr)
         return 2
     try:
@@ -202,7 +202,7 @@ def _main_distributed(argv) -> int:
     if not args.device and args.run_dir and RunDir(args.run_dir).exists():
         try:  # the run's own device picks the backend: a CPU run on a GPU machine needs gloo
             cfg_device = RunDir(args.run_dir).read_config().device
-        except C.ConfigError:
+        except config.ConfigError:
             pass  # rank 0's prepare() reports the broken config
     ddp = init_distributed(cfg_device)
     message = [None, False, None]  # run dir, resume, error
@@ -210,10 +210,10 @@ def _main_distributed(argv) -> int:
         try:
             run, resume = prepare(argv, ddp.world_size)
             # A prepared or resumed run may meet another world size than it was set up for.
-            C.with_derived_accum(run.read_config(), ddp.world_size)
+            config.with_derived_accum(run.read_config(), ddp.world_size)
             message = [str(run.path), resume, None]
             print(f"run directory: {run.path} ({ddp.world_size} processes)", flush=True)
-        except (C.ConfigError, data.DataError, OSError) as e:
+        except (config.ConfigError, data.DataError, OSError) as e:
             release_lock()
             message = [None, False, _refused(e)]
     dist.broadcast_object_list(message, src=0)

@@ -1,5 +1,6 @@
 """New run page through AppTest (its pure form logic is tested in test_new_run_form.py)."""
 
+import dataclasses
 import socket
 import time
 
@@ -8,7 +9,8 @@ from streamlit.testing.v1 import AppTest
 
 from conftest import make_tiny_config
 from core import data, estimate, launcher, metrics, throughput
-from core.config import preset
+from core.config import TrainConfig, preset
+from core.param_count import param_count
 from core.rundir import RunDir
 from dashboard import new_run_form
 from dashboard.run_table import format_duration
@@ -26,22 +28,23 @@ def open_new_run(**query) -> AppTest:
 
 @pytest.fixture
 def page(runs_dir):
-    return open_new_run()
+    """The New run page on the smallest CPU preset (the default is micro, see below)."""
+    return open_new_run(preset="nano")
 
 
 def errors(at) -> str:
     return "\n".join(e.value for e in at.error)
 
 
-def test_preset_fills_every_field_and_estimate_shows(page):
-    assert page.selectbox(key="nr_preset").value == "nano"  # no GPU here
-    page.selectbox(key="nr_preset").set_value("micro").run()
+def test_preset_fills_every_field_and_estimate_shows(runs_dir):
+    page = open_new_run()
+    assert page.selectbox(key="nr_preset").value == "micro"  # no GPU here: the 10-minute preset
     micro = preset("micro")
     for key, value in new_run_form.preset_values("micro").items():
         assert page.session_state[key] == value, key
     assert page.number_input(key="nr_n_layer").value == micro.n_layer
     metrics = {m.label: m.value for m in page.metric}
-    assert metrics["Parameters"] == "7.25 M"
+    assert metrics["Parameters"] == f"{param_count(micro) / 1e6:,.2f} M"
     xray = xray_of(page)
     assert xray["tokens per optimizer step"].startswith(f"{micro.tokens_per_step():,} ")
     assert float(xray["steps per epoch"].split()[0].replace(",", "")) > 0
@@ -84,8 +87,9 @@ def test_upload_too_few_tokens_for_the_batch(page, runs_dir, small_text):
 
 def fill(page, cfg) -> None:
     """Type a config's values into the form's fields."""
+    choices = {"nr_" + f.name for f in dataclasses.fields(TrainConfig) if f.metadata.get("choices")}
     for key, value in new_run_form.widget_values(cfg).items():
-        if key in ("nr_device", "nr_dtype", "nr_compile"):
+        if key in choices:
             page.selectbox(key=key).set_value(value)
         elif isinstance(value, int):
             page.number_input(key=key).set_value(value)
@@ -156,22 +160,27 @@ def test_memory_in_mib_and_whole_parameter_counts(page):
 
 
 def test_measured_time_says_measured_once(runs_dir):
-    done = RunDir.create(runs_dir, "nano-done", preset("nano"))
+    done = RunDir.create(runs_dir, "micro-done", preset("micro"))
     log = metrics.MetricsLog(done.metrics_path)
     for step in (1, 2, 3):
         log.write("train", step, time.time(), loss=5.0, dt_ms=50.0, tokens_per_sec=10_240.0)
     log.close()
     done.write_status(state="completed", host=socket.gethostname())
     at = open_new_run()
-    assert "Measured: mean throughput of run nano-done (10,240 tokens/s)" in caption_text(at)
+    assert "Measured: mean throughput of run micro-done (10,240 tokens/s)" in caption_text(at)
     assert "measured measured" not in caption_text(at).lower()
 
 
 def test_preset_note_and_estimate_are_one_figure(page):
+    from core.config import PRESET_NOTES
+    from core.param_count import param_count
+
+    name = page.selectbox(key="nr_preset").value
+    cfg = preset(name)
     estimated = next(m.value for m in page.metric if m.label == "Estimated time")
-    note = next(c.value for c in page.caption if c.value.startswith("2 layers x 64 wide"))
-    assert f"about {estimated} for 200 steps" in note and "minute" not in note
-    assert "3.32 M parameters" in note
+    note = next(c.value for c in page.caption if c.value.startswith(PRESET_NOTES[name]))
+    assert f"about {estimated} for {cfg.max_steps:,} steps" in note
+    assert f"{param_count(cfg) / 1e6:,.2f} M parameters" in note
 
 
 def test_a_field_error_keeps_the_rows_of_three(page):
@@ -190,7 +199,7 @@ def test_a_link_with_a_preset_opens_the_form_filled(runs_dir):
     assert at.number_input(key="nr_n_layer").value == preset("micro").n_layer
     at.selectbox(key="nr_preset").set_value("mini").run()
     assert at.query_params["preset"] == "mini"
-    assert open_new_run(preset="no-such").selectbox(key="nr_preset").value == "nano"
+    assert open_new_run(preset="no-such").selectbox(key="nr_preset").value == "micro"
 
 
 # --- launch after the current run, and the queue on disk ----------------------------------------
@@ -246,13 +255,14 @@ def metric_values(at) -> dict:
 
 def test_data_xray_of_the_default_run(page):
     shown = {figure: value.split(" (")[0] for figure, value in xray_of(page).items()}
+    nano = preset("nano")
     assert shown["tokens in the data"] == "338,025"
     assert shown["train / val tokens"] == "304,223 / 33,802"
-    assert shown["tokens per optimizer step"] == "512"  # 8 x 64 x 1 x 1
-    assert shown["steps per epoch"] == "594.0"  # 304,222 // 512 whole micro batches
-    assert shown["epochs"] == "0.34"  # 200 steps
-    assert shown["parameters per training token"] == f"{3_323_776 / 304_223:,.2f}"
-    assert not page.warning  # a third of an epoch: nothing to warn about
+    assert shown["tokens per optimizer step"] == "1,024"  # 8 x 128 x 1 x 1
+    assert shown["steps per epoch"] == "297.0"  # 304,222 // 1,024 whole micro batches
+    assert shown["epochs"] == f"{nano.max_steps / 297:.2f}"
+    assert shown["parameters per training token"] == f"{param_count(nano) / 304_223:,.2f}"
+    assert not page.warning  # about one epoch: nothing to warn about
     where = [m.value for m in page.markdown if "times; first at" in m.value]
     assert len(where) == 3 and "tinyshakespeare\\.txt line" in where[0]
     assert any("KING RICHARD III:" in c.value for c in page.code)  # the passage as text
@@ -268,15 +278,16 @@ def test_a_long_run_is_warned_that_it_will_memorize(page):
 def test_disk_figures(page):
     from core.estimate import checkpoint_disk_mb
 
-    nano = preset("nano")
+    nano = preset("nano", snapshot_interval=0)
+    page.number_input(key="nr_snapshot_interval").set_value(0).run()
     shown = metric_values(page)
     assert shown["Checkpoints on disk"] == new_run_form.format_mib(checkpoint_disk_mb(nano))
     assert shown["Snapshots"] == "off"
-    page.number_input(key="nr_snapshot_interval").set_value(50).run()
-    one = 2 * 3_323_776 / 2**20  # half-precision weights
-    assert metric_values(page)["Snapshots"] == new_run_form.format_mib(5 * one)  # 0,50,...,200
-    page.number_input(key="nr_snapshot_cap_mb").set_value(10).run()
-    assert metric_values(page)["Snapshots"] == "10 MiB"  # the cap
+    page.number_input(key="nr_snapshot_interval").set_value(60).run()
+    one = 2 * param_count(nano) / 2**20  # half-precision weights
+    assert metric_values(page)["Snapshots"] == new_run_form.format_mib(6 * one)  # 0,60,...,300
+    page.number_input(key="nr_snapshot_cap_mb").set_value(20).run()
+    assert metric_values(page)["Snapshots"] == "20 MiB"  # the cap (above one snapshot)
     disk = next(c.value for c in page.caption if c.value.startswith("Disk needed at most"))
     assert "free where the run is written" in disk
 
@@ -299,8 +310,8 @@ def probes(monkeypatch):
 
 
 def test_an_unseen_small_shape_is_timed_by_a_probe(runs_dir, probes):
-    at = open_new_run()
-    assert probes == [(64, "cpu")]  # nano's shape, once (the note and the panel share it)
+    at = open_new_run(preset="nano")
+    assert probes == [(128, "cpu")]  # nano's shape, once (the note and the panel share it)
     note = caption_text(at)
     assert "Measured: a few real training steps of this shape just now (1,000 tokens/s, " \
            "machine load 0.5)" in note
@@ -308,7 +319,7 @@ def test_an_unseen_small_shape_is_timed_by_a_probe(runs_dir, probes):
     assert metric_values(at)["Estimated time"] == format_duration(est.time_s)
     at.number_input(key="nr_n_embd").set_value(96).run()
     assert probes[-1] == (96, "cpu")
-    at.number_input(key="nr_n_embd").set_value(64).run()
+    at.number_input(key="nr_n_embd").set_value(128).run()
     assert len(probes) == 2  # cached per shape
 
 

@@ -18,7 +18,7 @@ def run_cli(*args, env_extra=None):
 @pytest.mark.parametrize("flags, message", [
     (["--n-embd", "100", "--n-head", "12"], "n_embd: 100 does not divide by n_head=12"),
     (["--micro-batch-size", "-2"], "micro_batch_size: must be a positive whole number"),
-    (["--seq-len", "2048"], "seq_len: 2048 is above block_size=64"),
+    (["--seq-len", "2048"], "seq_len: 2048 is above block_size=128"),
     (["--device", "tpu"], "device: unknown device 'tpu'"),
     (["--data", "/no/such/file.txt"], "neither 'tinyshakespeare' nor an existing file"),
     (["--name", "../../etc"], "invalid run name"),

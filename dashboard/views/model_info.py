@@ -6,7 +6,7 @@ import pandas as pd
 import streamlit as st
 
 from core import checkpoint
-from core import export as E
+from core import export
 from core.config import TrainConfig
 from core.inspect_model import (architecture, human_bytes, load_model, meta_breakdown,
                                 parameter_breakdown, sizes, training_results)
@@ -115,12 +115,12 @@ else:
     def _safetensors(dtype: str):
         def build() -> bytes:  # runs on click: the model is loaded only when asked for
             loaded = load_model(path)
-            return E.safetensors_bytes(loaded.model, loaded.config, dtype, step)
+            return export.safetensors_bytes(loaded.model, loaded.config, dtype, step)
         return build
 
     def _hf() -> bytes:
         loaded = load_model(path)
-        return E.hf_zip_bytes(loaded.model, loaded.config, name=f"{name}-step{step}")
+        return export.hf_zip_bytes(loaded.model, loaded.config, name=f"{name}-step{step}")
 
     a, b, c = st.columns(3)
     a.download_button("Weights, fp32 (.safetensors)", _safetensors("float32"),

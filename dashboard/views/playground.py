@@ -8,7 +8,7 @@ import pandas as pd
 import plotly.graph_objects as go
 import streamlit as st
 
-from core import sampling as S
+from core import sampling
 from core.data import get_tokenizer
 from dashboard import token_view as tv
 from dashboard.checkpoint_picker import (NO_SNAPSHOTS, cached_model, device_options, load_cached,
@@ -46,11 +46,11 @@ if "pg_prompt" not in st.session_state:
 prompt = st.text_area("Prompt", key="pg_prompt", height=100,
                       help="Type <|endoftext|> to start from nothing")
 c1, c2, c3, c4 = st.columns(4)
-max_new = c1.slider("Max new tokens", *S.MAX_NEW_RANGE, S.MAX_NEW_DEFAULT, key="pg_max_new")
-temperature = c2.slider("Temperature", *S.TEMPERATURE_RANGE, S.TEMPERATURE_DEFAULT, step=0.05,
+max_new = c1.slider("Max new tokens", *sampling.MAX_NEW_RANGE, sampling.MAX_NEW_DEFAULT, key="pg_max_new")
+temperature = c2.slider("Temperature", *sampling.TEMPERATURE_RANGE, sampling.TEMPERATURE_DEFAULT, step=0.05,
                         key="pg_temperature", help="Below 1 sharpens the distribution, above 1 "
                         "flattens it")
-top_k = c3.slider("Top-k", *S.TOP_K_RANGE, S.TOP_K_DEFAULT, key="pg_top_k",
+top_k = c3.slider("Top-k", *sampling.TOP_K_RANGE, sampling.TOP_K_DEFAULT, key="pg_top_k",
                   help="Sample only among the k most likely tokens (0 = off)")
 top_p = c4.slider("Top-p", 0.05, 1.0, 1.0, step=0.05, key="pg_top_p",
                   help="Nucleus sampling: the smallest set of tokens holding this much "
@@ -68,12 +68,12 @@ copies = c1.toggle("Copied from training data", key="pg_copy",
                         "click one for where it comes from")
 min_len = c2.slider("Shortest copied span (tokens)", 2, 32, 8, key="pg_copy_min",
                     disabled=not copies)
-settings = S.SamplingSettings(temperature, top_k, top_p, max_new, int(seed), stop_eot, greedy)
+settings = sampling.SamplingSettings(temperature, top_k, top_p, max_new, int(seed), stop_eot, greedy)
 
 # A bad prompt is an error beside it; the last result stays below.
 prompt_ids, dropped, dropped_text = None, 0, ""
 try:
-    prompt_ids, dropped = S.encode_prompt(prompt, block)
+    prompt_ids, dropped = sampling.encode_prompt(prompt, block)
 except ValueError as e:
     st.error(f"Prompt: {e}")
 if dropped:
@@ -161,7 +161,7 @@ def _generate(progress, stats, view_box, cancel_box) -> None:
     cancel_box.button("Cancel", key="pg_cancel", on_click=_cancel)
     t0, last_draw = time.perf_counter(), 0.0
     progress.progress(0.0, text=f"0 / {max_new} tokens")
-    for ev in S.stream_tokens(loaded.model, prompt_ids, settings, loaded.device):
+    for ev in sampling.stream_tokens(loaded.model, prompt_ids, settings, loaded.device):
         result["events"].append(_event(ev))
         result["text"] += ev.text
         result["eot"] = ev.eot and stop_eot
@@ -226,16 +226,16 @@ def _next_token_chart(rows: list[dict], log_axis: bool) -> go.Figure:
 def _next_token_view() -> None:
     k = st.slider("Tokens shown", 3, 30, 10, key="pg_nt_k")
     log_axis = st.checkbox("Log scale (small probabilities stay visible)", key="pg_nt_log")
-    logits = S.next_token_logits(loaded.model, prompt_ids, loaded.device)
-    rows = S.temperature_table(logits, temperature, k)
-    sampled = S.probabilities(logits, temperature, 1 if greedy else top_k, top_p)
+    logits = sampling.next_token_logits(loaded.model, prompt_ids, loaded.device)
+    rows = sampling.temperature_table(logits, temperature, k)
+    sampled = sampling.probabilities(logits, temperature, 1 if greedy else top_k, top_p)
     for r in rows:
         r["p_sampled"] = float(sampled[r["id"]])
-    here, base = S.next_token(logits, temperature, 1), S.next_token(logits, 1.0, 1)
+    here, base = sampling.next_token(logits, temperature, 1), sampling.next_token(logits, 1.0, 1)
     a, b, c, d = st.columns(4)
     a.metric(f"Entropy at T = {temperature:g}", f"{here.entropy_bits:.2f} bits")
     b.metric("Entropy at T = 1", f"{base.entropy_bits:.2f} bits")
-    c.metric("Most likely next token", S.readable_token(here.top[0][1]),
+    c.metric("Most likely next token", sampling.readable_token(here.top[0][1]),
              f"{here.top[0][2]:.2%}", delta_color="off", delta_arrow="off")
     d.metric("Tokens left to sample from", f"{int((sampled > 0).sum()):,}",
              help="after top-k and top-p (greedy: 1)")
@@ -252,8 +252,8 @@ def _next_token_view() -> None:
                "␣ is a space, ↵ a newline.")
     st.markdown("**Append a token to the prompt** (step through a continuation by hand)")
     cols = st.columns(5)
-    for i, (tid, text, p) in enumerate(S.next_token(logits, temperature, min(k, 10)).top):
-        cols[i % 5].button(f"{S.readable_token(text)}  ·  {tv.fmt_prob(p)}", key=f"pg_append_{i}",
+    for i, (tid, text, p) in enumerate(sampling.next_token(logits, temperature, min(k, 10)).top):
+        cols[i % 5].button(f"{sampling.readable_token(text)}  ·  {tv.fmt_prob(p)}", key=f"pg_append_{i}",
                            on_click=_append, args=(text,), help=f"append token {tid}",
                            width="stretch")
     _training_continuation(k)
@@ -288,7 +288,7 @@ def _compare_generate(chosen) -> list[dict]:
                     error=None)
         try:
             model = load_cached(c.path, device, dtype)
-            for ev in S.stream_tokens(model.model, prompt_ids, settings, model.device):
+            for ev in sampling.stream_tokens(model.model, prompt_ids, settings, model.device):
                 item["events"].append(_event(ev))
                 item["text"] += ev.text
         except (ValueError, OSError) as e:
