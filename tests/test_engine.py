@@ -9,7 +9,7 @@ import pytest
 from conftest import ROOT, make_tiny_config
 from core import engine
 from core.model import GPT
-from core.optim import decay_groups, get_lr
+from core.optim import get_lr
 from core.metrics import MetricsReader
 from core.rundir import RunDir
 
@@ -46,29 +46,6 @@ def test_run_writes_the_contract(runs_dir, tiny_config):
 def test_logged_lr_follows_the_schedule_exactly(runs_dir, tiny_config):
     run, _ = start(runs_dir, "lr", tiny_config)
     assert [r["lr"] for r in records(run)] == [get_lr(s, tiny_config) for s in range(12)]
-
-
-def test_schedule_warmup_cosine_and_floor(tiny_config):
-    cfg = tiny_config.replace(max_lr=1.0, min_lr=0.1, warmup_steps=10, max_steps=110)
-    assert get_lr(0, cfg) == pytest.approx(0.1)
-    assert get_lr(9, cfg) == pytest.approx(1.0)
-    assert get_lr(60, cfg) == pytest.approx(0.55)  # half way down the cosine
-    assert get_lr(110, cfg) == get_lr(500, cfg) == 0.1
-
-
-def test_weight_decay_only_on_2d_weights(tiny_config):
-    from core.model import ModelConfig
-
-    model = GPT(ModelConfig.of(tiny_config))
-    decay, no_decay = decay_groups(model, 0.1)
-    assert decay["weight_decay"] == 0.1 and no_decay["weight_decay"] == 0.0
-    assert all(p.dim() == 2 for p in decay["params"]) and all(p.dim() == 1 for p in no_decay["params"])
-    # tied embedding counted once; 4 matrices per block + wte + wpe
-    assert len(decay["params"]) == 4 * 2 + 2
-    names = {id(p): n for n, p in model.named_parameters()}
-    assert {names[id(p)] for p in no_decay["params"]} >= {"transformer.ln_f.weight", "transformer.h.0.attn.c_attn.bias"}
-    total = sum(p.numel() for g in (decay, no_decay) for p in g["params"])
-    assert total == model.num_params()
 
 
 def test_tiny_model_overfits_and_stops_early(runs_dir, tmp_path, shakespeare_path):

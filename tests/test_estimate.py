@@ -87,20 +87,3 @@ def test_a_probe_times_real_steps_and_the_estimate_adds_evals_and_start_up(runs_
     steps_s = 100 * est.tokens_per_step / p.train_tokens_per_sec
     evals_s = 11 * (4 * 4 * 32 / p.eval_tokens_per_sec + 4 * 8 * p.sample_s_per_token)
     assert est.time_s == pytest.approx(steps_s + evals_s + E.STARTUP_S)
-
-
-def test_the_cpu_peak_keeps_the_best_measurement(monkeypatch, tmp_path):
-    from core import device
-
-    monkeypatch.setenv("GPT_CACHE_DIR", str(tmp_path))
-    monkeypatch.setattr(device, "_matmul_flops", lambda size, repeats: 38e9)  # a busy machine
-    assert device.measured_cpu_peak()[0] == 38e9
-    monkeypatch.setattr(device, "_matmul_flops", lambda size, repeats: 1 / 0)  # never called:
-    assert device.measured_cpu_peak(measure=False)[0] == 38e9  # pages read the cached figure
-    monkeypatch.setattr(device, "_matmul_flops", lambda size, repeats: 143e9)  # idle later
-    assert device.measured_cpu_peak()[0] == 143e9
-    monkeypatch.setattr(device, "_matmul_flops", lambda size, repeats: 50e9)  # busy again
-    value, measured_at = device.measured_cpu_peak()
-    assert value == 143e9
-    peak = device.peak_flops(device.choose("cpu"))
-    assert peak.value == 143e9 and peak.source.startswith("fp32 matmul measured here")
