@@ -100,14 +100,14 @@ def test_a_reload_or_a_link_shows_the_same_view(streamlit_app, page, runs, outsi
     open_page(page, "Runs")
     assert selected(page) == "other" and compared(page) == ["done", "other"]
 
-    page.goto(f"{app}/new_run?preset=micro")  # a shared New run link
+    page.goto(f"{app}/new_run?preset=mini")  # a shared New run link (not the CPU default)
     wait_for_app(page)
     heading(page, "New run").wait_for()
-    assert widget(page, "nr_preset").get_by_role("combobox").input_value() == "micro"
-    assert widget(page, "nr_n_layer").locator("input").input_value() == "4"
-    assert ["preset", "micro"] in query(page)
+    assert widget(page, "nr_preset").get_by_role("combobox").input_value() == "mini"
+    assert widget(page, "nr_n_layer").locator("input").input_value() == "8"
+    assert ["preset", "mini"] in query(page)
     open_expander(page, "How these are estimated")
-    assert page.get_by_text("6,438,912", exact=True).is_visible()  # micro's wte, not cut off
+    assert page.get_by_text("12,877,824", exact=True).is_visible()  # mini's wte, not cut off
     screenshot(page, "e2e-runs-2-new-run-from-link")
     set_input(page, "nr_n_embd", 66)  # does not divide by n_head: a message under the field
     row = [widget(page, k).bounding_box()["y"] for k in ("nr_n_layer", "nr_n_head", "nr_n_embd")]

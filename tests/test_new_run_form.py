@@ -10,6 +10,7 @@ from conftest import make_tiny_config
 from core import data
 from core.config import PRESET_NOTES, TrainConfig, preset
 from core.estimate import Estimate, estimate, snapshot_count
+from core.param_count import param_count
 from dashboard import new_run_form
 from dashboard.run_table import format_duration
 
@@ -83,8 +84,8 @@ def test_preset_note_uses_the_estimate():
     est = estimate(cfg, peak_flops=1e11)
     note = new_run_form.preset_note("nano", est, cfg.max_steps)
     assert note.startswith(PRESET_NOTES["nano"])
-    assert f"about {format_duration(est.time_s)} for 200 steps (a rough guess)" in note
-    assert "3.32 M parameters" in note
+    assert f"about {format_duration(est.time_s)} for {cfg.max_steps:,} steps (a rough guess)" in note
+    assert f"{param_count(cfg) / 1e6:,.2f} M parameters" in note
     assert new_run_form.preset_note("nano", None, 200) == PRESET_NOTES["nano"]
 
 
@@ -130,14 +131,15 @@ def test_disk_need_splits_checkpoints_and_capped_snapshots():
     from core.estimate import checkpoint_disk_mb
     from core.param_count import param_count
 
-    cfg = preset("nano", snapshot_interval=50, snapshot_cap_mb=1000)
+    cfg = preset("nano", snapshot_interval=60, snapshot_cap_mb=1000)
     need = new_run_form.disk_need(cfg)
     one = 2 * param_count(cfg) / 2**20
     assert need["checkpoints"] == checkpoint_disk_mb(cfg.replace(snapshot_interval=0))
-    assert need["snapshot"] == pytest.approx(one) and need["snapshots"] == pytest.approx(5 * one)
-    assert need["total"] == pytest.approx(need["checkpoints"] + 5 * one)
-    assert new_run_form.disk_need(cfg.replace(snapshot_cap_mb=10))["snapshots"] == 10
-    assert new_run_form.disk_need(preset("nano"))["snapshots"] == 0
+    assert need["snapshot"] == pytest.approx(one) and need["snapshots"] == pytest.approx(6 * one)
+    assert need["total"] == pytest.approx(need["checkpoints"] + 6 * one)  # 0, 60, ..., 300
+    assert new_run_form.disk_need(cfg.replace(snapshot_cap_mb=20))["snapshots"] == 20
+    assert new_run_form.disk_need(cfg.replace(snapshot_cap_mb=1))["snapshots"] == pytest.approx(one)
+    assert new_run_form.disk_need(cfg.replace(snapshot_interval=0))["snapshots"] == 0
 
 
 def test_probe_key_is_the_shape_batch_dtype_and_device():
