@@ -78,7 +78,7 @@ def walker_checksum(walker: data.BatchWalker, numbers: Iterable[int]) -> str:
 def step_checksum(cfg: TrainConfig, step: int, world_size: int = 1,
                   walker: data.BatchWalker | None = None) -> str:
     """The checksum of a step's inputs, computed from the config alone (any process)."""
-    return batch_checksum(b.x for b in step_batches(cfg, step, world_size, walker))
+    return walker_checksum(walker or train_walker(cfg), micro_batch_numbers(cfg, step, world_size))
 
 
 @torch.no_grad()

@@ -660,7 +660,7 @@ def data_xray(cfg, n_params: int, top: int = 3, index: CorpusIndex | None = None
         warning = (f"{cfg.max_steps:,} steps x {per_step:,} tokens = {epochs:,.0f} epochs of this "
                    "text: expect it to memorize")
     repeats = [Repeat(o, n, index.train.count(index.train.tokens[o:o + n]),
-                      _decode(index.train.tokens[o:o + min(n, 500)]), index.locate(o, n))
+                      decode(index.train.tokens[o:o + min(n, 500)]), index.locate(o, n))
                for o, n in _cached_repeats(index, top)]
     return DataXray(len(index.tokens), n_train, n_val, per_step, steps_per_epoch, epochs,
                     n_params / max(n_train, 1), repeats, warning)
@@ -674,8 +674,9 @@ def _cached_repeats(index: CorpusIndex, top: int) -> list[tuple[int, int]]:
     return [(int(o), int(n)) for o, n in found]
 
 
-def _decode(ids) -> str:
-    return data_mod.get_tokenizer().decode([int(i) for i in ids])
+def decode(ids) -> str:
+    """Text of token ids (an array, tensor or list); split characters show as '\ufffd'."""
+    return data_mod.get_tokenizer().decode([int(i) for i in ids], errors="replace")
 
 
 # --- command line --------------------------------------------------------------------------
@@ -740,7 +741,7 @@ def format_report(index: CorpusIndex, ids: list[int], stats: CopyStats, min_len:
         origin = "training text" if s.split == "train" else "also occurs in the held-out text"
         lines.append(f"\n{s.length} tokens at {s.start}, {origin}: {where.file} line "
                      f"{where.line:,}" + (f", {where.speaker}" if where.speaker else ""))
-        lines += [f"  | {text}" for text in _decode(ids[s.start:s.end]).splitlines()]
+        lines += [f"  | {text}" for text in decode(ids[s.start:s.end]).splitlines()]
     return "\n".join(lines)
 
 

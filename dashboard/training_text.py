@@ -10,7 +10,6 @@ from dataclasses import dataclass, field
 import streamlit as st
 
 from core import memorization as M
-from core.data import get_tokenizer
 from core.tokens import token_text
 from dashboard.token_view import SpanNote, readable
 
@@ -44,10 +43,6 @@ class CopyReport:
     rows: list[dict] = field(default_factory=list)
 
 
-def _decode(ids) -> str:
-    return get_tokenizer().decode([int(i) for i in ids], errors="replace")
-
-
 def _where(loc: M.Location) -> str:
     lines = f"line {loc.line:,}" if loc.end_line == loc.line else f"lines {loc.line:,}-{loc.end_line:,}"
     return f"{loc.file} {lines}" + (f", {loc.speaker}" if loc.speaker else "")
@@ -70,7 +65,7 @@ def copy_report(index: M.CorpusIndex, ids: list[int], min_len: int, what: str = 
         report.rows.append({"tokens": f"{s.start}-{s.end - 1}", "length": s.length,
                             "found in": "training text" if s.split == "train"
                             else "also in held-out text", "source": note.where,
-                            "text": _decode(ids[s.start:s.end])})
+                            "text": M.decode(ids[s.start:s.end])})
         if s.split == "train" and (longest is None or s.length > longest[0].length):
             longest = (s, loc)
     if longest is None:
@@ -110,7 +105,7 @@ def continuation_report(index: M.CorpusIndex, prompt_ids: list[int], k: int = 10
                 "The prompt's last token does not occur in the training text: the shares below "
                 "are of all its tokens.")
         return ContinuationReport(line, rows)
-    suffix = _decode(prompt_ids[-c.suffix_len:])
+    suffix = M.decode(prompt_ids[-c.suffix_len:])
     shown = suffix if len(suffix) <= 60 else "…" + suffix[-60:]
     top = rows[0]
     last = "token" if c.suffix_len == 1 else f"{c.suffix_len} tokens"
