@@ -79,9 +79,9 @@ def test_time_note_names_its_source_once(source, guess, start):
     assert "measured: measured" not in note.lower() and "measured measured" not in note.lower()
 
 
-def test_preset_note_uses_the_estimate():
+def test_preset_note_uses_the_estimate(runs_dir):
     cfg = preset("nano")
-    est = estimate(cfg, peak_flops=1e11)
+    est = estimate(cfg, runs_dir=runs_dir, peak_flops=1e11)  # no finished run: a guess
     note = new_run_form.preset_note("nano", est, cfg.max_steps)
     assert note.startswith(PRESET_NOTES["nano"])
     assert f"about {format_duration(est.time_s)} for {cfg.max_steps:,} steps (a rough guess)" in note
