@@ -2,9 +2,11 @@
 
 import pytest
 import torch
+from torch.nn.utils import parameters_to_vector
 
 from core.model import GPT, ModelConfig
-from core.optim import decay_groups, get_lr, make_optimizer
+from core import optim
+from core.optim import decay_groups, get_lr
 
 
 def test_schedule_warmup_cosine_and_floor(tiny_config):
@@ -37,20 +39,18 @@ def test_a_continued_run_keeps_its_schedule_length(tiny_config):
 
 def test_cpu_uses_the_fused_adamw_and_it_matches_the_loop(tiny_config, monkeypatch):
     """The fused kernel on a CPU takes the same steps as PyTorch's per-tensor loop."""
-    from core import optim
-
     def trained(fused: bool):
         monkeypatch.setattr(optim, "FUSED_ADAMW_DEVICES", ("cuda", "cpu") if fused else ("cuda",))
         torch.manual_seed(0)
         model = GPT(ModelConfig.of(tiny_config))
-        opt = make_optimizer(model, tiny_config, "cpu")
-        start = torch.cat([p.detach().flatten() for p in model.parameters()])
+        opt = optim.make_optimizer(model, tiny_config, "cpu")
+        start = parameters_to_vector(model.parameters()).detach()
         x = torch.randint(0, tiny_config.vocab_size, (2, 8))
         for _ in range(3):
             opt.zero_grad(set_to_none=True)
             model(x, x)[1].backward()
             opt.step()
-        return opt, start, torch.cat([p.detach().flatten() for p in model.parameters()])
+        return opt, start, parameters_to_vector(model.parameters()).detach()
 
     fused_opt, start, fused_weights = trained(True)
     assert all(group["fused"] for group in fused_opt.param_groups)
