@@ -6,9 +6,9 @@ Playground's first token.
 
 For each runs directory it starts `streamlit run dashboard/app.py` on 127.0.0.1 (a free port)
 and drives headless Chromium (/usr/bin/chromium through playwright; never a download). The 20
-runs: 18 short fake ones and one of 100,000 steps, written through core.rundir and
-core.metrics (the long one is 'running': this process is its pid and appends to it), and one
-nano run trained for a few steps with core.engine.train, whose checkpoint the Playground loads.
+runs: 18 short fake ones and one of 100,000 steps, written through core.store.rundir and
+core.store.metrics (the long one is 'running': this process is its pid and appends to it), and one
+nano run trained for a few steps with core.train.engine.train, whose checkpoint the Playground loads.
 Measured:
 - first paint: from spawning `streamlit run` to the title and the first table (or, with no runs,
   the first message) drawn; also when the health check first answered;
@@ -37,11 +37,19 @@ import urllib.request
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
-from bench import common  # noqa: E402
+from bench import common
 
 CHROMIUM = "/usr/bin/chromium"
-CHROMIUM_FLAGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
-                  "--disable-background-networking", "--disable-component-update", "--disable-sync"]
+CHROMIUM_FLAGS = [
+    "--headless",
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-quic",
+    "--no-first-run",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--disable-sync",
+]
 TARGETS = {"first paint": 3.0, "page switch": 0.5, "rerun": 0.3, "first token": 2.0}
 PAGES = ("New run", "Live metrics", "Playground", "Model info", "Runs")
 LONG_RUN, CKPT_RUN = "long-100k", "nano-checkpoint"
@@ -70,16 +78,30 @@ SCRIPT_STATE_JS = """() => {
 
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="python bench/app.py", description=__doc__.split("\n")[0],
-                                     formatter_class=argparse.ArgumentDefaultsHelpFormatter)
-    parser.add_argument("--runs", type=int, nargs="+", default=[0, 20], choices=[0, 20],
-                        help="runs directories to measure: empty and/or 20 runs")
+    parser = argparse.ArgumentParser(
+        prog="python bench/app.py",
+        description=__doc__.split("\n")[0],
+        formatter_class=argparse.ArgumentDefaultsHelpFormatter,
+    )
+    parser.add_argument(
+        "--runs",
+        type=int,
+        nargs="+",
+        default=[0, 20],
+        choices=[0, 20],
+        help="runs directories to measure: empty and/or 20 runs",
+    )
     parser.add_argument("--repeats", type=common.positive, default=3, help="reruns timed per page")
-    parser.add_argument("--long-steps", type=common.positive, default=100_000,
-                        help="train records of the long run")
-    parser.add_argument("--pause", type=float, default=5.0,
-                        help="seconds between the first paint and the first page switch (a "
-                             "user's first look; the server loads torch meanwhile)")
+    parser.add_argument(
+        "--long-steps", type=common.positive, default=100_000, help="train records of the long run"
+    )
+    parser.add_argument(
+        "--pause",
+        type=float,
+        default=5.0,
+        help="seconds between the first paint and the first page switch (a "
+        "user's first look; the server loads torch meanwhile)",
+    )
     parser.add_argument("--screenshots", type=Path, help="save a screenshot of each page here")
     parser.add_argument("--keep", action="store_true", help="keep the runs directory and print it")
     return parser
@@ -87,38 +109,59 @@ def build_parser() -> argparse.ArgumentParser:
 
 # --- the runs --------------------------------------------------------------------------------
 
+
 def fake_run(root: Path, run_id: str, steps: int, state: str, max_steps: int, seed: int) -> None:
     """A run whose files look like the engine's: config, status, train/eval/sample records."""
-    from core import metrics
     from core.config import preset
-    from core.rundir import RunDir
+    from core.store import metrics
+    from core.store.rundir import RunDir
 
     run = RunDir.create(root, run_id, preset("nano", max_steps=max_steps, seed=seed))
     log, t = metrics.MetricsLog(run.metrics_path), 1.7e9
     log.write("start", 0, t, resumed=False, world_size=1, max_steps=max_steps)
     for step in range(1, steps + 1):
         t += 0.05
-        loss = 0.5 + 10 * 0.999 ** step + 0.01 * (step * 7919 % 13)
-        log.write("train", step, t, loss=loss, lr=3e-3, grad_norm=0.7, dt_ms=50.0,
-                  tokens_per_sec=10240.0, tokens_seen=step * 512, train_time_s=step * 0.05)
+        loss = 0.5 + 10 * 0.999**step + 0.01 * (step * 7919 % 13)
+        log.write(
+            "train",
+            step,
+            t,
+            loss=loss,
+            lr=3e-3,
+            grad_norm=0.7,
+            dt_ms=50.0,
+            tokens_per_sec=10240.0,
+            tokens_seen=step * 512,
+            train_time_s=step * 0.05,
+        )
         if step % 100 == 0:
             log.write("eval", step, t, val_loss=loss + 0.1)
         if step % 500 == 0:
             log.write("sample", step, t, prompt="ROMEO:", text=" what light through yonder")
     log.close()
     ended = None if state == "running" else t
-    run.write_status(state=state, step=steps, max_steps=max_steps, pid=os.getpid(), started=1.7e9,
-                     ended=ended, host=socket.gethostname(), world_size=1, reason=None)
+    run.write_status(
+        state=state,
+        step=steps,
+        max_steps=max_steps,
+        pid=os.getpid(),
+        started=1.7e9,
+        ended=ended,
+        host=socket.gethostname(),
+        world_size=1,
+        reason=None,
+    )
 
 
 def checkpoint_run(root: Path) -> None:
     """A nano run trained for two steps: a real checkpoint for the Playground."""
     from core.config import preset
-    from core.engine import train
-    from core.rundir import RunDir
+    from core.store.rundir import RunDir
+    from core.train.engine import train
 
-    cfg = preset("nano", max_steps=2, eval_interval=0, checkpoint_interval=0, device="cpu",
-                 warmup_steps=1)
+    cfg = preset(
+        "nano", max_steps=2, eval_interval=0, checkpoint_interval=0, device="cpu", warmup_steps=1
+    )
     run = RunDir.create(root, CKPT_RUN, cfg)
     assert train(str(run.path)) == "completed", run.log_path.read_text()[-2000:]
 
@@ -135,15 +178,26 @@ def make_runs(root: Path, long_steps: int) -> None:
 
 def append_step(root: Path, step: int) -> None:
     """One more train record on the long run (the Live page should draw it)."""
-    from core import metrics
+    from core.store import metrics
 
     log = metrics.MetricsLog(root / LONG_RUN / "metrics.jsonl")
-    log.write("train", step, time.time(), loss=0.4, lr=3e-3, grad_norm=0.7, dt_ms=50.0,
-              tokens_per_sec=10240.0, tokens_seen=step * 512, train_time_s=step * 0.05)
+    log.write(
+        "train",
+        step,
+        time.time(),
+        loss=0.4,
+        lr=3e-3,
+        grad_norm=0.7,
+        dt_ms=50.0,
+        tokens_per_sec=10240.0,
+        tokens_seen=step * 512,
+        train_time_s=step * 0.05,
+    )
     log.close()
 
 
 # --- the server and the browser --------------------------------------------------------------
+
 
 def free_port() -> int:
     with socket.socket() as s:
@@ -155,12 +209,30 @@ def start_app(runs_dir: Path, log_path: Path) -> tuple[subprocess.Popen, str, fl
     """Spawn `streamlit run` against runs_dir; returns (process, URL, spawn time)."""
     port = free_port()
     env = {**os.environ, "GPT_RUNS_DIR": str(runs_dir)}
-    cmd = [sys.executable, "-m", "streamlit", "run", str(common.ROOT / "dashboard" / "app.py"),
-           "--server.headless", "true", "--server.address", "127.0.0.1", "--server.port",
-           str(port), "--browser.gatherUsageStats", "false"]
+    cmd = [
+        sys.executable,
+        "-m",
+        "streamlit",
+        "run",
+        str(common.ROOT / "dashboard" / "app.py"),
+        "--server.headless",
+        "true",
+        "--server.address",
+        "127.0.0.1",
+        "--server.port",
+        str(port),
+        "--browser.gatherUsageStats",
+        "false",
+    ]
     t0 = time.perf_counter()
-    proc = subprocess.Popen(cmd, cwd=common.ROOT, env=env, stdout=open(log_path, "w"),
-                            stderr=subprocess.STDOUT, start_new_session=True)
+    proc = subprocess.Popen(
+        cmd,
+        cwd=common.ROOT,
+        env=env,
+        stdout=open(log_path, "w"),
+        stderr=subprocess.STDOUT,
+        start_new_session=True,
+    )
     return proc, f"http://127.0.0.1:{port}", t0
 
 
@@ -195,8 +267,8 @@ DONE_AFTER_JS = """(t) => {
   }
   const messages = window.__ws.filter(m => m >= t);
   const last = messages[messages.length - 1];
-  return messages.length && performance.now() - last > %d ? last - t : null;
-}""" % QUIET_MS
+  return messages.length && performance.now() - last > QUIET_MS ? last - t : null;
+}""".replace("QUIET_MS", str(QUIET_MS))
 # The page with this title drawn and its script finished.
 PAGE_DONE_JS = """([t, title]) => {
   const app = document.querySelector('[data-testid="stApp"]');
@@ -208,8 +280,9 @@ PAGE_DONE_JS = """([t, title]) => {
 
 def script_done_after(page, t_start: float, timeout_s: float = 120) -> float:
     """Seconds from t_start (page clock, ms) until the script run it started has ended."""
-    handle = page.wait_for_function(DONE_AFTER_JS, arg=t_start, timeout=timeout_s * 1000,
-                                    polling=10)
+    handle = page.wait_for_function(
+        DONE_AFTER_JS, arg=t_start, timeout=timeout_s * 1000, polling=10
+    )
     return handle.json_value() / 1000
 
 
@@ -233,7 +306,8 @@ def first_paint(page, url: str, t0: float, has_runs: bool) -> float:
 def switch(page, title: str) -> float:
     """Click a sidebar link; seconds until that page's script finished with its title drawn."""
     link = page.locator('[data-testid="stSidebarNav"] a').filter(
-        has_text=re.compile(re.escape(title) + "$"))
+        has_text=re.compile(re.escape(title) + "$")
+    )
     t = now_ms(page)
     link.click()
     handle = page.wait_for_function(PAGE_DONE_JS, arg=[t, title], timeout=120_000, polling=10)
@@ -266,15 +340,18 @@ def click(page, selector: str) -> float:
 
 # --- what is measured ------------------------------------------------------------------------
 
+
 def rerun_actions(has_runs: bool) -> dict:
     """A widget to touch on each page, as a function of the page and the attempt number."""
     actions = {"New run": lambda page, i: type_number(page, "nr_n_layer", 3 + i % 2)}
     if has_runs:
-        actions.update({
-            "Runs": lambda page, i: choose(page, "runs_selected", f"run-0{i % 3}"),
-            "Live metrics": lambda page, i: click(page, ".st-key-live_log label"),
-            "Model info": lambda page, i: choose(page, "mi_run", f"run-0{i % 3}"),
-        })
+        actions.update(
+            {
+                "Runs": lambda page, i: choose(page, "runs_selected", f"run-0{i % 3}"),
+                "Live metrics": lambda page, i: click(page, ".st-key-live_log label"),
+                "Model info": lambda page, i: choose(page, "mi_run", f"run-0{i % 3}"),
+            }
+        )
     return actions
 
 
@@ -282,15 +359,23 @@ def measure_pages(page, args, has_runs: bool, shots: Path | None, label: str) ->
     rows = []
     for round_name in ("first visit", "again"):
         for title in PAGES:
-            rows.append(row(label, f"page switch ({round_name})", title, switch(page, title),
-                            "page switch"))
+            rows.append(
+                row(label, f"page switch ({round_name})", title, switch(page, title), "page switch")
+            )
             if shots and round_name == "again":
-                page.screenshot(path=str(shots / f"bench-{label.replace(' ', '')}-{title.replace(' ', '-')}.png"))
+                page.screenshot(
+                    path=str(
+                        shots / f"bench-{label.replace(' ', '')}-{title.replace(' ', '-')}.png"
+                    )
+                )
     for title, action in rerun_actions(has_runs).items():
         switch(page, title)
         times = [action(page, i) for i in range(args.repeats)]
-        rows.append(row(label, f"rerun (median of {args.repeats})", title,
-                        statistics.median(times), "rerun"))
+        rows.append(
+            row(
+                label, f"rerun (median of {args.repeats})", title, statistics.median(times), "rerun"
+            )
+        )
     return rows
 
 
@@ -338,22 +423,33 @@ LOCAL = re.compile(r"^(https?://(127\.0\.0\.1|localhost)[:/]|data:|blob:)")
 def row(runs: str, measure: str, page: str, seconds: float, target: str | None = None) -> dict:
     """One line of the table, with the load average when it was measured."""
     limit = TARGETS.get(target)
-    return dict(runs=runs, measure=measure, page=page, seconds=seconds, target=limit,
-                met=None if limit is None else seconds < limit,
-                load_1m=round(os.getloadavg()[0], 2))
+    return dict(
+        runs=runs,
+        measure=measure,
+        page=page,
+        seconds=seconds,
+        target=limit,
+        met=None if limit is None else seconds < limit,
+        load_1m=round(os.getloadavg()[0], 2),
+    )
 
 
 def with_runs(page, args, root: Path, label: str) -> list[dict]:
     """The figures that need runs: a Live refresh, the Playground's model and first token."""
-    rows = [row(label, "live refresh (append -> drawn)", "Live metrics",
-                live_refresh(page, root, args.long_steps + 1))]
+    rows = [
+        row(
+            label,
+            "live refresh (append -> drawn)",
+            "Live metrics",
+            live_refresh(page, root, args.long_steps + 1),
+        )
+    ]
     loaded, token, rerun = playground(page, args.repeats)
     return rows + [
         row(label, f"rerun (median of {args.repeats})", "Playground", rerun, "rerun"),
         row(label, "checkpoint chosen -> model loaded", "Playground", loaded),
         row(label, "first token (Generate -> drawn)", "Playground", token),
-        row(label, "checkpoint chosen -> first token", "Playground", loaded + token,
-            "first token"),
+        row(label, "checkpoint chosen -> first token", "Playground", loaded + token, "first token"),
     ]
 
 
@@ -411,19 +507,29 @@ def main(argv: list[str] | None = None) -> dict:
             rows += measure(args, browser, root, n_runs)
         browser.close()
     timed = [r for r in rows if r.get("target") is not None]
-    result = {"targets_met": all(r["met"] for r in timed),
-              "first_paint_s": {r["runs"]: round(r["seconds"], 2) for r in rows
-                                if r["measure"] == "first paint"},
-              "external_requests": any("EXTERNAL" in r["measure"] for r in rows)}
-    notes = [f"targets (idle machine): {TARGETS}; load_1m: the 1-minute load average when each "
-             "figure was taken (above ~1 on a 2-core machine, others slowed these figures)"]
+    result = {
+        "targets_met": all(r["met"] for r in timed),
+        "first_paint_s": {
+            r["runs"]: round(r["seconds"], 2) for r in rows if r["measure"] == "first paint"
+        },
+        "external_requests": any("EXTERNAL" in r["measure"] for r in rows),
+    }
+    notes = [
+        f"targets (idle machine): {TARGETS}; load_1m: the 1-minute load average when each "
+        "figure was taken (above ~1 on a 2-core machine, others slowed these figures)"
+    ]
     if args.keep:
         notes.append(f"runs kept in {tmp.name}")
         tmp._finalizer.detach()
     else:
         tmp.cleanup()
-    return common.report("app", result, rows, columns=["runs", "measure", "page", "seconds",
-                                                        "target", "met", "load_1m"], notes=notes)
+    return common.report(
+        "app",
+        result,
+        rows,
+        columns=["runs", "measure", "page", "seconds", "target", "met", "load_1m"],
+        notes=notes,
+    )
 
 
 if __name__ == "__main__":

@@ -27,19 +27,32 @@ def offline_env() -> None:
         os.environ.setdefault("TIKTOKEN_CACHE_DIR", str(_SHARED_DATA / "tiktoken_cache"))
 
 
-def add_run_flags(parser: argparse.ArgumentParser, preset: str = "nano", steps: int | None = 20,
-                  steps_help: str = "timed steps") -> None:
+def add_run_flags(
+    parser: argparse.ArgumentParser,
+    preset: str = "nano",
+    steps: int | None = 20,
+    steps_help: str = "timed steps",
+) -> None:
     """The flags every model benchmark takes: --preset, --device, --dtype, --compile/--no-compile,
     --steps. dtype and compile default to 'auto', the engine's own choice for the device."""
     from core.config import DTYPES, PRESETS
 
-    parser.add_argument("--preset", choices=list(PRESETS), default=preset, help="model and batch preset")
+    parser.add_argument(
+        "--preset", choices=list(PRESETS), default=preset, help="model and batch preset"
+    )
     parser.add_argument("--device", default="auto", help="auto, cpu, cuda, cuda:N or mps")
     parser.add_argument("--dtype", choices=DTYPES, default="auto", help="autocast dtype")
-    parser.add_argument("--compile", dest="compile", action="store_const", const="on", default="auto",
-                        help="torch.compile the model (default: the device's default)")
-    parser.add_argument("--no-compile", dest="compile", action="store_const", const="off",
-                        help="run eager")
+    parser.add_argument(
+        "--compile",
+        dest="compile",
+        action="store_const",
+        const="on",
+        default="auto",
+        help="torch.compile the model (default: the device's default)",
+    )
+    parser.add_argument(
+        "--no-compile", dest="compile", action="store_const", const="off", help="run eager"
+    )
     parser.add_argument("--steps", type=positive, default=steps, help=steps_help)
 
 
@@ -67,8 +80,14 @@ def machine() -> dict:
     gpu = torch.cuda.get_device_name(0) if torch.cuda.is_available() else None
     # Other processes on a small machine skew timings: the load average says how busy it was.
     load = [round(x, 2) for x in os.getloadavg()] if hasattr(os, "getloadavg") else None
-    return {"cpu": cpu, "cores": os.cpu_count(), "threads": torch.get_num_threads(),
-            "torch": torch.__version__.split("+")[0], "gpu": gpu, "load_avg_1_5_15": load}
+    return {
+        "cpu": cpu,
+        "cores": os.cpu_count(),
+        "threads": torch.get_num_threads(),
+        "torch": torch.__version__.split("+")[0],
+        "gpu": gpu,
+        "load_avg_1_5_15": load,
+    }
 
 
 def format_table(rows: list[dict], columns: list[str] | None = None) -> str:
@@ -94,8 +113,13 @@ def format_table(rows: list[dict], columns: list[str] | None = None) -> str:
     return "\n".join([line(columns), line(["-" * w for w in widths]), *map(line, cells)])
 
 
-def report(bench: str, result: dict, rows: list[dict], columns: list[str] | None = None,
-           notes: list[str] = ()) -> dict:
+def report(
+    bench: str,
+    result: dict,
+    rows: list[dict],
+    columns: list[str] | None = None,
+    notes: list[str] = (),
+) -> dict:
     """Print the readable table and notes, then the results as one JSON line (always the last
     line of stdout, so `tail -n 1 | jq` or a test can read it). Returns the printed record."""
     record = {"bench": bench, **result, "rows": rows, "machine": machine()}

@@ -25,29 +25,50 @@ import time
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
-from bench import common  # noqa: E402
+from bench import common
 
 COLD_TARGET_S = 1.0
 INCREMENTAL_TARGET_MS = 50.0
 
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="python bench/dashboard.py",
-                                     description=__doc__.split("\n")[0],
-                                     formatter_class=argparse.ArgumentDefaultsHelpFormatter)
-    parser.add_argument("--steps", type=common.positive, nargs="+", default=[10_000, 100_000],
-                        help="train steps of each synthetic run")
-    parser.add_argument("--append", type=common.positive, default=100,
-                        help="lines appended before each incremental refresh")
-    parser.add_argument("--repeats", type=common.positive, default=5,
-                        help="cold loads and incremental refreshes timed (median reported)")
-    parser.add_argument("--eval-interval", type=common.positive, default=100,
-                        help="steps between eval lines (each followed by a sample line)")
-    parser.add_argument("--sample-interval", type=common.positive, default=500,
-                        help="steps between sample lines")
+    parser = argparse.ArgumentParser(
+        prog="python bench/dashboard.py",
+        description=__doc__.split("\n")[0],
+        formatter_class=argparse.ArgumentDefaultsHelpFormatter,
+    )
+    parser.add_argument(
+        "--steps",
+        type=common.positive,
+        nargs="+",
+        default=[10_000, 100_000],
+        help="train steps of each synthetic run",
+    )
+    parser.add_argument(
+        "--append",
+        type=common.positive,
+        default=100,
+        help="lines appended before each incremental refresh",
+    )
+    parser.add_argument(
+        "--repeats",
+        type=common.positive,
+        default=5,
+        help="cold loads and incremental refreshes timed (median reported)",
+    )
+    parser.add_argument(
+        "--eval-interval",
+        type=common.positive,
+        default=100,
+        help="steps between eval lines (each followed by a sample line)",
+    )
+    parser.add_argument(
+        "--sample-interval", type=common.positive, default=500, help="steps between sample lines"
+    )
     parser.add_argument("--smoothing", type=float, default=0.6, help="EMA weight in [0, 1)")
-    parser.add_argument("--axis", choices=["step", "tokens", "time"], default="step",
-                        help="x axis of the figures")
+    parser.add_argument(
+        "--axis", choices=["step", "tokens", "time"], default="step", help="x axis of the figures"
+    )
     parser.add_argument("--keep", action="store_true", help="keep the temp runs dir and print it")
     return parser
 
@@ -69,18 +90,42 @@ class Writer:
             loss = 0.1 + 10.8 * math.exp(-self.step / 2000) + 0.05 * self.rng.random()
             if self.rng.random() < 1e-3:
                 loss *= 3  # a spike, as real runs have, that downsampling must keep
-            self.f.write(json.dumps(dict(
-                kind="train", step=self.step, time=self.t, loss=loss, lr=6e-4 * (1 - self.step / 1e7),
-                grad_norm=0.5 + self.rng.random(), dt_ms=dt * 1000,
-                tokens_per_sec=self.tokens_per_step / dt, tokens_seen=self.step * self.tokens_per_step,
-                mfu=0.4, peak_mem_mb=812.5)) + "\n")
+            self.f.write(
+                json.dumps(
+                    dict(
+                        kind="train",
+                        step=self.step,
+                        time=self.t,
+                        loss=loss,
+                        lr=6e-4 * (1 - self.step / 1e7),
+                        grad_norm=0.5 + self.rng.random(),
+                        dt_ms=dt * 1000,
+                        tokens_per_sec=self.tokens_per_step / dt,
+                        tokens_seen=self.step * self.tokens_per_step,
+                        mfu=0.4,
+                        peak_mem_mb=812.5,
+                    )
+                )
+                + "\n"
+            )
             if self.step % eval_interval == 0:
-                self.f.write(json.dumps(dict(kind="eval", step=self.step, time=self.t,
-                                             val_loss=loss + 0.1)) + "\n")
+                self.f.write(
+                    json.dumps(dict(kind="eval", step=self.step, time=self.t, val_loss=loss + 0.1))
+                    + "\n"
+                )
             if self.step % sample_interval == 0:
-                self.f.write(json.dumps(dict(kind="sample", step=self.step, time=self.t,
-                                             prompt="ROMEO:", text=" what *light* _through_ # $5"))
-                             + "\n")
+                self.f.write(
+                    json.dumps(
+                        dict(
+                            kind="sample",
+                            step=self.step,
+                            time=self.t,
+                            prompt="ROMEO:",
+                            text=" what *light* _through_ # $5",
+                        )
+                    )
+                    + "\n"
+                )
         self.f.flush()
 
 
@@ -94,9 +139,15 @@ def refresh(series, args) -> dict:
     t0 = time.perf_counter()
     new = series.refresh()
     t1 = time.perf_counter()
-    figures = build_figures([series], axis=args.axis, weight=args.smoothing, log_y=False,
-                            color_of=lambda _: "#1f77b4", targets={series.run.run_id: 0.1},
-                            clips={series.run.run_id: 1.0})
+    figures = build_figures(
+        [series],
+        axis=args.axis,
+        weight=args.smoothing,
+        log_y=False,
+        color_of=lambda _: "#1f77b4",
+        targets={series.run.run_id: 0.1},
+        clips={series.run.run_id: 1.0},
+    )
     t2 = time.perf_counter()
     # What st.plotly_chart does with a figure before sending it to the browser.
     points = 0
@@ -105,13 +156,14 @@ def refresh(series, args) -> dict:
         plotly.io.to_json(spec, validate=False)
         points += sum(len(trace.x) for trace in fig.data if trace.x is not None)
     t3 = time.perf_counter()
-    return dict(read=t1 - t0, figures=t2 - t1, serialise=t3 - t2, total=t3 - t0, new=new,
-                points=points)
+    return dict(
+        read=t1 - t0, figures=t2 - t1, serialise=t3 - t2, total=t3 - t0, new=new, points=points
+    )
 
 
 def bench_size(steps: int, args, root: Path) -> dict:
     from core.config import preset
-    from core.rundir import RunDir
+    from core.store.rundir import RunDir
     from dashboard.live_data import RunSeries
 
     run = RunDir.create(root, f"bench-{steps}", preset("nano", max_steps=steps * 2))
@@ -130,7 +182,9 @@ def bench_size(steps: int, args, root: Path) -> dict:
         incs.append(refresh(series, args))
     med = lambda rows, key: statistics.median(r[key] for r in rows)  # noqa: E731
     return {
-        "steps": steps, "file_mb": round(size_mb, 1), "write_s": round(write_s, 2),
+        "steps": steps,
+        "file_mb": round(size_mb, 1),
+        "write_s": round(write_s, 2),
         "cold_first_s": round(colds[0]["total"], 3),
         "cold_s": round(med(colds, "total"), 3),
         "cold_read_s": round(med(colds, "read"), 3),
@@ -150,7 +204,7 @@ def main(argv: list[str] | None = None) -> dict:
     if not 0.0 <= args.smoothing < 1.0:
         raise SystemExit(f"--smoothing must be in [0, 1) (got {args.smoothing})")
     # Imported before timing: a Streamlit server has these loaded long before a page opens.
-    import plotly.graph_objects  # noqa: F401
+    import plotly.graph_objects
     import plotly.io  # noqa: F401
     import pyarrow.json  # noqa: F401
 
@@ -160,16 +214,22 @@ def main(argv: list[str] | None = None) -> dict:
     rows = [bench_size(steps, args, Path(tmp.name)) for steps in sorted(args.steps)]
     big = rows[-1]
     result = {
-        "steps": big["steps"], "cold_s": big["cold_s"], "cold_first_s": big["cold_first_s"],
+        "steps": big["steps"],
+        "cold_s": big["cold_s"],
+        "cold_first_s": big["cold_first_s"],
         "incremental_ms": big["incremental_ms"],
         "cold_target_met": big["cold_s"] < COLD_TARGET_S if big["steps"] <= 100_000 else None,
         "incremental_target_met": all(r["incremental_ms"] < INCREMENTAL_TARGET_MS for r in rows),
-        "append": args.append, "smoothing": args.smoothing, "axis": args.axis,
+        "append": args.append,
+        "smoothing": args.smoothing,
+        "axis": args.axis,
     }
-    notes = [f"cold: median of {args.repeats} fresh loads (cold_first_s: the first, which also "
-             f"warms pyarrow and plotly); incremental: median of {args.repeats} refreshes, each "
-             f"after {args.append} appended steps; targets: cold < {COLD_TARGET_S:g} s at 100,000 "
-             f"steps, incremental < {INCREMENTAL_TARGET_MS:g} ms at any length"]
+    notes = [
+        f"cold: median of {args.repeats} fresh loads (cold_first_s: the first, which also "
+        f"warms pyarrow and plotly); incremental: median of {args.repeats} refreshes, each "
+        f"after {args.append} appended steps; targets: cold < {COLD_TARGET_S:g} s at 100,000 "
+        f"steps, incremental < {INCREMENTAL_TARGET_MS:g} ms at any length"
+    ]
     if args.keep:
         notes.append(f"runs kept in {tmp.name}")
         tmp._finalizer.detach()

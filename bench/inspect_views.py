@@ -24,14 +24,15 @@ import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from bench.common import offline_env, positive, report  # noqa: E402
-from core import data  # noqa: E402
-from core.attention import attention_text, head_scores  # noqa: E402
-from core.config import TrainConfig  # noqa: E402
-from core.inspect_batch import batch_checksum, describe_step, train_walker  # noqa: E402
-from core.logit_lens import logit_lens_text  # noqa: E402
-from core.model import GPT, ModelConfig  # noqa: E402
-from core.surprise import surprise, surprise_diff  # noqa: E402
+from bench.common import offline_env, positive, report
+from core.config import TrainConfig
+from core.data import dataset as data
+from core.data.walker import batch_checksum, train_walker
+from core.inspect.attention import attention_text, head_scores
+from core.inspect.batch import describe_step
+from core.inspect.logit_lens import logit_lens_text
+from core.inspect.surprise import surprise, surprise_diff
+from core.model.gpt import GPT, ModelConfig
 
 MODELS = {  # (n_layer, n_head, n_embd, block_size), target seconds per view
     "nano": ((2, 2, 64, 256), 1.0),
@@ -65,8 +66,16 @@ def views(name: str, text: str, data_name: str, device: str) -> dict:
     make = lambda: GPT(ModelConfig(n_layer, n_head, n_embd, block)).to(device).eval()  # noqa: E731
     model, other = make(), make()
     # The batch view on a run of this model reading one 256-token window per step.
-    cfg = TrainConfig(n_layer=n_layer, n_head=n_head, n_embd=n_embd, block_size=block,
-                      seq_len=TEXT_TOKENS, micro_batch_size=1, grad_accum_steps=1, data=data_name)
+    cfg = TrainConfig(
+        n_layer=n_layer,
+        n_head=n_head,
+        n_embd=n_embd,
+        block_size=block,
+        seq_len=TEXT_TOKENS,
+        micro_batch_size=1,
+        grad_accum_steps=1,
+        data=data_name,
+    )
     walker = train_walker(cfg)
     return {
         "surprise": lambda: surprise(model, text, device, top_k=5),
@@ -76,7 +85,8 @@ def views(name: str, text: str, data_name: str, device: str) -> dict:
         "head_scores": lambda: head_scores(model, device=device),
         "batch_data": lambda: train_walker(cfg),
         "batch_checksum": lambda: batch_checksum(
-            walker.batch(n)[0] for n in range(32)),  # the 124M recipe's 32 micro batches a step
+            walker.batch(n)[0] for n in range(32)
+        ),  # the 124M recipe's 32 micro batches a step
         "batch": lambda: describe_step(cfg, 1, 1, model, device, walker),
     }, model.num_params()
 
@@ -99,18 +109,36 @@ def main(argv=None) -> int:
         target = MODELS[name][1]
         for view, fn in calls.items():
             seconds = median_time(fn, args.repeats)
-            rows.append({"model": name, "params": n_params, "view": view, "seconds": seconds,
-                         "target_s": target, "met": seconds < target})
+            rows.append(
+                {
+                    "model": name,
+                    "params": n_params,
+                    "view": view,
+                    "seconds": seconds,
+                    "target_s": target,
+                    "met": seconds < target,
+                }
+            )
             print(f"  {name} {view}: {seconds:.3f} s", file=sys.stderr, flush=True)
         del calls
-    report("inspect_views", {"device": args.device, "text_tokens": TEXT_TOKENS,
-                             "repeats": args.repeats, "all_met": all(r["met"] for r in rows)},
-           rows, ["model", "params", "view", "seconds", "target_s", "met"],
-           notes=["Median of the timed calls after one warm-up; random weights.",
-                  "batch: step_batches + checksum + per-token losses of one 1 x 256 window; "
-                  "batch_data: reading and splitting the run's tokens (a page caches it); "
-                  "batch_checksum: hashing 32 micro batches' inputs (what the engine adds a "
-                  "step)."])
+    report(
+        "inspect_views",
+        {
+            "device": args.device,
+            "text_tokens": TEXT_TOKENS,
+            "repeats": args.repeats,
+            "all_met": all(r["met"] for r in rows),
+        },
+        rows,
+        ["model", "params", "view", "seconds", "target_s", "met"],
+        notes=[
+            "Median of the timed calls after one warm-up; random weights.",
+            "batch: step_batches + checksum + per-token losses of one 1 x 256 window; "
+            "batch_data: reading and splitting the run's tokens (a page caches it); "
+            "batch_checksum: hashing 32 micro batches' inputs (what the engine adds a "
+            "step).",
+        ],
+    )
     return 0
 
 

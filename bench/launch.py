@@ -4,10 +4,10 @@ preparation a second run pays.
     python bench/launch.py                  # nano, eager and compiled, token cache cold and warm
     python bench/launch.py --no-compile     # eager only (a cold compile takes a minute on a CPU)
 
-Each launch goes through core.launcher.launch (the dashboard's path) into a temp runs dir.
+Each launch goes through core.runs.launcher.launch (the dashboard's path) into a temp runs dir.
 "Cold" points GPT_CACHE_DIR (token cache, measured CPU peak) and TORCHINDUCTOR_CACHE_DIR at fresh
 temp folders, as on a first run; "warm" launches again with the same folders. Then
-core.data.load_tokens on tiny shakespeare is timed cold and warm in this process.
+core.data.dataset.load_tokens on tiny shakespeare is timed cold and warm in this process.
 """
 
 from __future__ import annotations
@@ -21,39 +21,50 @@ import time
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
-from bench import common  # noqa: E402
-from bench.train import _env  # noqa: E402
+from bench import common
+from bench.train import _env
 
 DATA_TARGET_S = 0.2  # the second run on a data set spends less than this preparing it
 _LOADED = re.compile(r"loaded [\d,]+ tokens .* in ([\d.]+)s")
 
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="python bench/launch.py", description=__doc__.split("\n")[0],
-                                     formatter_class=argparse.ArgumentDefaultsHelpFormatter)
+    parser = argparse.ArgumentParser(
+        prog="python bench/launch.py",
+        description=__doc__.split("\n")[0],
+        formatter_class=argparse.ArgumentDefaultsHelpFormatter,
+    )
     common.add_run_flags(parser, preset="nano", steps=2)
     parser.add_argument("--micro-batch-size", type=common.positive, help="override the preset's")
     parser.add_argument("--seq-len", type=common.positive, help="override the preset's")
     parser.add_argument("--data", default="tinyshakespeare", help="data source")
-    parser.add_argument("--timeout", type=float, default=600.0,
-                        help="seconds to wait for one launch's first train line")
-    parser.add_argument("--load-repeats", type=common.positive, default=5,
-                        help="warm load_tokens calls timed (the median is reported)")
+    parser.add_argument(
+        "--timeout",
+        type=float,
+        default=600.0,
+        help="seconds to wait for one launch's first train line",
+    )
+    parser.add_argument(
+        "--load-repeats",
+        type=common.positive,
+        default=5,
+        help="warm load_tokens calls timed (the median is reported)",
+    )
     return parser
 
 
 def _start(cfg, runs_dir: Path, name: str):
     """Start a run the way the dashboard does."""
-    from core import launcher
-    from core.rundir import RunDir
+    from core.runs import launcher
+    from core.store.rundir import RunDir
 
     return RunDir(runs_dir / launcher.launch(cfg, runs_dir, name))
 
 
 def time_launch(cfg, runs_dir: Path, name: str, timeout: float) -> dict:
     """Seconds from launch to the engine starting, and to its first train record on disk."""
-    from core.metrics import MetricsReader
-    from core.rundir import ACTIVE_STATES
+    from core.store.metrics import MetricsReader
+    from core.store.rundir import ACTIVE_STATES
 
     t0 = time.time()
     run = _start(cfg, runs_dir, name)
@@ -63,8 +74,10 @@ def time_launch(cfg, runs_dir: Path, name: str, timeout: float) -> dict:
         first = next((r for r in reader.read_new() if r.get("kind") == "train"), None)
         status = run.read_status()
         if first is None and status.get("state") not in ACTIVE_STATES:
-            raise RuntimeError(f"run {name} ended as {status.get('state')} before its first step: "
-                               f"{status.get('error') or run.log_path.read_text()[-1500:]}")
+            raise RuntimeError(
+                f"run {name} ended as {status.get('state')} before its first step: "
+                f"{status.get('error') or run.log_path.read_text()[-1500:]}"
+            )
         if first is None and time.time() - t0 > timeout:
             raise RuntimeError(f"run {name}: no train line within {timeout:.0f}s (see --timeout)")
         time.sleep(0.02)
@@ -82,16 +95,18 @@ def time_launch(cfg, runs_dir: Path, name: str, timeout: float) -> dict:
         "data_s": data_s,
         # Model, optimizer (AdamW's first construction imports torch._dynamo), CPU peak.
         "setup_s": to_first - to_start - data_s - first["dt_ms"] / 1000
-        if to_start is not None and data_s is not None else None,
+        if to_start is not None and data_s is not None
+        else None,
         "first_step_ms": first["dt_ms"],  # with compile on, this holds the compilation
         "to_first_line_s": to_first,
     }
 
 
 def time_load_tokens(data_name: str, repeats: int) -> dict:
-    """core.data.load_tokens cold (tokenizes, writes the cache) and warm, in this process, plus
+    """core.data.dataset.load_tokens cold (tokenizes, writes the cache) and warm, in this process, plus
     the engine's whole data preparation (split, batch walker) when warm."""
-    from core import data
+    from core.data import dataset as data
+    from core.data.walker import BatchWalker
 
     with tempfile.TemporaryDirectory(prefix="bench-cache-") as cache, _env(GPT_CACHE_DIR=cache):
         data.get_tokenizer()  # the tokenizer loads once per process, not per data set
@@ -104,17 +119,21 @@ def time_load_tokens(data_name: str, repeats: int) -> dict:
             tokens = data.load_tokens(data_name)
             warm.append(time.perf_counter() - t0)
             train, val = data.split(tokens, 0.1)
-            data.BatchWalker(train, 8, 64), data.BatchWalker(val, 8, 64)
+            BatchWalker(train, 8, 64), BatchWalker(val, 8, 64)
             prep.append(time.perf_counter() - t0)
-    return {"tokens": int(len(tokens)), "cold_s": cold, "warm_s": statistics.median(warm),
-            "warm_prep_s": statistics.median(prep)}
+    return {
+        "tokens": int(len(tokens)),
+        "cold_s": cold,
+        "warm_s": statistics.median(warm),
+        "warm_prep_s": statistics.median(prep),
+    }
 
 
 def main(argv=None) -> int:
     args = build_parser().parse_args(argv)
     common.offline_env()
     from core.config import ConfigError, preset, validate
-    from core.data import DataError
+    from core.data.dataset import DataError
 
     modes = {"auto": ("off", "on"), "on": ("on",), "off": ("off",)}[args.compile]
     rows = []
@@ -122,20 +141,37 @@ def main(argv=None) -> int:
         with tempfile.TemporaryDirectory(prefix="bench-launch-") as tmp:
             runs_dir = Path(tmp) / "runs"
             for compile_mode in modes:
-                cfg = preset(args.preset, device=args.device, dtype=args.dtype, compile=compile_mode,
-                             data=args.data, max_steps=args.steps, eval_interval=0,
-                             checkpoint_interval=0, target_loss=0.0,
-                             **{k: getattr(args, k) for k in ("micro_batch_size", "seq_len")
-                                if getattr(args, k) is not None})
+                cfg = preset(
+                    args.preset,
+                    device=args.device,
+                    dtype=args.dtype,
+                    compile=compile_mode,
+                    data=args.data,
+                    max_steps=args.steps,
+                    eval_interval=0,
+                    checkpoint_interval=0,
+                    target_loss=0.0,
+                    **{
+                        k: getattr(args, k)
+                        for k in ("micro_batch_size", "seq_len")
+                        if getattr(args, k) is not None
+                    },
+                )
                 validate(cfg)
-                caches = {k: tempfile.mkdtemp(prefix=f"{k}-", dir=tmp)
-                          for k in ("GPT_CACHE_DIR", "TORCHINDUCTOR_CACHE_DIR")}
+                caches = {
+                    k: tempfile.mkdtemp(prefix=f"{k}-", dir=tmp)
+                    for k in ("GPT_CACHE_DIR", "TORCHINDUCTOR_CACHE_DIR")
+                }
                 for cache in ("cold", "warm"):
                     with _env(**caches):
                         result = time_launch(cfg, runs_dir, f"{compile_mode}-{cache}", args.timeout)
                     rows.append(dict(compile=compile_mode, cache=cache, **result))
-                    print(f"  compile {compile_mode}, {cache}: first line after "
-                          f"{result['to_first_line_s']:.1f}s", file=sys.stderr, flush=True)
+                    print(
+                        f"  compile {compile_mode}, {cache}: first line after "
+                        f"{result['to_first_line_s']:.1f}s",
+                        file=sys.stderr,
+                        flush=True,
+                    )
         load = time_load_tokens(args.data, args.load_repeats)
     except (ConfigError, DataError) as e:
         print(f"error: {e}", file=sys.stderr)
@@ -150,8 +186,14 @@ def main(argv=None) -> int:
         f"batch walkers {load['warm_prep_s'] * 1000:.1f} ms "
         f"(target < {DATA_TARGET_S}s: {'met' if met else 'NOT met'})",
     ]
-    result = dict(preset=args.preset, steps=args.steps, launches=rows, load_tokens=load,
-                  data_target_s=DATA_TARGET_S, data_target_met=met)
+    result = dict(
+        preset=args.preset,
+        steps=args.steps,
+        launches=rows,
+        load_tokens=load,
+        data_target_s=DATA_TARGET_S,
+        data_target_met=met,
+    )
     common.report("launch", result, rows, notes=notes)
     return 0
 

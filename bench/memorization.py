@@ -23,9 +23,9 @@ import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from bench.common import offline_env, report  # noqa: E402
-from core import data  # noqa: E402
-from core.memorization import CHUNK, SuffixIndex, build_suffix_array, token_counts  # noqa: E402
+from bench.common import offline_env, report
+from core.data import dataset as data
+from core.data.corpus import CHUNK, SuffixIndex, build_suffix_array, token_counts
 
 VOCAB = 50257
 MB = 2**20
@@ -37,13 +37,13 @@ def synthetic(n: int, seed: int = 0) -> np.ndarray:
     out = np.empty(n, np.uint16)
     for a in range(0, n, 1 << 22):  # in blocks: a float64 draw of 100M would be 800 MB
         size = min(1 << 22, n - a)
-        out[a:a + size] = (VOCAB ** rng.random(size)).astype(np.int64) - 1
+        out[a : a + size] = (VOCAB ** rng.random(size)).astype(np.int64) - 1
     copies = int(n * 0.02 / 264)
     lengths = rng.integers(16, 513, copies)
     targets = rng.integers(n // 10, n - 513, copies)
     for length, target in zip(lengths.tolist(), targets.tolist()):
         source = int(rng.integers(0, target - length))
-        out[target:target + length] = out[source:source + length]
+        out[target : target + length] = out[source : source + length]
     return out
 
 
@@ -54,7 +54,7 @@ def sample(tokens: np.ndarray, rng, n: int = 500) -> np.ndarray:
         length = int(rng.integers(10, 61))
         if copy:
             at = int(rng.integers(0, len(tokens) - length))
-            parts.append(tokens[at:at + length].astype(np.int64))
+            parts.append(tokens[at : at + length].astype(np.int64))
         else:
             parts.append(rng.integers(0, VOCAB, length))
         total += length
@@ -98,15 +98,26 @@ def row(name: str, tokens: np.ndarray, rng) -> dict:
     sa, seconds, peak = time_build(tokens)
     n = len(tokens)
     print(f"  {name}: {n:,} tokens in {seconds:.2f} s", file=sys.stderr, flush=True)
-    return {"data": name, "tokens": n, "build_s": seconds, "build_peak_mb": peak,
-            "with_tokens_mb": peak + tokens.nbytes / MB, "bound_mb": memory_bound(tokens) / MB,
-            **time_queries(SuffixIndex(tokens, sa), rng)}
+    return {
+        "data": name,
+        "tokens": n,
+        "build_s": seconds,
+        "build_peak_mb": peak,
+        "with_tokens_mb": peak + tokens.nbytes / MB,
+        "bound_mb": memory_bound(tokens) / MB,
+        **time_queries(SuffixIndex(tokens, sa), rng),
+    }
 
 
 def main(argv=None) -> int:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    p.add_argument("--sizes", nargs="*", type=float, default=[10, 30, 100],
-                   help="synthetic token counts, in millions")
+    p.add_argument(
+        "--sizes",
+        nargs="*",
+        type=float,
+        default=[10, 30, 100],
+        help="synthetic token counts, in millions",
+    )
     args = p.parse_args(argv)
     offline_env()
     rng = np.random.default_rng(0)
@@ -118,14 +129,29 @@ def main(argv=None) -> int:
         rows.append(row(f"synthetic {millions:g}M", tokens, rng))
         del tokens
     peak_rss = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
-    report("memorization", {"peak_rss_mb": peak_rss}, rows,
-           ["data", "tokens", "build_s", "build_peak_mb", "with_tokens_mb", "bound_mb",
-            "query_64_ms", "query_500_ms", "copied_share_500"],
-           notes=["build_peak_mb: memory the build allocated beyond its input (tracemalloc); "
-                  "with_tokens_mb adds the uint16 tokens; bound: 10n + 60 max(2^20, count of the "
-                  "commonest token) bytes (core/memorization.py).",
-                  "query: median copy_stats time (min_len 8) on a sample of copied runs of "
-                  "10-60 tokens between novel ones."])
+    report(
+        "memorization",
+        {"peak_rss_mb": peak_rss},
+        rows,
+        [
+            "data",
+            "tokens",
+            "build_s",
+            "build_peak_mb",
+            "with_tokens_mb",
+            "bound_mb",
+            "query_64_ms",
+            "query_500_ms",
+            "copied_share_500",
+        ],
+        notes=[
+            "build_peak_mb: memory the build allocated beyond its input (tracemalloc); "
+            "with_tokens_mb adds the uint16 tokens; bound: 10n + 60 max(2^20, count of the "
+            "commonest token) bytes (core/data/corpus.py).",
+            "query: median copy_stats time (min_len 8) on a sample of copied runs of "
+            "10-60 tokens between novel ones.",
+        ],
+    )
     return 0
 
 

@@ -24,7 +24,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from bench.common import offline_env, report  # noqa: E402
+from bench.common import offline_env, report
 
 SAMPLE_PROMPT = "ROMEO:"
 
@@ -44,8 +44,8 @@ def parse_overrides(pairs: list[str], cfg):
 def train_for(cfg, minutes: float, runs_dir: Path) -> tuple[object, float]:
     """Launch cfg and stop it once `minutes` have passed (or let it end); returns the run and
     the launch time."""
-    from core import launcher
-    from core.rundir import ACTIVE_STATES, RunDir
+    from core.runs import launcher
+    from core.store.rundir import ACTIVE_STATES, RunDir
 
     t0 = time.time()
     run = RunDir(runs_dir / launcher.launch(cfg, runs_dir, "quality"))
@@ -59,8 +59,9 @@ def train_for(cfg, minutes: float, runs_dir: Path) -> tuple[object, float]:
 
 def sample_at(run, step: int) -> str:
     """A sample at the Playground's defaults from the snapshot of `step`."""
-    from core import checkpoint
-    from core.sampling import SamplingSettings, encode_prompt, stream_tokens
+    from core.data.tokens import encode_prompt
+    from core.generate.sampling import SamplingSettings, stream_tokens
+    from core.store import checkpoint
 
     model = checkpoint.load(run.snapshot_path(step)).build_model()
     ids, _ = encode_prompt(SAMPLE_PROMPT, model.config.block_size)
@@ -69,7 +70,7 @@ def sample_at(run, step: int) -> str:
 
 def budget_rows(run, t0: float, budgets: list[float], train_tokens: int) -> list[dict]:
     """One row per budget: the best val loss reached by then, with its step, tokens and sample."""
-    from core import metrics
+    from core.store import metrics
 
     records = metrics.read_all(run.metrics_path)
     evals = [r for r in records if r["kind"] == "eval" and "val_loss" in r]
@@ -83,19 +84,24 @@ def budget_rows(run, t0: float, budgets: list[float], train_tokens: int) -> list
         best = min(within, key=lambda e: e["val_loss"])
         seen = train[best["step"]]["tokens_seen"]
         rates = [r["tokens_per_sec"] for r in train.values() if r["time"] - t0 <= minutes * 60][1:]
-        rows.append({
-            "minutes": minutes, "best_val_loss": round(best["val_loss"], 4),
-            "val_perplexity": round(math.exp(best["val_loss"]), 1), "step": best["step"],
-            "at_s": round(best["time"] - t0, 1), "tokens_seen": seen,
-            "epochs": round(seen / train_tokens, 2),
-            "tokens_per_s": round(sum(rates) / len(rates)) if rates else None,
-            "sample": sample_at(run, best["step"]),
-        })
+        rows.append(
+            {
+                "minutes": minutes,
+                "best_val_loss": round(best["val_loss"], 4),
+                "val_perplexity": round(math.exp(best["val_loss"]), 1),
+                "step": best["step"],
+                "at_s": round(best["time"] - t0, 1),
+                "tokens_seen": seen,
+                "epochs": round(seen / train_tokens, 2),
+                "tokens_per_s": round(sum(rates) / len(rates)) if rates else None,
+                "sample": sample_at(run, best["step"]),
+            }
+        )
     return rows
 
 
 def curve_csv(run, t0: float) -> str:
-    from core import metrics
+    from core.store import metrics
 
     lines = ["seconds,step,val_loss"]
     for r in metrics.read_all(run.metrics_path):
@@ -113,8 +119,8 @@ def main(argv=None) -> int:
     p.add_argument("--runs-dir", help="keep the run here (default: a temp folder)")
     args = p.parse_args(argv)
     offline_env()
-    from core import data
     from core.config import preset
+    from core.data import dataset as data
 
     cfg = parse_overrides(args.set, preset(args.preset, device="cpu", dtype="float32"))
     cfg = cfg.replace(snapshot_interval=cfg.eval_interval, snapshot_cap_mb=100_000)
@@ -127,8 +133,12 @@ def main(argv=None) -> int:
         Path(args.csv).write_text(curve)
     samples = {r["minutes"]: r.pop("sample", "") for r in rows}
     notes = [f"--- sample after {m} min (best val step):\n{text}" for m, text in samples.items()]
-    report("quality", {"preset": args.preset, "overrides": args.set, "samples": samples,
-                       "curve_csv": curve}, rows, notes=notes)
+    report(
+        "quality",
+        {"preset": args.preset, "overrides": args.set, "samples": samples, "curve_csv": curve},
+        rows,
+        notes=notes,
+    )
     return 0
 
 

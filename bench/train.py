@@ -14,7 +14,7 @@ alternate (--repeats) and the best of each is compared, since other processes on
 add noise. MFU is FLOPs per token (6N + 12*L*H*Q*T) times tokens/s over the device's peak.
 
 --compare-loss runs the bare loop once per loss path (logits + F.cross_entropy, or the fused
-chunked loss of core/fused_loss.py) and preset, each in a fresh process so its peak resident
+chunked loss of core/model/fused_loss.py) and preset, each in a fresh process so its peak resident
 memory (ru_maxrss) is its own, alternating plain and fused (A B A B) so drift in the load from
 other processes hits both alike. It reports wall-clock tokens/s and, less sensitive to other
 processes taking the CPU, tokens per CPU-second of the process.
@@ -34,7 +34,7 @@ import time
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
-from bench import common  # noqa: E402  (after the path set-up, so `python bench/train.py` works)
+from bench import common
 
 TARGET_RATIO = 0.97  # the engine's tokens/s at least this share of the bare loop's
 # --compare-loss: per preset, the batch shape, timed steps, warmup steps and repeats (a
@@ -43,41 +43,74 @@ TARGET_RATIO = 0.97  # the engine's tokens/s at least this share of the bare loo
 LOSS_GRID = {
     "nano": dict(shape={}, steps=20, warmup=2, repeats=3, speedup=1.3, memory=None),
     "micro": dict(shape={}, steps=6, warmup=1, repeats=3, speedup=1.3, memory=None),
-    "gpt2-124m": dict(shape=dict(micro_batch_size=2, seq_len=1024, grad_accum_steps=1), steps=2,
-                      warmup=1, repeats=1, speedup=1.0, memory=0.75),
+    "gpt2-124m": dict(
+        shape=dict(micro_batch_size=2, seq_len=1024, grad_accum_steps=1),
+        steps=2,
+        warmup=1,
+        repeats=1,
+        speedup=1.0,
+        memory=0.75,
+    ),
 }
 
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="python bench/train.py", description=__doc__.split("\n")[0],
-                                     formatter_class=argparse.ArgumentDefaultsHelpFormatter)
-    common.add_run_flags(parser, preset="nano", steps=None,
-                         steps_help="timed steps (default: 50; 5 with --compare-defaults; "
-                                    "the grid's with --compare-loss)")
-    parser.add_argument("--warmup-steps", type=common.positive,
-                        help="steps run first and left out of the timing (allocator, compile; "
-                             "default: 2)")
+    parser = argparse.ArgumentParser(
+        prog="python bench/train.py",
+        description=__doc__.split("\n")[0],
+        formatter_class=argparse.ArgumentDefaultsHelpFormatter,
+    )
+    common.add_run_flags(
+        parser,
+        preset="nano",
+        steps=None,
+        steps_help="timed steps (default: 50; 5 with --compare-defaults; "
+        "the grid's with --compare-loss)",
+    )
+    parser.add_argument(
+        "--warmup-steps",
+        type=common.positive,
+        help="steps run first and left out of the timing (allocator, compile; default: 2)",
+    )
     parser.add_argument("--micro-batch-size", type=common.positive, help="override the preset's")
     parser.add_argument("--seq-len", type=common.positive, help="override the preset's")
     parser.add_argument("--grad-accum-steps", type=common.positive, help="override the preset's")
-    parser.add_argument("--checkpoint-interval", type=int,
-                        help="engine checkpoint cadence (default: the preset's)")
-    parser.add_argument("--repeats", type=common.positive,
-                        help="alternating engine/bare (or plain/fused) runs; the best of each is "
-                             "compared (default: 2; --compare-loss: the grid's)")
+    parser.add_argument(
+        "--checkpoint-interval", type=int, help="engine checkpoint cadence (default: the preset's)"
+    )
+    parser.add_argument(
+        "--repeats",
+        type=common.positive,
+        help="alternating engine/bare (or plain/fused) runs; the best of each is "
+        "compared (default: 2; --compare-loss: the grid's)",
+    )
     parser.add_argument("--data", default="tinyshakespeare", help="data source")
-    parser.add_argument("--loss", choices=("auto", "fused", "plain"), default="auto",
-                        help="loss path of the bare loop (auto: the device's default)")
+    parser.add_argument(
+        "--loss",
+        choices=("auto", "fused", "plain"),
+        default="auto",
+        help="loss path of the bare loop (auto: the device's default)",
+    )
     modes = parser.add_mutually_exclusive_group()
-    modes.add_argument("--compare-defaults", action="store_true",
-                       help="instead: time eager vs compile and fp32 vs bf16 with a bare loop")
-    modes.add_argument("--compare-loss", nargs="?", const=",".join(LOSS_GRID), metavar="PRESETS",
-                       help="instead: plain vs fused loss, bare loop, one process each, for these "
-                            f"presets (default {','.join(LOSS_GRID)}); the flags above override "
-                            "the grid's batch shape and steps")
-    modes.add_argument("--bare-only", action="store_true",
-                       help="instead: the bare loop once in this process (what --compare-loss "
-                            "runs per variant)")
+    modes.add_argument(
+        "--compare-defaults",
+        action="store_true",
+        help="instead: time eager vs compile and fp32 vs bf16 with a bare loop",
+    )
+    modes.add_argument(
+        "--compare-loss",
+        nargs="?",
+        const=",".join(LOSS_GRID),
+        metavar="PRESETS",
+        help="instead: plain vs fused loss, bare loop, one process each, for these "
+        f"presets (default {','.join(LOSS_GRID)}); the flags above override "
+        "the grid's batch shape and steps",
+    )
+    modes.add_argument(
+        "--bare-only",
+        action="store_true",
+        help="instead: the bare loop once in this process (what --compare-loss runs per variant)",
+    )
     return parser
 
 
@@ -86,8 +119,15 @@ def bench_config(args):
     evaluation, max_steps = warmup + timed steps."""
     from core.config import preset, validate
 
-    overrides = dict(device=args.device, dtype=args.dtype, compile=args.compile, data=args.data,
-                     max_steps=args.warmup_steps + args.steps, target_loss=0.0, eval_interval=0)
+    overrides = dict(
+        device=args.device,
+        dtype=args.dtype,
+        compile=args.compile,
+        data=args.data,
+        max_steps=args.warmup_steps + args.steps,
+        target_loss=0.0,
+        eval_interval=0,
+    )
     for name in ("micro_batch_size", "seq_len", "grad_accum_steps", "checkpoint_interval"):
         if getattr(args, name, None) is not None:
             overrides[name] = getattr(args, name)
@@ -100,18 +140,26 @@ def bench_config(args):
 
 # --- the engine -----------------------------------------------------------------------------
 
+
 def run_engine(cfg, warmup: int, runs_dir: Path, name: str) -> dict:
     """Train cfg with the engine in its own process; timings come from its metrics.jsonl."""
-    from core.metrics import MetricsReader
-    from core.rundir import RunDir
+    from core.store.metrics import MetricsReader
+    from core.store.rundir import RunDir
 
     run = RunDir.create(runs_dir, name, cfg)
-    env = dict(os.environ, PYTHONPATH=os.pathsep.join(filter(None, (str(common.ROOT),
-                                                                    os.environ.get("PYTHONPATH")))))
+    env = dict(
+        os.environ,
+        PYTHONPATH=os.pathsep.join(filter(None, (str(common.ROOT), os.environ.get("PYTHONPATH")))),
+    )
     with open(run.log_path, "ab") as log:
-        rc = subprocess.run([sys.executable, "-m", "core.train", "--run-dir", str(run.path)],
-                            cwd=common.ROOT, env=env, stdin=subprocess.DEVNULL, stdout=log,
-                            stderr=subprocess.STDOUT).returncode
+        rc = subprocess.run(
+            [sys.executable, "-m", "core.train", "--run-dir", str(run.path)],
+            cwd=common.ROOT,
+            env=env,
+            stdin=subprocess.DEVNULL,
+            stdout=log,
+            stderr=subprocess.STDOUT,
+        ).returncode
     if rc != 0:
         tail = run.log_path.read_text(errors="replace")[-2000:]
         raise RuntimeError(f"the engine run failed (exit {rc}); end of its log:\n{tail}")
@@ -126,14 +174,17 @@ def run_engine(cfg, warmup: int, runs_dir: Path, name: str) -> dict:
     saved = [s for s in range(warmup, cfg.max_steps) if interval and s % interval == 0]
     # Time outside the step between records s and s+1: logging, stop check, heartbeat, and at
     # a checkpoint step the save. Split into the usual gap and the extra a checkpoint costs.
-    gaps = {s: 1000 * (by_step[s + 1]["time"] - by_step[s]["time"]) - by_step[s + 1]["dt_ms"]
-            for s in range(warmup, cfg.max_steps)}
+    gaps = {
+        s: 1000 * (by_step[s + 1]["time"] - by_step[s]["time"]) - by_step[s + 1]["dt_ms"]
+        for s in range(warmup, cfg.max_steps)
+    }
     usual = [g for s, g in gaps.items() if s not in saved]
     gap_ms = statistics.median(usual) if usual else 0.0
     checkpoint_ms = statistics.fmean(gaps[s] for s in saved) - gap_ms if saved else None
     compute = sum(r["dt_ms"] for r in timed) / 1000
     return {
-        "seconds": wall, "steps": steps,
+        "seconds": wall,
+        "steps": steps,
         "dt_ms_reported": statistics.fmean(r["dt_ms"] for r in timed),
         # The share of wall time spent between steps, timed inside the one process: immune to
         # load from other processes, unlike the engine/bare ratio of two separate runs.
@@ -148,18 +199,21 @@ def run_engine(cfg, warmup: int, runs_dir: Path, name: str) -> dict:
 
 # --- the bare loop --------------------------------------------------------------------------
 
+
 def run_bare(cfg, warmup: int, choice=None) -> dict:
     """The same training in this process with nothing else: no logging, no syncs per step."""
     import torch
 
-    from core import data, device as devices
-    from core.model import GPT, ModelConfig
-    from core.optim import get_lr, make_optimizer
+    from core import device as devices
+    from core.data import dataset as data
+    from core.data.walker import BatchWalker
+    from core.model.gpt import GPT, ModelConfig
+    from core.train.optim import get_lr, make_optimizer
 
     choice = choice or devices.choose(cfg.device, cfg.dtype, cfg.compile)
     devices.setup_backend(choice)
     train_tokens, _ = data.split(data.load_tokens(cfg.data), cfg.val_fraction)
-    batches = data.BatchWalker(train_tokens, cfg.micro_batch_size, cfg.seq_len)
+    batches = BatchWalker(train_tokens, cfg.micro_batch_size, cfg.seq_len)
     torch.manual_seed(cfg.seed)
     model = GPT(ModelConfig.of(cfg), fused_loss=choice.loss == "fused").to(choice.device)
     optimizer = make_optimizer(model, cfg, choice.type)
@@ -181,8 +235,9 @@ def run_bare(cfg, warmup: int, choice=None) -> dict:
             loss = loss / accum
             loss_sum += loss.detach()
             loss.backward()
-        torch.nn.utils.clip_grad_norm_(model.parameters(),
-                                       cfg.grad_clip if cfg.grad_clip > 0 else float("inf"))
+        torch.nn.utils.clip_grad_norm_(
+            model.parameters(), cfg.grad_clip if cfg.grad_clip > 0 else float("inf")
+        )
         optimizer.step()
         return loss_sum
 
@@ -197,7 +252,8 @@ def run_bare(cfg, warmup: int, choice=None) -> dict:
     sync()
     wall = time.perf_counter() - t1
     return {
-        "seconds": wall, "steps": cfg.max_steps - warmup,
+        "seconds": wall,
+        "steps": cfg.max_steps - warmup,
         "cpu_seconds": time.process_time() - cpu1,  # this process's CPU time, all its threads
         "warmup_seconds": t1 - t0,
         "peak_mem_mb": _peak_memory_mb(choice),
@@ -214,11 +270,12 @@ def _peak_memory_mb(choice) -> float:
 
 # --- figures --------------------------------------------------------------------------------
 
+
 def model_figures(cfg) -> tuple[int, int]:
     """Parameters and training FLOPs per token of cfg's model (built on the meta device)."""
     import torch
 
-    from core.model import GPT, ModelConfig, flops_per_token
+    from core.model.gpt import GPT, ModelConfig, flops_per_token
 
     with torch.device("meta"):
         model = GPT(ModelConfig.of(cfg))
@@ -228,9 +285,12 @@ def model_figures(cfg) -> tuple[int, int]:
 
 def summarise(result: dict, tokens_per_step: int, flops_tok: int, peak: float) -> dict:
     tokens_per_sec = tokens_per_step * result["steps"] / result["seconds"]
-    return {**result, "ms_per_step": 1000 * result["seconds"] / result["steps"],
-            "tokens_per_sec": tokens_per_sec,
-            "mfu": flops_tok * tokens_per_sec / peak if peak else None}
+    return {
+        **result,
+        "ms_per_step": 1000 * result["seconds"] / result["steps"],
+        "tokens_per_sec": tokens_per_sec,
+        "mfu": flops_tok * tokens_per_sec / peak if peak else None,
+    }
 
 
 def compare_loops(args) -> dict:
@@ -246,10 +306,19 @@ def compare_loops(args) -> dict:
     with tempfile.TemporaryDirectory(prefix="bench-train-") as tmp:
         for r in range(args.repeats):
             # Alternate, so a burst of load from elsewhere hits both loops alike.
-            bare.append(summarise(run_bare(cfg, args.warmup_steps, choice), tokens_per_step,
-                                  flops_tok, peak))
-            engine.append(summarise(run_engine(cfg, args.warmup_steps, Path(tmp), f"engine-{r}"),
-                                    tokens_per_step, flops_tok, peak))
+            bare.append(
+                summarise(
+                    run_bare(cfg, args.warmup_steps, choice), tokens_per_step, flops_tok, peak
+                )
+            )
+            engine.append(
+                summarise(
+                    run_engine(cfg, args.warmup_steps, Path(tmp), f"engine-{r}"),
+                    tokens_per_step,
+                    flops_tok,
+                    peak,
+                )
+            )
     best_engine = max(engine, key=lambda r: r["tokens_per_sec"])
     best_bare = max(bare, key=lambda r: r["tokens_per_sec"])
     ratio = best_engine["tokens_per_sec"] / best_bare["tokens_per_sec"]
@@ -257,26 +326,40 @@ def compare_loops(args) -> dict:
     preset_interval = preset(args.preset).checkpoint_interval
     step_ms = best_engine["dt_ms_reported"]
     ckpt_ms = best_engine["checkpoint_ms"]
-    projected = (best_engine["between_steps_ms"]
-                 + (ckpt_ms / preset_interval if ckpt_ms is not None and preset_interval else 0.0))
+    projected = best_engine["between_steps_ms"] + (
+        ckpt_ms / preset_interval if ckpt_ms is not None and preset_interval else 0.0
+    )
     projected_share = projected / (step_ms + projected)
     # How far repeats of the same loop disagree: above a few percent, other processes are
     # skewing the runs and the cross-run ratio says little; the in-process figure still holds.
-    spread = max(max(r["tokens_per_sec"] for r in runs) / min(r["tokens_per_sec"] for r in runs)
-                 for runs in (engine, bare))
+    spread = max(
+        max(r["tokens_per_sec"] for r in runs) / min(r["tokens_per_sec"] for r in runs)
+        for runs in (engine, bare)
+    )
     conclusive = args.repeats > 1 and spread <= 1.05
-    rows = [dict(loop=name, **{k: r[k] for k in ("tokens_per_sec", "ms_per_step", "peak_mem_mb",
-                                                   "final_loss")},
-                 mfu_pct=None if r["mfu"] is None else 100 * r["mfu"], repeat=i + 1)
-            for name, runs in (("engine", engine), ("bare", bare)) for i, r in enumerate(runs)]
+    rows = [
+        dict(
+            loop=name,
+            **{k: r[k] for k in ("tokens_per_sec", "ms_per_step", "peak_mem_mb", "final_loss")},
+            mfu_pct=None if r["mfu"] is None else 100 * r["mfu"],
+            repeat=i + 1,
+        )
+        for name, runs in (("engine", engine), ("bare", bare))
+        for i, r in enumerate(runs)
+    ]
     notes = [
         f"{args.preset}: {n_params:,} parameters, {tokens_per_step:,} tokens/step, "
         f"{flops_tok / 1e6:.1f} MFLOPs/token, peak {peak / 1e9:.1f} GFLOP/s ({choice.device}, "
         f"{choice.dtype}, compile {'on' if choice.compile else 'off'}, {choice.loss} loss)",
         f"engine/bare tokens/s (best of {args.repeats} each): {ratio:.3f} "
         f"(target >= {TARGET_RATIO}: {'met' if ratio >= TARGET_RATIO else 'NOT met'}"
-        + ("" if conclusive else f"; NOT conclusive: repeats of one loop differ up to {spread:.2f}x"
-           + ("" if args.repeats > 1 else " or were not repeated")) + "); "
+        + (
+            ""
+            if conclusive
+            else f"; NOT conclusive: repeats of one loop differ up to {spread:.2f}x"
+            + ("" if args.repeats > 1 else " or were not repeated")
+        )
+        + "); "
         f"engine's own timing: {best_engine['dt_ms_reported']:.1f} ms/step in the step, "
         f"{100 * best_engine['between_steps_share']:.2f}% of wall time between steps "
         f"({best_engine['checkpoints_timed']} checkpoint(s) in the timed steps)",
@@ -285,14 +368,29 @@ def compare_loops(args) -> dict:
         + f"; at the preset's cadence (every {preset_interval} steps) the engine's overhead is "
         f"{100 * projected_share:.2f}% (engine/bare {1 - projected_share:.3f})",
     ]
-    result = dict(mode="engine-vs-bare", preset=args.preset, device=choice.device,
-                  dtype=choice.dtype, compile=choice.compile, loss=choice.loss, n_params=n_params,
-                  tokens_per_step=tokens_per_step, flops_per_token=flops_tok, peak_flops=peak,
-                  warmup_steps=args.warmup_steps, steps=args.steps, repeats=args.repeats,
-                  engine=best_engine, bare=best_bare, ratio=ratio, repeat_spread=spread,
-                  ratio_conclusive=conclusive,
-                  overhead_at_preset_cadence=projected_share,
-                  target_ratio=TARGET_RATIO, target_met=ratio >= TARGET_RATIO)
+    result = dict(
+        mode="engine-vs-bare",
+        preset=args.preset,
+        device=choice.device,
+        dtype=choice.dtype,
+        compile=choice.compile,
+        loss=choice.loss,
+        n_params=n_params,
+        tokens_per_step=tokens_per_step,
+        flops_per_token=flops_tok,
+        peak_flops=peak,
+        warmup_steps=args.warmup_steps,
+        steps=args.steps,
+        repeats=args.repeats,
+        engine=best_engine,
+        bare=best_bare,
+        ratio=ratio,
+        repeat_spread=spread,
+        ratio_conclusive=conclusive,
+        overhead_at_preset_cadence=projected_share,
+        target_ratio=TARGET_RATIO,
+        target_met=ratio >= TARGET_RATIO,
+    )
     return common.report("train", result, rows, notes=notes)
 
 
@@ -306,8 +404,10 @@ def compare_defaults(args) -> dict:
     tokens_per_step = base.tokens_per_step(1)
     rows = []
     # A fresh compile cache: the first step shows what a user's first compiled run pays.
-    with tempfile.TemporaryDirectory(prefix="bench-inductor-") as tmp, \
-            _env(TORCHINDUCTOR_CACHE_DIR=tmp):
+    with (
+        tempfile.TemporaryDirectory(prefix="bench-inductor-") as tmp,
+        _env(TORCHINDUCTOR_CACHE_DIR=tmp),
+    ):
         # --compile/--no-compile and --dtype narrow the grid (a cold compile is slow on a CPU).
         compiles = {"auto": (False, True), "on": (True,), "off": (False,)}[args.compile]
         dtypes = ("float32", "bfloat16") if args.dtype == "auto" else (args.dtype,)
@@ -315,47 +415,77 @@ def compare_defaults(args) -> dict:
             for dtype in dtypes:
                 if dtype == "bfloat16" and kind == "mps":
                     continue  # autocast bf16 on MPS is not dependable across torch versions
-                choice = devices.DeviceChoice(default.device, dtype, compile_on, "benchmark",
-                                              default.loss)
+                choice = devices.DeviceChoice(
+                    default.device, dtype, compile_on, "benchmark", default.loss
+                )
                 result = run_bare(base, args.warmup_steps, choice)
                 tps = tokens_per_step * result["steps"] / result["seconds"]
                 steady_warmup = args.warmup_steps * result["seconds"] / result["steps"]
-                rows.append(dict(compile=compile_on, dtype=dtype, tokens_per_sec=tps,
-                                 ms_per_step=1000 * result["seconds"] / result["steps"],
-                                 warmup_s=result["warmup_seconds"],
-                                 compile_cost_s=max(0.0, result["warmup_seconds"] - steady_warmup)
-                                 if compile_on else None))
-                print(f"  {dtype} compile={'on' if compile_on else 'off'}: {tps:,.0f} tokens/s",
-                      file=sys.stderr, flush=True)
+                rows.append(
+                    dict(
+                        compile=compile_on,
+                        dtype=dtype,
+                        tokens_per_sec=tps,
+                        ms_per_step=1000 * result["seconds"] / result["steps"],
+                        warmup_s=result["warmup_seconds"],
+                        compile_cost_s=max(0.0, result["warmup_seconds"] - steady_warmup)
+                        if compile_on
+                        else None,
+                    )
+                )
+                print(
+                    f"  {dtype} compile={'on' if compile_on else 'off'}: {tps:,.0f} tokens/s",
+                    file=sys.stderr,
+                    flush=True,
+                )
     fastest = max(rows, key=lambda r: r["tokens_per_sec"])
-    chosen = next((r for r in rows if r["dtype"] == default.dtype and r["compile"] == default.compile),
-                  None)
+    chosen = next(
+        (r for r in rows if r["dtype"] == default.dtype and r["compile"] == default.compile), None
+    )
     notes = [
         f"fastest on {default.device} ({args.preset}, {args.steps} timed steps): "
         f"{fastest['dtype']}, compile {'on' if fastest['compile'] else 'off'} "
         f"({fastest['tokens_per_sec']:,.0f} tokens/s)",
         f"default: {default.dtype}, compile {'on' if default.compile else 'off'} ("
-        + (f"{chosen['tokens_per_sec']:,.0f} tokens/s, "
-           f"{100 * chosen['tokens_per_sec'] / fastest['tokens_per_sec']:.0f}% of the fastest"
-           if chosen else "not in the measured grid") + f"): {default.why}",
+        + (
+            f"{chosen['tokens_per_sec']:,.0f} tokens/s, "
+            f"{100 * chosen['tokens_per_sec'] / fastest['tokens_per_sec']:.0f}% of the fastest"
+            if chosen
+            else "not in the measured grid"
+        )
+        + f"): {default.why}",
     ]
     for row in rows:
         if row["compile"] and row["compile_cost_s"]:
             eager = next((r for r in rows if not r["compile"] and r["dtype"] == row["dtype"]), None)
             gain_ms = eager["ms_per_step"] - row["ms_per_step"] if eager else 0.0
-            notes.append(f"compile ({row['dtype']}): {row['compile_cost_s']:.1f}s up front, "
-                         + (f"pays for itself after {row['compile_cost_s'] * 1000 / gain_ms:,.0f} steps"
-                            if gain_ms > 0 else "no faster per step than eager"))
-    result = dict(mode="compare-defaults", preset=args.preset, device=default.device,
-                  steps=args.steps, warmup_steps=args.warmup_steps,
-                  fastest={k: fastest[k] for k in ("dtype", "compile", "tokens_per_sec")},
-                  default={"dtype": default.dtype, "compile": default.compile,
-                           "tokens_per_sec": chosen["tokens_per_sec"] if chosen else None},
-                  default_is_fastest=chosen is fastest)
+            notes.append(
+                f"compile ({row['dtype']}): {row['compile_cost_s']:.1f}s up front, "
+                + (
+                    f"pays for itself after {row['compile_cost_s'] * 1000 / gain_ms:,.0f} steps"
+                    if gain_ms > 0
+                    else "no faster per step than eager"
+                )
+            )
+    result = dict(
+        mode="compare-defaults",
+        preset=args.preset,
+        device=default.device,
+        steps=args.steps,
+        warmup_steps=args.warmup_steps,
+        fastest={k: fastest[k] for k in ("dtype", "compile", "tokens_per_sec")},
+        default={
+            "dtype": default.dtype,
+            "compile": default.compile,
+            "tokens_per_sec": chosen["tokens_per_sec"] if chosen else None,
+        },
+        default_is_fastest=chosen is fastest,
+    )
     return common.report("train-defaults", result, rows, notes=notes)
 
 
 # --- plain vs fused loss --------------------------------------------------------------------
+
 
 def bare_only(args) -> dict:
     """The bare loop once in this process: tokens/s by the clock and per CPU-second, and the
@@ -366,40 +496,80 @@ def bare_only(args) -> dict:
     choice = devices.choose(cfg.device, cfg.dtype, cfg.compile, loss=args.loss)
     tokens = cfg.tokens_per_step(1)
     result = run_bare(cfg, args.warmup_steps, choice)
-    result.update(preset=args.preset, loss=choice.loss, device=choice.device,
-                  tokens_per_step=tokens,
-                  tokens_per_sec=tokens * result["steps"] / result["seconds"],
-                  tokens_per_cpu_sec=tokens * result["steps"] / result["cpu_seconds"],
-                  load_avg_1min=os.getloadavg()[0])
-    return common.report("train-bare", result, [result], columns=[
-        "preset", "loss", "tokens_per_sec", "tokens_per_cpu_sec", "peak_mem_mb", "final_loss"])
+    result.update(
+        preset=args.preset,
+        loss=choice.loss,
+        device=choice.device,
+        tokens_per_step=tokens,
+        tokens_per_sec=tokens * result["steps"] / result["seconds"],
+        tokens_per_cpu_sec=tokens * result["steps"] / result["cpu_seconds"],
+        load_avg_1min=os.getloadavg()[0],
+    )
+    return common.report(
+        "train-bare",
+        result,
+        [result],
+        columns=[
+            "preset",
+            "loss",
+            "tokens_per_sec",
+            "tokens_per_cpu_sec",
+            "peak_mem_mb",
+            "final_loss",
+        ],
+    )
 
 
 def _bare_process(args, preset: str, loss: str, grid: dict) -> dict:
     """bare_only in a fresh process, so ru_maxrss is this variant's alone."""
-    argv = [sys.executable, str(Path(__file__).resolve()), "--bare-only", "--preset", preset,
-            "--loss", loss, "--device", args.device, "--dtype", args.dtype, "--data", args.data,
-            "--steps", str(args.steps or grid["steps"]),
-            "--warmup-steps", str(args.warmup_steps or grid["warmup"])]
+    argv = [
+        sys.executable,
+        str(Path(__file__).resolve()),
+        "--bare-only",
+        "--preset",
+        preset,
+        "--loss",
+        loss,
+        "--device",
+        args.device,
+        "--dtype",
+        args.dtype,
+        "--data",
+        args.data,
+        "--steps",
+        str(args.steps or grid["steps"]),
+        "--warmup-steps",
+        str(args.warmup_steps or grid["warmup"]),
+    ]
     argv += {"on": ["--compile"], "off": ["--no-compile"], "auto": []}[args.compile]
     for name in ("micro_batch_size", "seq_len", "grad_accum_steps"):
         value = getattr(args, name) or grid["shape"].get(name)
         if value:
             argv += [f"--{name.replace('_', '-')}", str(value)]
     load = os.getloadavg()[0]
-    proc = subprocess.run(argv, cwd=common.ROOT, capture_output=True, text=True,
-                          stdin=subprocess.DEVNULL)
+    proc = subprocess.run(
+        argv, cwd=common.ROOT, capture_output=True, text=True, stdin=subprocess.DEVNULL
+    )
     if proc.returncode != 0:
-        raise RuntimeError(f"the {preset} {loss} run failed (exit {proc.returncode}):\n"
-                           f"{proc.stderr[-2000:]}")
+        raise RuntimeError(
+            f"the {preset} {loss} run failed (exit {proc.returncode}):\n{proc.stderr[-2000:]}"
+        )
     result = common.last_json_line(proc.stdout)
     keep = ("tokens_per_sec", "tokens_per_cpu_sec", "ms_per_step", "peak_mem_mb", "final_loss")
-    row = dict(preset=preset, loss=loss, **{k: result.get(k) for k in keep if k != "ms_per_step"},
-               ms_per_step=1000 * result["seconds"] / result["steps"],
-               load_before=load, load_after=result["load_avg_1min"])
-    print(f"  {preset} {loss}: {row['tokens_per_sec']:,.0f} tokens/s, "
-          f"{row['peak_mem_mb']:,.0f} MB peak (load {load:.2f} -> {row['load_after']:.2f})",
-          file=sys.stderr, flush=True)
+    row = dict(
+        preset=preset,
+        loss=loss,
+        **{k: result.get(k) for k in keep if k != "ms_per_step"},
+        ms_per_step=1000 * result["seconds"] / result["steps"],
+        load_before=load,
+        load_after=result["load_avg_1min"],
+    )
+    print(
+        f"  {preset} {loss}: {row['tokens_per_sec']:,.0f} tokens/s, "
+        f"{row['peak_mem_mb']:,.0f} MB peak (load {load:.2f} -> {row['load_after']:.2f})",
+        file=sys.stderr,
+        flush=True,
+    )
     return row
 
 
@@ -407,20 +577,31 @@ def _loss_summary(preset: str, rows: list[dict], grid: dict) -> dict:
     """fused/plain for one preset: the best of each (and per adjacent pair) for speed, the
     smallest peak memory of each, and whether the grid's targets are met."""
     by = {loss: [r for r in rows if r["loss"] == loss] for loss in ("plain", "fused")}
-    best = {k: {loss: max(r[k] for r in runs) for loss, runs in by.items()}
-            for k in ("tokens_per_sec", "tokens_per_cpu_sec")}
+    best = {
+        k: {loss: max(r[k] for r in runs) for loss, runs in by.items()}
+        for k in ("tokens_per_sec", "tokens_per_cpu_sec")
+    }
     memory = {loss: min(r["peak_mem_mb"] for r in runs) for loss, runs in by.items()}
     pairs = [f["tokens_per_sec"] / p["tokens_per_sec"] for p, f in zip(by["plain"], by["fused"])]
     speedup = best["tokens_per_sec"]["fused"] / best["tokens_per_sec"]["plain"]
     cpu_speedup = best["tokens_per_cpu_sec"]["fused"] / best["tokens_per_cpu_sec"]["plain"]
     memory_ratio = memory["fused"] / memory["plain"]
     met = speedup >= grid["speedup"] and (grid["memory"] is None or memory_ratio <= grid["memory"])
-    return dict(preset=preset, speedup=speedup, cpu_speedup=cpu_speedup, pair_speedups=pairs,
-                tokens_per_sec=best["tokens_per_sec"], peak_mem_mb=memory,
-                memory_ratio=memory_ratio, target_speedup=grid["speedup"],
-                target_memory_ratio=grid["memory"], target_met=met,
-                loss_gap=max(abs(f["final_loss"] - p["final_loss"])
-                             for p, f in zip(by["plain"], by["fused"])))
+    return dict(
+        preset=preset,
+        speedup=speedup,
+        cpu_speedup=cpu_speedup,
+        pair_speedups=pairs,
+        tokens_per_sec=best["tokens_per_sec"],
+        peak_mem_mb=memory,
+        memory_ratio=memory_ratio,
+        target_speedup=grid["speedup"],
+        target_memory_ratio=grid["memory"],
+        target_met=met,
+        loss_gap=max(
+            abs(f["final_loss"] - p["final_loss"]) for p, f in zip(by["plain"], by["fused"])
+        ),
+    )
 
 
 def compare_loss(args) -> dict:
@@ -428,8 +609,10 @@ def compare_loss(args) -> dict:
     presets = [p for p in args.compare_loss.split(",") if p]
     unknown = [p for p in presets if p not in LOSS_GRID]
     if unknown or not presets:
-        raise ValueError(f"--compare-loss: unknown preset(s) {', '.join(unknown) or '(none)'}; "
-                         f"choose from {', '.join(LOSS_GRID)}")
+        raise ValueError(
+            f"--compare-loss: unknown preset(s) {', '.join(unknown) or '(none)'}; "
+            f"choose from {', '.join(LOSS_GRID)}"
+        )
     rows, summaries = [], []
     for preset in presets:
         grid = LOSS_GRID[preset]
@@ -448,16 +631,42 @@ def compare_loss(args) -> dict:
         f"tokens/s >= {s['target_speedup']}x"
         + (f", memory <= {s['target_memory_ratio']}x" if s["target_memory_ratio"] else "")
         + f": {'met' if s['target_met'] else 'NOT met'}"
-        for s in summaries]
+        for s in summaries
+    ]
     loads = [r["load_before"] for r in rows] + [r["load_after"] for r in rows]
-    notes.append(f"load average (1 min) during the runs: {min(loads):.2f}-{max(loads):.2f}"
-                 + (" (shared machine: other processes took CPU time; the per-CPU-second "
-                    "figures are the steadier ones)" if max(loads) > 1 else ""))
-    result = dict(mode="compare-loss", presets=presets, summaries=summaries,
-                  target_met=all(s["target_met"] for s in summaries))
-    return common.report("train-loss", result, rows, notes=notes, columns=[
-        "preset", "loss", "repeat", "tokens_per_sec", "tokens_per_cpu_sec", "ms_per_step",
-        "peak_mem_mb", "final_loss", "load_before", "load_after"])
+    notes.append(
+        f"load average (1 min) during the runs: {min(loads):.2f}-{max(loads):.2f}"
+        + (
+            " (shared machine: other processes took CPU time; the per-CPU-second "
+            "figures are the steadier ones)"
+            if max(loads) > 1
+            else ""
+        )
+    )
+    result = dict(
+        mode="compare-loss",
+        presets=presets,
+        summaries=summaries,
+        target_met=all(s["target_met"] for s in summaries),
+    )
+    return common.report(
+        "train-loss",
+        result,
+        rows,
+        notes=notes,
+        columns=[
+            "preset",
+            "loss",
+            "repeat",
+            "tokens_per_sec",
+            "tokens_per_cpu_sec",
+            "ms_per_step",
+            "peak_mem_mb",
+            "final_loss",
+            "load_before",
+            "load_after",
+        ],
+    )
 
 
 @contextlib.contextmanager
@@ -482,7 +691,7 @@ def main(argv=None) -> int:
         args.repeats = args.repeats or 2
     common.offline_env()
     from core.config import ConfigError
-    from core.data import DataError
+    from core.data.dataset import DataError
 
     try:
         if args.compare_defaults:

@@ -1,0 +1,14 @@
+"""The core: training, the formats on disk and model inspection, without Streamlit.
+
+Layers (tests/test_layers.py checks every import against them):
+
+    config, units        settings and readable units; import nothing from core
+    device, data, model  import only config and units
+    store                the formats on disk, one owner each; imports device, data, model
+    dynamics             per-eval measurements and stored-series analysis; imports the above
+    generate, inspect    use what is above, never each other
+    train                the engine and its command line; never imports inspect
+    runs                 launcher, queue, pre-launch checks; never imports train (it spawns it)
+
+The dashboard may import anything; nothing in core imports streamlit or dashboard.
+"""

@@ -9,6 +9,7 @@ from __future__ import annotations
 import dataclasses
 import json
 import math
+import os
 import re
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -40,12 +41,20 @@ class TrainConfig:
     n_embd: int = _f(768, "model", "embedding width (must divide by n_head)")
     block_size: int = _f(1024, "model", "context length: learned positions the model has")
     vocab_size: int = _f(50304, "model", "vocabulary size (GPT-2's 50257 padded to 50304)")
-    dropout: float = _f(0.0, "model", "dropout on embeddings, attention and residual branches "
-                        "while training (nanoGPT's; 0 in the GPT-2 recipe): lets a small model "
-                        "see its data more than once before it overfits")
-    init_from: str = _f("", "model", "start from these weights instead of random ones: a Hugging "
-                        "Face GPT-2 folder or hub name (gpt2), or a run, checkpoint or snapshot; "
-                        "the model's shape comes from it ('' = from scratch)")
+    dropout: float = _f(
+        0.0,
+        "model",
+        "dropout on embeddings, attention and residual branches "
+        "while training (nanoGPT's; 0 in the GPT-2 recipe): lets a small model "
+        "see its data more than once before it overfits",
+    )
+    init_from: str = _f(
+        "",
+        "model",
+        "start from these weights instead of random ones: a Hugging "
+        "Face GPT-2 folder or hub name (gpt2), or a run, checkpoint or snapshot; "
+        "the model's shape comes from it ('' = from scratch)",
+    )
     # optimisation
     max_lr: float = _f(6e-4, "optimisation", "peak learning rate after warmup")
     min_lr: float = _f(6e-5, "optimisation", "learning rate at the end of the cosine decay")
@@ -56,11 +65,17 @@ class TrainConfig:
     grad_clip: float = _f(1.0, "optimisation", "clip the global gradient norm to this (0 = off)")
     # schedule
     warmup_steps: int = _f(200, "schedule", "linear warmup steps")
-    max_steps: int = _f(2000, "schedule", "optimizer steps (the cosine decay ends here unless "
-                        "lr_decay_steps is set)")
+    max_steps: int = _f(
+        2000,
+        "schedule",
+        "optimizer steps (the cosine decay ends here unless lr_decay_steps is set)",
+    )
     lr_decay_steps: int = _f(
-        0, "schedule", "step where the cosine reaches min_lr (0 = max_steps); continuing a "
-        "finished run sets it to the old max_steps so the extra steps train at min_lr")
+        0,
+        "schedule",
+        "step where the cosine reaches min_lr (0 = max_steps); continuing a "
+        "finished run sets it to the old max_steps so the extra steps train at min_lr",
+    )
     # batch
     micro_batch_size: int = _f(2, "batch", "sequences per micro step and process")
     seq_len: int = _f(1024, "batch", "tokens per sequence (at most block_size)")
@@ -73,33 +88,55 @@ class TrainConfig:
     val_fraction: float = _f(0.1, "data", "fraction of tokens held out for validation")
     # device
     device: str = _f("auto", "device", "auto, cpu, cuda, cuda:N or mps", choices=DEVICES)
-    dtype: str = _f("auto", "device", "autocast dtype: auto (bf16 on CUDA, fp32 on CPU), "
-                    "float32 / fp32 or bfloat16 / bf16", choices=DTYPES)
-    compile: str = _f("auto", "device", "torch.compile: auto (on for CUDA), on or off",
-                      choices=COMPILE_MODES)
-    loss_path: str = _f("auto", "device", "fused: output layer + cross-entropy in row chunks, no "
-                        "full logits (faster, less memory on CPU); plain: logits then "
-                        "cross-entropy; auto picks per device", choices=LOSS_PATHS)
+    dtype: str = _f(
+        "auto",
+        "device",
+        "autocast dtype: auto (bf16 on CUDA, fp32 on CPU), float32 / fp32 or bfloat16 / bf16",
+        choices=DTYPES,
+    )
+    compile: str = _f(
+        "auto", "device", "torch.compile: auto (on for CUDA), on or off", choices=COMPILE_MODES
+    )
+    loss_path: str = _f(
+        "auto",
+        "device",
+        "fused: output layer + cross-entropy in row chunks, no "
+        "full logits (faster, less memory on CPU); plain: logits then "
+        "cross-entropy; auto picks per device",
+        choices=LOSS_PATHS,
+    )
     nproc: int = _f(1, "device", "processes (GPUs); above 1 the launcher starts torchrun")
     peak_flops: float = _f(0.0, "device", "peak FLOP/s for MFU (0 = look up the device)")
     # stopping
     target_loss: float = _f(0.1, "stopping", "stop early once the training loss is below (0 = off)")
     early_stop_patience: int = _f(
-        0, "stopping", "stop after this many evals without a better val loss (0 = off)")
+        0, "stopping", "stop after this many evals without a better val loss (0 = off)"
+    )
     # logging
     eval_interval: int = _f(100, "logging", "steps between val loss and text samples (0 = off)")
     eval_batches: int = _f(20, "logging", "micro batches per val loss estimate")
     sample_prompt: str = _f("ROMEO:", "logging", "prompt of the samples logged during training")
     sample_tokens: int = _f(64, "logging", "tokens per logged sample")
     checkpoint_interval: int = _f(250, "logging", "steps between checkpoints (0 = only at the end)")
-    keep_checkpoints: int = _f(2, "logging", "newest checkpoints kept on disk (0 = all); the "
-                               "best-val checkpoint best.pt is kept besides")
+    keep_checkpoints: int = _f(
+        2,
+        "logging",
+        "newest checkpoints kept on disk (0 = all); the "
+        "best-val checkpoint best.pt is kept besides",
+    )
     snapshot_interval: int = _f(
-        0, "logging", "steps between weights-only half-precision snapshots for comparing "
-        "checkpoints over time (0 = off)")
+        0,
+        "logging",
+        "steps between weights-only half-precision snapshots for comparing "
+        "checkpoints over time (0 = off)",
+    )
     snapshot_cap_mb: int = _f(200, "logging", "disk cap of the snapshots; the oldest go first")
-    copy_min_len: int = _f(8, "logging", "tokens a span of a sample must share verbatim with "
-                           "the training text to count as copied (eval copy rate; 0 = off)")
+    copy_min_len: int = _f(
+        8,
+        "logging",
+        "tokens a span of a sample must share verbatim with "
+        "the training text to count as copied (eval copy rate; 0 = off)",
+    )
     seed: int = _f(1337, "logging", "random seed for weights, data order and samples")
 
     def __post_init__(self):
@@ -111,16 +148,23 @@ class TrainConfig:
         return self.n_embd // self.n_head
 
     def tokens_per_step(self, world_size: int | None = None) -> int:
-        return self.micro_batch_size * self.seq_len * self.grad_accum_steps * (world_size or self.nproc)
+        return (
+            self.micro_batch_size
+            * self.seq_len
+            * self.grad_accum_steps
+            * (world_size or self.nproc)
+        )
 
     def to_dict(self) -> dict:
         return dataclasses.asdict(self)
 
     @classmethod
-    def from_dict(cls, values: dict) -> "TrainConfig":
+    def from_dict(cls, values: dict) -> TrainConfig:
         """Build from a dict (config.json, a form), ignoring the schema key; unknown keys fail."""
         if not isinstance(values, dict):
-            raise ConfigError(f"a config must be a JSON object of settings (got {type(values).__name__})")
+            raise ConfigError(
+                f"a config must be a JSON object of settings (got {type(values).__name__})"
+            )
         values = {k: v for k, v in values.items() if k != "schema_version"}
         defaults = cls()
         unknown = sorted(set(values) - {f.name for f in dataclasses.fields(cls)})
@@ -134,7 +178,7 @@ class TrainConfig:
             raise ConfigError("; ".join(problems))
         return cls(**values)
 
-    def replace(self, **changes) -> "TrainConfig":
+    def replace(self, **changes) -> TrainConfig:
         return dataclasses.replace(self, **changes)
 
 
@@ -146,34 +190,76 @@ PRESETS: dict[str, dict] = {
     # passes over the data with dropout and a high learning rate (8 x 256 and 6 x 256 overfit
     # tiny shakespeare sooner and ended higher).
     "nano": dict(  # about 2 minutes
-        n_layer=4, n_head=4, n_embd=128, block_size=128, seq_len=128, micro_batch_size=8,
-        grad_accum_steps=1, max_lr=3e-3, min_lr=3e-4, warmup_steps=20, max_steps=300,
-        eval_interval=50, eval_batches=8, sample_tokens=32, checkpoint_interval=100,
-        snapshot_interval=50, target_loss=0.0,
+        n_layer=4,
+        n_head=4,
+        n_embd=128,
+        block_size=128,
+        seq_len=128,
+        micro_batch_size=8,
+        grad_accum_steps=1,
+        max_lr=3e-3,
+        min_lr=3e-4,
+        warmup_steps=20,
+        max_steps=300,
+        eval_interval=50,
+        eval_batches=8,
+        sample_tokens=32,
+        checkpoint_interval=100,
+        snapshot_interval=50,
+        target_loss=0.0,
     ),
     "micro": dict(  # about 10 minutes: the CPU default
-        n_layer=6, n_head=4, n_embd=128, block_size=128, seq_len=128, micro_batch_size=16,
-        grad_accum_steps=1, dropout=0.15, max_lr=3e-3, min_lr=3e-4, warmup_steps=30,
-        max_steps=600, eval_interval=50, eval_batches=16, sample_tokens=48,
-        checkpoint_interval=100, snapshot_interval=50, target_loss=0.0,
+        n_layer=6,
+        n_head=4,
+        n_embd=128,
+        block_size=128,
+        seq_len=128,
+        micro_batch_size=16,
+        grad_accum_steps=1,
+        dropout=0.15,
+        max_lr=3e-3,
+        min_lr=3e-4,
+        warmup_steps=30,
+        max_steps=600,
+        eval_interval=50,
+        eval_batches=16,
+        sample_tokens=48,
+        checkpoint_interval=100,
+        snapshot_interval=50,
+        target_loss=0.0,
     ),
     "mini": dict(  # about 15 minutes: the lowest val loss found within an hour
-        n_layer=4, n_head=4, n_embd=128, block_size=128, seq_len=128, micro_batch_size=16,
-        grad_accum_steps=1, dropout=0.2, max_lr=3e-3, min_lr=3e-4, warmup_steps=100,
-        max_steps=1200, eval_interval=50, eval_batches=16, sample_tokens=48,
-        checkpoint_interval=200, snapshot_interval=50, early_stop_patience=8, target_loss=0.0,
+        n_layer=4,
+        n_head=4,
+        n_embd=128,
+        block_size=128,
+        seq_len=128,
+        micro_batch_size=16,
+        grad_accum_steps=1,
+        dropout=0.2,
+        max_lr=3e-3,
+        min_lr=3e-4,
+        warmup_steps=100,
+        max_steps=1200,
+        eval_interval=50,
+        eval_batches=16,
+        sample_tokens=48,
+        checkpoint_interval=200,
+        snapshot_interval=50,
+        early_stop_patience=8,
+        target_loss=0.0,
     ),
 }
-# What each preset is; its size and duration come from core.estimate where shown (one figure).
+# What each preset is; its size and duration come from core.train.estimate where shown (one figure).
 PRESET_NOTES = {
     "gpt2-124m": "GPT-2 124M, the build-nanogpt recipe (needs a GPU)",
     "nano": "4 layers x 128 wide; measured on a 2-core CPU (bench/quality.py, 2026-11-30): "
-            "best val loss 5.92 after 1 min 49 s",
+    "best val loss 5.92 after 1 min 49 s",
     "micro": "6 layers x 128 wide, dropout 0.15; measured on a 2-core CPU (bench/quality.py, "
-             "2026-11-30): best val loss 5.30 after 8 min 4 s, text in the play's form",
+    "2026-11-30): best val loss 5.30 after 8 min 4 s, text in the play's form",
     "mini": "4 layers x 128 wide, dropout 0.2, 8 epochs; measured on a 2-core CPU "
-            "(bench/quality.py, 2026-11-30): best val loss 5.14 after 15 min 28 s, the lowest "
-            "found within an hour (wider and deeper models overfit sooner)",
+    "(bench/quality.py, 2026-11-30): best val loss 5.14 after 15 min 28 s, the lowest "
+    "found within an hour (wider and deeper models overfit sooner)",
 }
 
 
@@ -194,20 +280,48 @@ def _number_problems(cfg: TrainConfig) -> dict[str, str]:
     """The fields that must be whole numbers >= 1 or >= 0, finite numbers >= 0, or a
     probability, and are not."""
     p: dict[str, str] = {}
-    for name in ("n_layer", "n_head", "n_embd", "block_size", "vocab_size", "max_steps",
-                 "micro_batch_size", "seq_len", "grad_accum_steps", "nproc", "eval_batches",
-                 "sample_tokens"):
+    for name in (
+        "n_layer",
+        "n_head",
+        "n_embd",
+        "block_size",
+        "vocab_size",
+        "max_steps",
+        "micro_batch_size",
+        "seq_len",
+        "grad_accum_steps",
+        "nproc",
+        "eval_batches",
+        "sample_tokens",
+    ):
         if not isinstance(getattr(cfg, name), int) or getattr(cfg, name) < 1:
             p[name] = f"must be a positive whole number (got {getattr(cfg, name)!r})"
-    for name in ("warmup_steps", "eval_interval", "checkpoint_interval", "keep_checkpoints",
-                 "total_batch_tokens", "seed", "lr_decay_steps", "early_stop_patience",
-                 "snapshot_interval", "snapshot_cap_mb", "copy_min_len"):
+    for name in (
+        "warmup_steps",
+        "eval_interval",
+        "checkpoint_interval",
+        "keep_checkpoints",
+        "total_batch_tokens",
+        "seed",
+        "lr_decay_steps",
+        "early_stop_patience",
+        "snapshot_interval",
+        "snapshot_cap_mb",
+        "copy_min_len",
+    ):
         if not isinstance(getattr(cfg, name), int) or getattr(cfg, name) < 0:
             p[name] = f"must be a whole number >= 0 (got {getattr(cfg, name)!r})"
     if not isinstance(cfg.dropout, (int, float)) or not 0 <= cfg.dropout < 1:
         p["dropout"] = f"must be in [0, 1) (got {cfg.dropout!r})"
-    for name in ("max_lr", "min_lr", "weight_decay", "eps", "grad_clip", "target_loss",
-                 "peak_flops"):
+    for name in (
+        "max_lr",
+        "min_lr",
+        "weight_decay",
+        "eps",
+        "grad_clip",
+        "target_loss",
+        "peak_flops",
+    ):
         value = getattr(cfg, name)
         if not isinstance(value, (int, float)) or not math.isfinite(value) or value < 0:
             p[name] = f"must be a finite number >= 0 (got {value!r})"
@@ -270,11 +384,39 @@ def with_derived_accum(cfg: TrainConfig, world_size: int) -> TrainConfig:
 # The fields of schema version 1's first config.json: a run's config.json holds at least these.
 # Fields added since default to "off" (or to what runs did before them), so older runs still load.
 V1_FIELDS = (
-    "n_layer", "n_head", "n_embd", "block_size", "vocab_size", "max_lr", "min_lr", "weight_decay",
-    "beta1", "beta2", "eps", "grad_clip", "warmup_steps", "max_steps", "micro_batch_size",
-    "seq_len", "grad_accum_steps", "total_batch_tokens", "data", "val_fraction", "device", "dtype",
-    "compile", "nproc", "peak_flops", "target_loss", "eval_interval", "eval_batches",
-    "sample_prompt", "sample_tokens", "checkpoint_interval", "keep_checkpoints", "seed",
+    "n_layer",
+    "n_head",
+    "n_embd",
+    "block_size",
+    "vocab_size",
+    "max_lr",
+    "min_lr",
+    "weight_decay",
+    "beta1",
+    "beta2",
+    "eps",
+    "grad_clip",
+    "warmup_steps",
+    "max_steps",
+    "micro_batch_size",
+    "seq_len",
+    "grad_accum_steps",
+    "total_batch_tokens",
+    "data",
+    "val_fraction",
+    "device",
+    "dtype",
+    "compile",
+    "nproc",
+    "peak_flops",
+    "target_loss",
+    "eval_interval",
+    "eval_batches",
+    "sample_prompt",
+    "sample_tokens",
+    "checkpoint_interval",
+    "keep_checkpoints",
+    "seed",
 )
 
 
@@ -300,3 +442,10 @@ def check_run_id(run_id: str) -> str:
             "starting with a letter or digit"
         )
     return run_id
+
+
+def cache_dir() -> Path:
+    """Where downloads and token caches go: $GPT_CACHE_DIR, else ~/.cache/gpt-dashboard."""
+    path = Path(os.environ.get("GPT_CACHE_DIR") or Path.home() / ".cache" / "gpt-dashboard")
+    path.mkdir(parents=True, exist_ok=True)
+    return path

@@ -4,7 +4,7 @@ peak FLOP/s.
 Defaults are the fastest measured per device type: on CUDA bf16 autocast + torch.compile + TF32
 and the plain loss; on CPU fp32 eager (a CPU without native bf16 runs bf16 ~20x slower, and a
 cold compile costs 20-50 s and makes steps only ~3% faster on a 2-core machine, repaid after
-~1,800 steps) with the fused loss (core/fused_loss.py; see bench/train.py --compare-defaults and
+~1,800 steps) with the fused loss (core/model/fused_loss.py; see bench/train.py --compare-defaults and
 --compare-loss, and the README).
 """
 
@@ -21,9 +21,20 @@ import torch
 
 # Dense bf16 tensor-core peaks (FLOP/s) from the vendors' data sheets, for MFU.
 GPU_PEAK_BF16 = {
-    "H200": 989e12, "H100 SXM": 989e12, "H100 NVL": 835e12, "H100 PCIe": 756e12, "H100": 989e12,
-    "A100": 312e12, "A10G": 70e12, "A10": 125e12, "L40S": 362e12, "L4": 121e12,
-    "RTX 4090": 165e12, "RTX 3090": 71e12, "V100": 125e12, "T4": 65e12,
+    "H200": 989e12,
+    "H100 SXM": 989e12,
+    "H100 NVL": 835e12,
+    "H100 PCIe": 756e12,
+    "H100": 989e12,
+    "A100": 312e12,
+    "A10G": 70e12,
+    "A10": 125e12,
+    "L40S": 362e12,
+    "L4": 121e12,
+    "RTX 4090": 165e12,
+    "RTX 3090": 71e12,
+    "V100": 125e12,
+    "T4": 65e12,
 }
 DTYPE_NAMES = {"float32": torch.float32, "bfloat16": torch.bfloat16, "float16": torch.float16}
 LOSSES = ("auto", "fused", "plain")
@@ -35,7 +46,7 @@ class DeviceChoice:
     dtype: str  # autocast dtype name
     compile: bool
     why: str  # one line a person can read: what was chosen and why
-    loss: str = "plain"  # "fused": GPT(fused_loss=True), see core/fused_loss.py; or "plain"
+    loss: str = "plain"  # "fused": GPT(fused_loss=True), see core/model/fused_loss.py; or "plain"
 
     @property
     def type(self) -> str:
@@ -52,8 +63,13 @@ class DeviceChoice:
         return torch.autocast(device_type=self.type, dtype=self.torch_dtype)
 
 
-def choose(device: str = "auto", dtype: str = "auto", compile: str = "auto",
-           local_rank: int = 0, loss: str = "auto") -> DeviceChoice:
+def choose(
+    device: str = "auto",
+    dtype: str = "auto",
+    compile: str = "auto",
+    local_rank: int = 0,
+    loss: str = "auto",
+) -> DeviceChoice:
     """Resolve 'auto' settings to concrete ones for this machine. loss is "fused" (output layer
     and cross-entropy in one chunked pass), "plain" (logits, then F.cross_entropy) or "auto"."""
     if loss not in LOSSES:
@@ -68,8 +84,10 @@ def choose(device: str = "auto", dtype: str = "auto", compile: str = "auto",
     if device == "cuda":
         device = f"cuda:{local_rank}"
     if device.startswith("cuda") and not torch.cuda.is_available():
-        raise ValueError("device: CUDA was asked for but torch sees no GPU; use --device cpu "
-                         "or install a CUDA build of PyTorch (see README)")
+        raise ValueError(
+            "device: CUDA was asked for but torch sees no GPU; use --device cpu "
+            "or install a CUDA build of PyTorch (see README)"
+        )
     kind = device.split(":")[0]
     reasons = []
     if dtype == "auto":
@@ -80,9 +98,12 @@ def choose(device: str = "auto", dtype: str = "auto", compile: str = "auto",
         reasons.append(why)
     if compile == "auto":
         compile_on = kind == "cuda"
-        reasons.append("torch.compile on: fuses kernels on CUDA" if compile_on else
-                       f"eager: on {kind} a cold torch.compile costs 20-50 s for ~3% faster steps "
-                       "(measured), repaid only after ~1,800 steps")
+        reasons.append(
+            "torch.compile on: fuses kernels on CUDA"
+            if compile_on
+            else f"eager: on {kind} a cold torch.compile costs 20-50 s for ~3% faster steps "
+            "(measured), repaid only after ~1,800 steps"
+        )
     else:
         compile_on = compile == "on"
     if loss == "auto":
@@ -94,11 +115,15 @@ def choose(device: str = "auto", dtype: str = "auto", compile: str = "auto",
 def _loss_path(kind: str) -> tuple[str, str]:
     """The faster loss path on this device type, and why (bench/train.py --compare-loss)."""
     if kind == "cpu":
-        return "fused", ("fused loss: output layer + cross-entropy in row chunks, no (tokens x "
-                         "vocab) logits; on CPU 1.6-2.3x the tokens/s of the plain loss for nano "
-                         "and micro and 24-58% less peak memory (measured)")
-    return "plain", (f"plain loss: the fused one is measured on CPU only; on {kind} compile fuses "
-                     "the plain loss, which the chunked loop would split off the graph")
+        return "fused", (
+            "fused loss: output layer + cross-entropy in row chunks, no (tokens x "
+            "vocab) logits; on CPU 1.6-2.3x the tokens/s of the plain loss for nano "
+            "and micro and 24-58% less peak memory (measured)"
+        )
+    return "plain", (
+        f"plain loss: the fused one is measured on CPU only; on {kind} compile fuses "
+        "the plain loss, which the chunked loop would split off the graph"
+    )
 
 
 def setup_backend(choice: DeviceChoice) -> None:
@@ -126,19 +151,26 @@ def peak_flops(choice: DeviceChoice, configured: float = 0.0, measure: bool = Fa
         for key, value in GPU_PEAK_BF16.items():
             if key in name:
                 tf32 = choice.dtype == "float32"
-                return PeakFlops(value / 2 if tf32 else value,
-                                 f"{key} data sheet, {'TF32 (half the bf16 rate)' if tf32 else 'bf16'}")
+                return PeakFlops(
+                    value / 2 if tf32 else value,
+                    f"{key} data sheet, {'TF32 (half the bf16 rate)' if tf32 else 'bf16'}",
+                )
         return PeakFlops(0.0, f"{name} is not in the GPU table: set peak_flops")
     if choice.type == "cpu":
         value, measured_at = measured_cpu_peak(measure=measure)
-        return PeakFlops(value, f"fp32 matmul measured here {time.strftime('%Y-%m-%d %H:%M', time.localtime(measured_at))}")
+        return PeakFlops(
+            value,
+            f"fp32 matmul measured here {time.strftime('%Y-%m-%d %H:%M', time.localtime(measured_at))}",
+        )
     return PeakFlops(0.0, "unknown for this device: set peak_flops")
 
 
 PEAK_MAX_AGE_S = 30 * 86400  # hardware and libraries change: measure afresh after a month
 
 
-def measured_cpu_peak(size: int = 2048, repeats: int = 5, measure: bool = True) -> tuple[float, float]:
+def measured_cpu_peak(
+    size: int = 2048, repeats: int = 5, measure: bool = True
+) -> tuple[float, float]:
     """fp32 matmul FLOP/s of this CPU with torch's threads, and when that was measured.
 
     With measure (each training run's start) it measures again (the best of `repeats`, about
@@ -146,7 +178,7 @@ def measured_cpu_peak(size: int = 2048, repeats: int = 5, measure: bool = True) 
     while other work loaded the machine is too low, and is replaced as soon as an idle one beats
     it, never the other way round. Without, a cached figure is returned as it is.
     """
-    from core.data import cache_dir
+    from core.config import cache_dir
 
     key = f"{platform.processor() or platform.machine()}-{os.cpu_count()}-{torch.get_num_threads()}"
     path = cache_dir() / "cpu_peak.json"
@@ -161,7 +193,11 @@ def measured_cpu_peak(size: int = 2048, repeats: int = 5, measure: bool = True) 
     if not measure and isinstance(old, dict) and now - old.get("measured_at", 0) < PEAK_MAX_AGE_S:
         return old["flops"], old["measured_at"]
     flops = _matmul_flops(size, repeats)
-    if isinstance(old, dict) and now - old.get("measured_at", 0) < PEAK_MAX_AGE_S and old.get("flops", 0) >= flops:
+    if (
+        isinstance(old, dict)
+        and now - old.get("measured_at", 0) < PEAK_MAX_AGE_S
+        and old.get("flops", 0) >= flops
+    ):
         return old["flops"], old["measured_at"]
     cached[key] = {"flops": flops, "measured_at": now}
     with contextlib.suppress(OSError):

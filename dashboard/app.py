@@ -15,8 +15,17 @@ from dashboard.state import sidebar_runs_dir  # noqa: E402
 # Loaded in the background once the first page has been sent, so that the first visit to a
 # page that needs them does not wait for them (torch alone takes 1-5 s to import on a small
 # machine); the delay keeps the import off the CPU while the browser draws the first page.
-WARM_UP_MODULES = ("pandas", "torch", "core.model", "core.sampling", "core.device", "core.data",
-                   "core.estimate", "dashboard.live_data", "plotly.graph_objects")
+WARM_UP_MODULES = (
+    "pandas",
+    "torch",
+    "core.model.gpt",
+    "core.generate.sampling",
+    "core.device",
+    "core.data.dataset",
+    "core.train.estimate",
+    "dashboard.live_data",
+    "plotly.graph_objects",
+)
 WARM_UP_DELAY_S = 1.0
 
 
@@ -42,7 +51,7 @@ def start_queued_run(runs_root: Path) -> None:
     """Start the next queued run when nothing in runs_root trains (this covers an engine that
     crashed before it could start it); never breaks the page it runs before."""
     try:
-        from core import run_queue
+        from core.runs import queue as run_queue
 
         started = run_queue.start_next(runs_root)
     except Exception:  # a damaged queue or runs folder: the Runs page shows what is wrong

@@ -50,13 +50,13 @@ def ema_debiased(values, weight: float, state: EmaState | None = None) -> np.nda
     smoothed = np.empty_like(v)
     last = state.last
     for start in range(0, v.size, block):
-        chunk = v[start:start + block]
+        chunk = v[start : start + block]
         powers = weight ** np.arange(1, chunk.size + 1)  # w^1 .. w^n
         biased = powers * (last + (1 - weight) * np.cumsum(chunk / powers))
-        smoothed[start:start + chunk.size] = biased
+        smoothed[start : start + chunk.size] = biased
         last = float(biased[-1])
     n = state.count + np.arange(1, v.size + 1)
-    out[finite] = smoothed / (1 - weight ** n)
+    out[finite] = smoothed / (1 - weight**n)
     state.last, state.count = last, state.count + v.size
     return out
 
@@ -78,7 +78,7 @@ def _minmax(y: np.ndarray, offset: int, width: int) -> np.ndarray:
     buckets = y.size // width
     if buckets == 0:
         return np.empty(0, dtype=np.int64)
-    rows = y[:buckets * width].reshape(buckets, width)
+    rows = y[: buckets * width].reshape(buckets, width)
     lo = np.argmin(np.where(np.isnan(rows), np.inf, rows), axis=1)
     hi = np.argmax(np.where(np.isnan(rows), -np.inf, rows), axis=1)
     base = offset + np.arange(buckets) * width
@@ -111,12 +111,12 @@ class Downsampler:
         full = n // width
         if full > self._done:
             start = self._done * width
-            new = _minmax(y[start:full * width], start, width)
+            new = _minmax(y[start : full * width], start, width)
             self._cache = np.concatenate([self._cache, new])
             self._done = full
         parts = [self._cache]
         if n > full * width:  # the unfinished bucket: recomputed each time, it is small
-            parts.append(_minmax(y[full * width:], full * width, n - full * width))
+            parts.append(_minmax(y[full * width :], full * width, n - full * width))
         out = np.concatenate(parts)
         # Buckets are disjoint and in order, so the result is sorted; add the newest point
         # unless the last bucket already chose it.
@@ -164,28 +164,48 @@ class VLine:
 
 def _rgba(hex_color: str, alpha: float) -> str:
     h = hex_color.lstrip("#")
-    r, g, b = (int(h[i:i + 2], 16) for i in (0, 2, 4))
+    r, g, b = (int(h[i : i + 2], 16) for i in (0, 2, 4))
     return f"rgba({r},{g},{b},{alpha})"
 
 
 _STYLES = {
-    "markers": lambda c: dict(mode="lines+markers", line=dict(color=c, width=1.5, dash="dot"),
-                              marker=dict(color=c, size=6, symbol="diamond")),
-    "copy": lambda c: dict(mode="lines+markers", line=dict(color=c, width=1.5, dash="dash"),
-                           marker=dict(color=c, size=6, symbol="square-open")),
+    "markers": lambda c: dict(
+        mode="lines+markers",
+        line=dict(color=c, width=1.5, dash="dot"),
+        marker=dict(color=c, size=6, symbol="diamond"),
+    ),
+    "copy": lambda c: dict(
+        mode="lines+markers",
+        line=dict(color=c, width=1.5, dash="dash"),
+        marker=dict(color=c, size=6, symbol="square-open"),
+    ),
     "dash": lambda c: dict(mode="lines", line=dict(color=c, width=1.5, dash="dash")),
-    "best": lambda c: dict(mode="markers", marker=dict(color=c, size=15, symbol="star",
-                                                       line=dict(color="#ffffff", width=1))),
+    "best": lambda c: dict(
+        mode="markers",
+        marker=dict(color=c, size=15, symbol="star", line=dict(color="#ffffff", width=1)),
+    ),
 }
 
 
 def _trace_dict(t: Trace) -> dict:
-    d = dict(type="scatter", x=t.x, y=t.y, name=t.name, uid=t.uid or None,
-             legendgroup=t.group or t.name, hovertemplate=t.hover or None,
-             yaxis=t.yaxis if t.yaxis != "y" else None)
+    d = dict(
+        type="scatter",
+        x=t.x,
+        y=t.y,
+        name=t.name,
+        uid=t.uid or None,
+        legendgroup=t.group or t.name,
+        hovertemplate=t.hover or None,
+        yaxis=t.yaxis if t.yaxis != "y" else None,
+    )
     if t.style == "raw":
-        d.update(mode="lines", line=dict(color=_rgba(t.color, 0.25), width=1), showlegend=False,
-                 hoverinfo="skip", hovertemplate=None)
+        d.update(
+            mode="lines",
+            line=dict(color=_rgba(t.color, 0.25), width=1),
+            showlegend=False,
+            hoverinfo="skip",
+            hovertemplate=None,
+        )
     elif t.style in _STYLES:
         d.update(_STYLES[t.style](t.color))
     else:
@@ -200,12 +220,20 @@ def log_ticks(lo: float, hi: float) -> tuple[list[float], list[str]]:
     if not (0 < lo < hi and math.isfinite(hi)):
         return [], []
     decades = math.log10(hi / lo)
-    mantissas = ((1,) if decades > 4 else (1, 2, 5) if decades > 1.5 else
-                 (1, 1.5, 2, 3, 5, 7) if decades > 0.6 else
-                 (1, 1.2, 1.5, 2, 2.5, 3, 4, 5, 6, 7, 8, 9))
-    values = [float(f"{m * 10.0 ** e:.6g}") for e in range(math.floor(math.log10(lo)),
-                                                          math.ceil(math.log10(hi)) + 1)
-              for m in mantissas]
+    mantissas = (
+        (1,)
+        if decades > 4
+        else (1, 2, 5)
+        if decades > 1.5
+        else (1, 1.5, 2, 3, 5, 7)
+        if decades > 0.6
+        else (1, 1.2, 1.5, 2, 2.5, 3, 4, 5, 6, 7, 8, 9)
+    )
+    values = [
+        float(f"{m * 10.0**e:.6g}")
+        for e in range(math.floor(math.log10(lo)), math.ceil(math.log10(hi)) + 1)
+        for m in mantissas
+    ]
     values = [v for v in values if lo <= v <= hi]
     if len(values) < 2:
         return [], []
@@ -241,28 +269,78 @@ def _reference_lines(hlines: list[HLine], vlines: list[VLine], log_y: bool) -> t
     units but annotations in log10 units: the label is converted so it sits on its line."""
     shapes, annotations = [], []
     for h in hlines:
-        shapes.append(dict(type="line", xref="paper", x0=0, x1=1, yref="y", y0=h.y, y1=h.y,
-                           line=dict(color=h.color, width=1.5, dash="dash")))
-        annotations.append(dict(xref="paper", x=0, xanchor="left", yref="y",
-                                y=math.log10(h.y) if log_y and h.y > 0 else h.y,
-                                yanchor="bottom", text=h.label, showarrow=False,
-                                font=dict(size=11, color=h.color)))
+        shapes.append(
+            dict(
+                type="line",
+                xref="paper",
+                x0=0,
+                x1=1,
+                yref="y",
+                y0=h.y,
+                y1=h.y,
+                line=dict(color=h.color, width=1.5, dash="dash"),
+            )
+        )
+        annotations.append(
+            dict(
+                xref="paper",
+                x=0,
+                xanchor="left",
+                yref="y",
+                y=math.log10(h.y) if log_y and h.y > 0 else h.y,
+                yanchor="bottom",
+                text=h.label,
+                showarrow=False,
+                font=dict(size=11, color=h.color),
+            )
+        )
     labelled = 0
     for v in sorted(vlines, key=lambda v: v.x):
-        shapes.append(dict(type="line", xref="x", x0=v.x, x1=v.x, yref="paper", y0=0, y1=1,
-                           line=dict(color=v.color, width=1.5, dash="dot")))
+        shapes.append(
+            dict(
+                type="line",
+                xref="x",
+                x0=v.x,
+                x1=v.x,
+                yref="paper",
+                y0=0,
+                y1=1,
+                line=dict(color=v.color, width=1.5, dash="dot"),
+            )
+        )
         if v.label:  # staggered down the top of the plot, so neighbours' labels never collide
-            annotations.append(dict(xref="x", x=v.x, xanchor="left", yref="paper",
-                                    y=1 - 0.07 * (labelled % 3), yanchor="top", text=v.label,
-                                    showarrow=False, font=dict(size=10, color=v.color)))
+            annotations.append(
+                dict(
+                    xref="x",
+                    x=v.x,
+                    xanchor="left",
+                    yref="paper",
+                    y=1 - 0.07 * (labelled % 3),
+                    yanchor="top",
+                    text=v.label,
+                    showarrow=False,
+                    font=dict(size=10, color=v.color),
+                )
+            )
             labelled += 1
     return shapes, annotations
 
 
-def line_figure(traces: list[Trace], *, x_title: str, y_title: str, title: str = "",
-                uirevision: str = "", log_y: bool = False, hlines: list[HLine] | None = None,
-                vlines: list[VLine] | None = None, y2_title: str = "", y_format: str = "",
-                height: int = 320, legend_per_row: int = 3):
+def line_figure(
+    traces: list[Trace],
+    *,
+    x_title: str,
+    y_title: str,
+    title: str = "",
+    uirevision: str = "",
+    log_y: bool = False,
+    hlines: list[HLine] | None = None,
+    vlines: list[VLine] | None = None,
+    y2_title: str = "",
+    y_format: str = "",
+    height: int = 320,
+    legend_per_row: int = 3,
+):
     """A plotly line chart of the traces with labelled axes and reference lines. A log y axis
     gets its range from the data on it (never stretched to a far reference line) and short
     tick labels; y2_title adds a right-hand axis for the traces with yaxis 'y2'. The legend
@@ -275,8 +353,13 @@ def line_figure(traces: list[Trace], *, x_title: str, y_title: str, title: str =
 
     hlines, vlines = hlines or [], vlines or []
     shapes, annotations = _reference_lines(hlines, vlines, log_y)
-    yaxis = dict(title=dict(text=y_title), type="log" if log_y else "linear", showgrid=True,
-                 zeroline=False, **({"hoverformat": y_format} if y_format else {}))
+    yaxis = dict(
+        title=dict(text=y_title),
+        type="log" if log_y else "linear",
+        showgrid=True,
+        zeroline=False,
+        **({"hoverformat": y_format} if y_format else {}),
+    )
     if log_y:
         yaxis.update(_log_axis([t.y for t in traces if t.yaxis == "y"] + [[h.y for h in hlines]]))
     entries = sum(t.style != "raw" for t in traces)
@@ -284,35 +367,67 @@ def line_figure(traces: list[Trace], *, x_title: str, y_title: str, title: str =
     legend_px = LEGEND_ROW_PX * -(-entries // legend_per_row) if entries > 1 else 0
     layout = dict(
         title=dict(text=title, x=0, xanchor="left", font=dict(size=15)) if title else None,
-        height=height + legend_px, uirevision=uirevision or None, hovermode="x unified",
+        height=height + legend_px,
+        uirevision=uirevision or None,
+        hovermode="x unified",
         # The legend sits at the bottom of the figure, in a margin of its own under the x axis
         # title: above the plot, a legend of several runs wrapped into the title.
-        margin=dict(l=10, r=10, t=40 if title else 10,
-                    b=AXIS_TITLE_PX + legend_px if legend_px else 10),
+        margin=dict(
+            l=10, r=10, t=40 if title else 10, b=AXIS_TITLE_PX + legend_px if legend_px else 10
+        ),
         xaxis=dict(title=dict(text=x_title), showgrid=True, zeroline=False, exponentformat="SI"),
         yaxis=yaxis,
         # Its own round ticks (not synced to the left axis's grid, which gives 12, 180, 347).
-        yaxis2=dict(title=dict(text=y2_title), overlaying="y", side="right", showgrid=False,
-                    zeroline=False, rangemode="tozero", tickmode="auto", nticks=6)
-        if y2_title else None,
+        yaxis2=dict(
+            title=dict(text=y2_title),
+            overlaying="y",
+            side="right",
+            showgrid=False,
+            zeroline=False,
+            rangemode="tozero",
+            tickmode="auto",
+            nticks=6,
+        )
+        if y2_title
+        else None,
         legend=dict(orientation="h", yref="container", y=0, yanchor="bottom", xanchor="left", x=0),
         # A legend of one line says nothing the title doesn't.
         showlegend=entries > 1,
-        shapes=shapes, annotations=annotations,
+        shapes=shapes,
+        annotations=annotations,
         # No Python-side template: Streamlit's theme styles the chart in the browser, and
         # plotly's default template is a large dict copied and serialised with every figure.
         template={},
     )
-    return go.Figure(data=[_trace_dict(t) for t in traces],
-                     layout={k: v for k, v in layout.items() if v is not None}, _validate=False)
+    return go.Figure(
+        data=[_trace_dict(t) for t in traces],
+        layout={k: v for k, v in layout.items() if v is not None},
+        _validate=False,
+    )
 
 
 def empty_note(figure_text: str, *, height: int = 320):
     """A blank figure that says why there is nothing to draw (no points yet)."""
     import plotly.graph_objects as go
 
-    return go.Figure(layout=dict(
-        height=height, template={}, margin=dict(l=10, r=10, t=10, b=10),
-        xaxis=dict(visible=False), yaxis=dict(visible=False),
-        annotations=[dict(text=figure_text, showarrow=False, xref="paper", yref="paper",
-                          x=0.5, y=0.5, font=dict(size=14, color="#7f7f7f"))]), _validate=False)
+    return go.Figure(
+        layout=dict(
+            height=height,
+            template={},
+            margin=dict(l=10, r=10, t=10, b=10),
+            xaxis=dict(visible=False),
+            yaxis=dict(visible=False),
+            annotations=[
+                dict(
+                    text=figure_text,
+                    showarrow=False,
+                    xref="paper",
+                    yref="paper",
+                    x=0.5,
+                    y=0.5,
+                    font=dict(size=14, color="#7f7f7f"),
+                )
+            ],
+        ),
+        _validate=False,
+    )

@@ -12,17 +12,21 @@ from pathlib import Path
 import streamlit as st
 import torch
 
-from core import checkpoint, metrics
-from core.inspect_model import LoadedModel, load_model
-from core.rundir import RunDir, list_run_dirs
+from core.store import checkpoint, metrics
+from core.store.checkpoint import LoadedModel, load_model
+from core.store.rundir import RunDir, list_run_dirs
 from dashboard.state import runs_dir
 
 LATEST = "latest"
 SELECTED_RUN = "selected_run"  # the session's selected run, shared with the Runs and Live pages
-NO_SNAPSHOTS = ("This run has no snapshots: turn on snapshot_interval for more points in time "
-                "(weights-only copies every N steps, a few MB each for the small presets).")
-NO_BEST = ("No best-val checkpoint (best.pt): the run was trained before they were kept, or has "
-           "not evaluated yet.")
+NO_SNAPSHOTS = (
+    "This run has no snapshots: turn on snapshot_interval for more points in time "
+    "(weights-only copies every N steps, a few MB each for the small presets)."
+)
+NO_BEST = (
+    "No best-val checkpoint (best.pt): the run was trained before they were kept, or has "
+    "not evaluated yet."
+)
 
 
 @dataclass(frozen=True)
@@ -58,8 +62,10 @@ def pick_run(prefix: str) -> RunDir:
     stops the page when there are none."""
     runs = list_run_dirs(runs_dir())
     if not runs:
-        st.info(f"No runs in `{runs_dir()}` yet. Start one on the **New run** page, or set the "
-                "runs directory in the sidebar.")
+        st.info(
+            f"No runs in `{runs_dir()}` yet. Start one on the **New run** page, or set the "
+            "runs directory in the sidebar."
+        )
         st.stop()
     ids = [r.run_id for r in runs]
     key = f"{prefix}_run"
@@ -84,6 +90,7 @@ def switch_to(page: str, prefix: str, run: RunDir, checkpoint_label: str | None)
 
 # --- what a run offers ---------------------------------------------------------------------------
 
+
 @st.cache_data(max_entries=64, show_spinner=False)
 def _weights_facts(path: str, mtime: float) -> tuple[int, float | None]:
     """Step and val loss recorded in a checkpoint or snapshot file (best.pt: the best val loss)."""
@@ -93,8 +100,11 @@ def _weights_facts(path: str, mtime: float) -> tuple[int, float | None]:
 
 @st.cache_data(max_entries=16, show_spinner=False)
 def _eval_losses(path: str, mtime: float, size: int) -> dict[int, float]:
-    return {r["step"]: float(r["val_loss"]) for r in metrics.read_all(Path(path))
-            if r["kind"] == "eval" and isinstance(r.get("val_loss"), (int, float))}
+    return {
+        r["step"]: float(r["val_loss"])
+        for r in metrics.read_all(Path(path))
+        if r["kind"] == "eval" and isinstance(r.get("val_loss"), (int, float))
+    }
 
 
 def eval_losses(run: RunDir) -> dict[int, float]:
@@ -125,8 +135,10 @@ def choices(run: RunDir) -> list[Choice]:
     come from the run's eval records (the last at or before each step); a snapshot of a run
     without them falls back to the val loss written in the file."""
     losses = eval_losses(run)
-    found = [Choice(f"step {s}", p, s, "checkpoint", *val_loss_at(losses, s))
-             for s, p in run.checkpoints()]
+    found = [
+        Choice(f"step {s}", p, s, "checkpoint", *val_loss_at(losses, s))
+        for s, p in run.checkpoints()
+    ]
     for s, p in run.snapshots():
         val, at = val_loss_at(losses, s)
         if not losses and (facts := _facts(p)):
@@ -163,6 +175,7 @@ def missing_notes(run: RunDir) -> list[str]:
 
 # --- pickers -------------------------------------------------------------------------------------
 
+
 def pick_choice(run: RunDir, prefix: str, label: str = "Checkpoint") -> Choice | None:
     """The chosen weights of a run: 'latest' (follows a run that is still training), 'best
     (val)', a step checkpoint or a snapshot. None when the run has none yet."""
@@ -174,10 +187,14 @@ def pick_choice(run: RunDir, prefix: str, label: str = "Checkpoint") -> Choice |
     key = f"{prefix}_ckpt"
     if st.session_state.get(key) not in (None, *labels):
         st.session_state[key] = LATEST  # e.g. the best checkpoint moved to a new step
-    choice = st.selectbox(label, labels, key=key,
-                          help="'latest' always reads the newest checkpoint, also while "
-                               "training; 'best (val)' the one with the lowest val loss; "
-                               "snapshots are weights-only copies in half precision")
+    choice = st.selectbox(
+        label,
+        labels,
+        key=key,
+        help="'latest' always reads the newest checkpoint, also while "
+        "training; 'best (val)' the one with the lowest val loss; "
+        "snapshots are weights-only copies in half precision",
+    )
     if choice == LATEST or choice not in labels:
         return latest(found)
     return found[labels.index(choice) - 1]
@@ -201,8 +218,9 @@ def spread(found: list[Choice], n: int = 4) -> list[Choice]:
     return [steps[round(i * (len(steps) - 1) / (n - 1))] for i in range(n)]
 
 
-def pick_many(run: RunDir, prefix: str, label: str = "Checkpoints to compare",
-              default_n: int = 4) -> list[Choice]:
+def pick_many(
+    run: RunDir, prefix: str, label: str = "Checkpoints to compare", default_n: int = 4
+) -> list[Choice]:
     """Several of a run's weights for comparing across training (time travel), ordered by step;
     by default up to default_n spread from the first to the last."""
     found = choices(run)
@@ -214,13 +232,15 @@ def pick_many(run: RunDir, prefix: str, label: str = "Checkpoints to compare",
         st.session_state[key] = [x for x in st.session_state[key] if x in labels]
     else:
         st.session_state[key] = [c.label for c in spread(found, default_n)]
-    chosen = st.multiselect(label, labels, key=key,
-                            help="The same prompt and seed are generated from each")
+    chosen = st.multiselect(
+        label, labels, key=key, help="The same prompt and seed are generated from each"
+    )
     picked = [found[labels.index(x)] for x in chosen if x in labels]
     return sorted(picked, key=lambda c: (c.step, c.kind))
 
 
 # --- loading -------------------------------------------------------------------------------------
+
 
 def device_options() -> list[str]:
     options = ["cpu"]

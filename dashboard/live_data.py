@@ -2,7 +2,7 @@
 the figures built from them, and what the page derives from them (ETA, overfitting, the
 sample timeline).
 
-A RunSeries keeps a core.metrics.MetricsReader (a byte offset into metrics.jsonl), so each
+A RunSeries keeps a core.store.metrics.MetricsReader (a byte offset into metrics.jsonl), so each
 refresh parses only the lines appended since the last one. The first load of a long run parses
 its bulk with pyarrow's JSON reader (a few times faster than json.loads per line, and already
 installed with Streamlit); small appends go through MetricsReader line by line. Smoothed series
@@ -19,15 +19,35 @@ from pathlib import Path
 
 import numpy as np
 
-from core.metrics import MetricsReader, RunSummary, parse_records
-from core.rundir import RunDir
-from dashboard.charts import (MAX_BUCKETS, Downsampler, EmaState, HLine, Trace, VLine,
-                              ema_debiased, empty_note, line_figure)
+from core.store.metrics import MetricsReader, RunSummary, parse_records
+from core.store.rundir import RunDir
+from dashboard.charts import (
+    MAX_BUCKETS,
+    Downsampler,
+    EmaState,
+    HLine,
+    Trace,
+    VLine,
+    ema_debiased,
+    empty_note,
+    line_figure,
+)
 
-# The columns kept per record kind (core.metrics.KINDS names the fields).
+# The columns kept per record kind (core.store.metrics.KINDS names the fields).
 TABLES = {
-    "train": ("step", "time", "loss", "lr", "grad_norm", "dt_ms", "tokens_per_sec", "tokens_seen",
-              "mfu", "peak_mem_mb", "train_time_s"),
+    "train": (
+        "step",
+        "time",
+        "loss",
+        "lr",
+        "grad_norm",
+        "dt_ms",
+        "tokens_per_sec",
+        "tokens_seen",
+        "mfu",
+        "peak_mem_mb",
+        "train_time_s",
+    ),
     "eval": ("step", "time", "val_loss", "copy_rate", "longest_copy"),
     "system": ("step", "time", "cpu_percent", "rss_mb", "gpu_mem_mb", "gpu_util"),
     "start": ("step", "time", "resumed"),
@@ -45,10 +65,18 @@ SIDE_CHARTS = (  # column, title, y axis title, hover format, smoothed
 )
 # Process resources from `system` records: (title, [(column, name, axis)], left title, right title)
 SYSTEM_CHARTS = {
-    "system": ("CPU and memory", [("cpu_percent", "CPU %", "y"), ("rss_mb", "memory", "y2")],
-               "CPU (% of one core)", "resident memory (MiB)"),
-    "gpu": ("GPU", [("gpu_mem_mb", "GPU memory", "y"), ("gpu_util", "GPU util %", "y2")],
-            "GPU memory allocated (MiB)", "GPU utilisation (%)"),
+    "system": (
+        "CPU and memory",
+        [("cpu_percent", "CPU %", "y"), ("rss_mb", "memory", "y2")],
+        "CPU (% of one core)",
+        "resident memory (MiB)",
+    ),
+    "gpu": (
+        "GPU",
+        [("gpu_mem_mb", "GPU memory", "y"), ("gpu_util", "GPU util %", "y2")],
+        "GPU memory allocated (MiB)",
+        "GPU utilisation (%)",
+    ),
 }
 
 
@@ -64,7 +92,7 @@ class Columns:
         return self.n
 
     def __getitem__(self, name: str) -> np.ndarray:
-        return self._data[name][:self.n]
+        return self._data[name][: self.n]
 
     def append(self, rows: dict[str, np.ndarray]) -> None:
         """Append equal-length arrays per column (a missing column appends NaN)."""
@@ -75,11 +103,11 @@ class Columns:
             cap = max(1024, 2 * (self.n + k))
             for name in self.names:
                 grown = np.full(cap, np.nan)
-                grown[:self.n] = self._data[name][:self.n]
+                grown[: self.n] = self._data[name][: self.n]
                 self._data[name] = grown
         for name in self.names:
             values = rows.get(name)
-            self._data[name][self.n:self.n + k] = np.nan if values is None else values
+            self._data[name][self.n : self.n + k] = np.nan if values is None else values
         self.n += k
 
     def truncate(self, n: int) -> None:
@@ -95,14 +123,17 @@ def _f(value) -> float:
 
 
 def _split_records(records: list[dict]) -> tuple[dict[str, dict], list[dict]]:
-    """Clean records (core.metrics) -> ({kind: {column: array}}, samples)."""
+    """Clean records (core.store.metrics) -> ({kind: {column: array}}, samples)."""
     tables = {}
     for kind, names in TABLES.items():
         rows = [r for r in records if r["kind"] == kind]
         if rows:
             tables[kind] = {c: np.array([_f(r.get(c)) for r in rows]) for c in names}
-    samples = [dict(step=r["step"], text=str(r.get("text", "")), prompt=str(r.get("prompt", "")))
-               for r in records if r["kind"] == "sample"]
+    samples = [
+        dict(step=r["step"], text=str(r.get("text", "")), prompt=str(r.get("prompt", "")))
+        for r in records
+        if r["kind"] == "sample"
+    ]
     return tables, samples
 
 
@@ -116,11 +147,18 @@ def _parse_bulk(data: bytes) -> tuple[dict[str, dict], list[dict]] | None:
     except ImportError:
         return None
     numeric = sorted({c for names in TABLES.values() for c in names} - {"resumed"})
-    schema = pa.schema([(c, pa.float64()) for c in numeric] + [("resumed", pa.bool_())]
-                       + [("kind", pa.string()), ("text", pa.string()), ("prompt", pa.string())])
+    schema = pa.schema(
+        [(c, pa.float64()) for c in numeric]
+        + [("resumed", pa.bool_())]
+        + [("kind", pa.string()), ("text", pa.string()), ("prompt", pa.string())]
+    )
     try:
-        table = pj.read_json(io.BytesIO(data), parse_options=pj.ParseOptions(
-            explicit_schema=schema, unexpected_field_behavior="ignore"))
+        table = pj.read_json(
+            io.BytesIO(data),
+            parse_options=pj.ParseOptions(
+                explicit_schema=schema, unexpected_field_behavior="ignore"
+            ),
+        )
     except (pa.ArrowInvalid, pa.ArrowTypeError, ValueError):
         return None
     # One numpy mask per kind (cheaper than an arrow filter per kind); as metrics.clean does,
@@ -140,9 +178,14 @@ def _parse_bulk(data: bytes) -> tuple[dict[str, dict], list[dict]] | None:
         if mask.any():
             tables[kind] = {c: column(c)[mask] for c in names}
     rows = np.flatnonzero(valid & (kinds == "sample"))
-    samples = [dict(step=int(step), text=text or "", prompt=prompt or "") for step, text, prompt
-               in zip(column("step")[rows], table.column("text").take(rows).to_pylist(),
-                      table.column("prompt").take(rows).to_pylist())]
+    samples = [
+        dict(step=int(step), text=text or "", prompt=prompt or "")
+        for step, text, prompt in zip(
+            column("step")[rows],
+            table.column("text").take(rows).to_pylist(),
+            table.column("prompt").take(rows).to_pylist(),
+        )
+    ]
     return tables, samples
 
 
@@ -207,11 +250,12 @@ class RunSeries:
             self._ema[name] = cached
         _, state, out = cached
         if len(out) < raw.size:
-            out.append({"y": ema_debiased(raw[len(out):], weight, state)})
+            out.append({"y": ema_debiased(raw[len(out) :], weight, state)})
         return out["y"]
 
-    def draw_indices(self, key: tuple, y: np.ndarray, version: float = 0.0,
-                     max_buckets: int = MAX_BUCKETS) -> np.ndarray:
+    def draw_indices(
+        self, key: tuple, y: np.ndarray, version: float = 0.0, max_buckets: int = MAX_BUCKETS
+    ) -> np.ndarray:
         """Indices of y's points to draw (min/max buckets), with finished buckets cached under
         key; `version` (e.g. the smoothing weight) starts the cache over when it changes."""
         cached = self._down.get(key)
@@ -256,9 +300,18 @@ class RunSeries:
 
 
 # --- traces and figures ------------------------------------------------------------------------
-def train_traces(series: RunSeries, column: str, *, axis: str, weight: float, color: str,
-                 label: str, x_scale: float = 1.0, smooth: bool = True,
-                 max_buckets: int = MAX_BUCKETS) -> list[Trace]:
+def train_traces(
+    series: RunSeries,
+    column: str,
+    *,
+    axis: str,
+    weight: float,
+    color: str,
+    label: str,
+    x_scale: float = 1.0,
+    smooth: bool = True,
+    max_buckets: int = MAX_BUCKETS,
+) -> list[Trace]:
     """The traces of one train column of one run: the smoothed curve over a faint raw one
     (just the raw curve when weight is 0 or smooth is False), each min/max-downsampled."""
     y = series.train[column]
@@ -271,21 +324,34 @@ def train_traces(series: RunSeries, column: str, *, axis: str, weight: float, co
         return [Trace(x[idx], y[idx], label, color, "line", uid=uid, group=label)]
     ys = series.smoothed(column, weight)
     sidx = series.draw_indices((column, "smooth"), ys, version=weight, max_buckets=max_buckets)
-    return [Trace(x[idx], y[idx], f"{label} (raw)", color, "raw", uid=uid + ":raw", group=label),
-            Trace(x[sidx], ys[sidx], label, color, "smooth", uid=uid, group=label)]
+    return [
+        Trace(x[idx], y[idx], f"{label} (raw)", color, "raw", uid=uid + ":raw", group=label),
+        Trace(x[sidx], ys[sidx], label, color, "smooth", uid=uid, group=label),
+    ]
 
 
-def eval_trace(series: RunSeries, *, axis: str, color: str, label: str,
-               x_scale: float = 1.0) -> list[Trace]:
+def eval_trace(
+    series: RunSeries, *, axis: str, color: str, label: str, x_scale: float = 1.0
+) -> list[Trace]:
     """The validation loss points of one run (few: every one is drawn)."""
     if not len(series.eval):
         return []
-    return [Trace(series.x_values(axis, "eval") / x_scale, series.eval["val_loss"], label, color,
-                  "markers", uid=f"{series.run.run_id}:val_loss", group=label)]
+    return [
+        Trace(
+            series.x_values(axis, "eval") / x_scale,
+            series.eval["val_loss"],
+            label,
+            color,
+            "markers",
+            uid=f"{series.run.run_id}:val_loss",
+            group=label,
+        )
+    ]
 
 
-def copy_trace(series: RunSeries, *, axis: str, color: str, label: str,
-               x_scale: float = 1.0) -> list[Trace]:
+def copy_trace(
+    series: RunSeries, *, axis: str, color: str, label: str, x_scale: float = 1.0
+) -> list[Trace]:
     """The eval copy rate of one run in percent, on the right-hand axis (none before the
     engine measured it)."""
     rate = series.eval["copy_rate"]
@@ -293,24 +359,51 @@ def copy_trace(series: RunSeries, *, axis: str, color: str, label: str,
     if not keep.any():
         return []
     x = series.x_values(axis, "eval")[keep] / x_scale
-    return [Trace(x, rate[keep] * 100, label, color, "copy", uid=f"{series.run.run_id}:copy",
-                  group=label, hover="%{y:.1f}%", yaxis="y2")]
+    return [
+        Trace(
+            x,
+            rate[keep] * 100,
+            label,
+            color,
+            "copy",
+            uid=f"{series.run.run_id}:copy",
+            group=label,
+            hover="%{y:.1f}%",
+            yaxis="y2",
+        )
+    ]
 
 
-def best_trace(series: RunSeries, summary: RunSummary | None, *, axis: str, color: str,
-               prefix: str, x_scale: float = 1.0) -> list[Trace]:
+def best_trace(
+    series: RunSeries,
+    summary: RunSummary | None,
+    *,
+    axis: str,
+    color: str,
+    prefix: str,
+    x_scale: float = 1.0,
+) -> list[Trace]:
     """A star on the best val loss, named 'best val at step X' (from the run's summary)."""
     if summary is None or summary.best_val_step is None:
         return []
     step = summary.best_val_step
     x = series.x_at([step], axis) / x_scale
-    return [Trace(x, np.array([summary.best_val_loss]), f"{prefix}best val at step {step:,}",
-                  color, "best", uid=f"{series.run.run_id}:best",
-                  hover=f"best val loss %{{y:.4f}} at step {step:,}")]
+    return [
+        Trace(
+            x,
+            np.array([summary.best_val_loss]),
+            f"{prefix}best val at step {step:,}",
+            color,
+            "best",
+            uid=f"{series.run.run_id}:best",
+            hover=f"best val loss %{{y:.4f}} at step {step:,}",
+        )
+    ]
 
 
-def resume_lines(all_series: list[RunSeries], *, axis: str, x_scale: float, color_of,
-                 labels: bool) -> list[VLine]:
+def resume_lines(
+    all_series: list[RunSeries], *, axis: str, x_scale: float, color_of, labels: bool
+) -> list[VLine]:
     """A dotted vertical line where each run was resumed after a stop (labelled or bare); runs
     resumed at the same x share one line and one label."""
     one = len(all_series) == 1
@@ -338,23 +431,33 @@ def _x_axis(all_series: list[RunSeries], axis: str) -> tuple[float, str]:
     return x_scale, f"training time ({unit})"
 
 
-def _loss_figure(all_series, *, axis, weight, log_y, color_of, targets, summaries, show,
-                 x_scale, x_title):
+def _loss_figure(
+    all_series, *, axis, weight, log_y, color_of, targets, summaries, show, x_scale, x_title
+):
     one = len(all_series) == 1
     traces, hlines, far_targets = [], [], set()
     for s in all_series:
         rid, color = s.run.run_id, color_of(s.run.run_id)
         prefix = "" if one else f"{rid} "
-        traces += train_traces(s, "loss", axis=axis, weight=weight, color=color, x_scale=x_scale,
-                               label=f"{prefix}train")
+        traces += train_traces(
+            s,
+            "loss",
+            axis=axis,
+            weight=weight,
+            color=color,
+            x_scale=x_scale,
+            label=f"{prefix}train",
+        )
         if "val" in show:
             traces += eval_trace(s, axis=axis, color=color, x_scale=x_scale, label=f"{prefix}val")
         if "best" in show:
-            traces += best_trace(s, summaries.get(rid), axis=axis, color=color, prefix=prefix,
-                                 x_scale=x_scale)
+            traces += best_trace(
+                s, summaries.get(rid), axis=axis, color=color, prefix=prefix, x_scale=x_scale
+            )
         if "copy" in show:
-            traces += copy_trace(s, axis=axis, color=color, x_scale=x_scale,
-                                 label=f"{prefix}copied %")
+            traces += copy_trace(
+                s, axis=axis, color=color, x_scale=x_scale, label=f"{prefix}copied %"
+            )
         target = targets.get(rid, 0.0)
         lowest = np.nanmin(np.concatenate([s.train["loss"], s.eval["val_loss"], [np.inf]]))
         if target and lowest > NEAR_TARGET * target:
@@ -363,16 +466,32 @@ def _loss_figure(all_series, *, axis, weight, log_y, color_of, targets, summarie
             hlines.append(HLine(target, f"target loss {target:g}"))
     if not traces:
         return empty_note("No training steps logged yet", height=400)
-    title = "Loss" + (f" (target {', '.join(f'{t:g}' for t in sorted(far_targets))}: drawn "
-                      "once the loss nears it)" if far_targets else "")
-    vlines = resume_lines(all_series, axis=axis, x_scale=x_scale, color_of=color_of,
-                          labels=True) if "resumes" in show else []
+    title = "Loss" + (
+        f" (target {', '.join(f'{t:g}' for t in sorted(far_targets))}: drawn "
+        "once the loss nears it)"
+        if far_targets
+        else ""
+    )
+    vlines = (
+        resume_lines(all_series, axis=axis, x_scale=x_scale, color_of=color_of, labels=True)
+        if "resumes" in show
+        else []
+    )
     copies = any(t.style == "copy" for t in traces)
-    return line_figure(traces, title=title, x_title=x_title,
-                       y_title="loss (cross-entropy, nats/token)", log_y=log_y, hlines=hlines,
-                       vlines=vlines, y2_title="copied from training text (%)" if copies else "",
-                       y_format=".4f", height=400, legend_per_row=5,
-                       uirevision=f"loss:{axis}:{log_y}")
+    return line_figure(
+        traces,
+        title=title,
+        x_title=x_title,
+        y_title="loss (cross-entropy, nats/token)",
+        log_y=log_y,
+        hlines=hlines,
+        vlines=vlines,
+        y2_title="copied from training text (%)" if copies else "",
+        y_format=".4f",
+        height=400,
+        legend_per_row=5,
+        uirevision=f"loss:{axis}:{log_y}",
+    )
 
 
 def _system_figure(all_series, name, *, axis, color_of, x_scale, x_title, vlines):
@@ -388,21 +507,50 @@ def _system_figure(all_series, name, *, axis, color_of, x_scale, x_title, vlines
             y = s.system[column]
             keep = np.flatnonzero(np.isfinite(y))
             if keep.size:
-                idx = keep[s.draw_indices(("system", column), y[keep], max_buckets=MAX_BUCKETS // 2)]
-                traces.append(Trace(x[idx], y[idx], label if one else f"{rid} {label}",
-                                    color_of(rid), "line" if yaxis == "y" else "dash",
-                                    uid=f"{rid}:{column}", yaxis=yaxis))
+                idx = keep[
+                    s.draw_indices(("system", column), y[keep], max_buckets=MAX_BUCKETS // 2)
+                ]
+                traces.append(
+                    Trace(
+                        x[idx],
+                        y[idx],
+                        label if one else f"{rid} {label}",
+                        color_of(rid),
+                        "line" if yaxis == "y" else "dash",
+                        uid=f"{rid}:{column}",
+                        yaxis=yaxis,
+                    )
+                )
     if not traces:
-        return None if name == "gpu" else empty_note(
-            "No system records yet: the engine writes one at most once a second")
-    return line_figure(traces, title=title, x_title=x_title, y_title=left, y2_title=right,
-                       vlines=vlines, y_format=",.1f", uirevision=f"{name}:{axis}")
+        return (
+            None
+            if name == "gpu"
+            else empty_note("No system records yet: the engine writes one at most once a second")
+        )
+    return line_figure(
+        traces,
+        title=title,
+        x_title=x_title,
+        y_title=left,
+        y2_title=right,
+        vlines=vlines,
+        y_format=",.1f",
+        uirevision=f"{name}:{axis}",
+    )
 
 
-def build_figures(all_series: list[RunSeries], *, axis: str, weight: float, log_y: bool,
-                  color_of, targets: dict[str, float], clips: dict[str, float],
-                  summaries: dict[str, RunSummary] | None = None,
-                  show: set[str] | None = None) -> dict:
+def build_figures(
+    all_series: list[RunSeries],
+    *,
+    axis: str,
+    weight: float,
+    log_y: bool,
+    color_of,
+    targets: dict[str, float],
+    clips: dict[str, float],
+    summaries: dict[str, RunSummary] | None = None,
+    show: set[str] | None = None,
+) -> dict:
     """The live page's figures for the runs, keyed 'loss', 'lr', 'grad_norm',
     'tokens_per_sec', 'system', 'dt_ms' and, when a run has GPU figures, 'gpu': loss with val
     loss, copy rate, best-val star and target line, then the side charts. color_of(run_id)
@@ -412,39 +560,85 @@ def build_figures(all_series: list[RunSeries], *, axis: str, weight: float, log_
     uirevision is stable per chart and x axis, so zoom survives refreshes."""
     show = set(OVERLAYS) if show is None else set(show)
     x_scale, x_title = _x_axis(all_series, axis)
-    figures = {"loss": _loss_figure(all_series, axis=axis, weight=weight, log_y=log_y,
-                                    color_of=color_of, targets=targets, summaries=summaries or {},
-                                    show=show, x_scale=x_scale, x_title=x_title)}
-    vlines = resume_lines(all_series, axis=axis, x_scale=x_scale, color_of=color_of,
-                          labels=False) if "resumes" in show else []
+    figures = {
+        "loss": _loss_figure(
+            all_series,
+            axis=axis,
+            weight=weight,
+            log_y=log_y,
+            color_of=color_of,
+            targets=targets,
+            summaries=summaries or {},
+            show=show,
+            x_scale=x_scale,
+            x_title=x_title,
+        )
+    }
+    vlines = (
+        resume_lines(all_series, axis=axis, x_scale=x_scale, color_of=color_of, labels=False)
+        if "resumes" in show
+        else []
+    )
     for column, title, y_title, fmt, smooth in SIDE_CHARTS:
         traces, hlines = [], []
         for s in all_series:
             rid = s.run.run_id
-            traces += train_traces(s, column, axis=axis, weight=weight, smooth=smooth,
-                                   color=color_of(rid), x_scale=x_scale,
-                                   label=title.lower() if len(all_series) == 1 else rid,
-                                   max_buckets=MAX_BUCKETS // 2)  # half-width charts
+            traces += train_traces(
+                s,
+                column,
+                axis=axis,
+                weight=weight,
+                smooth=smooth,
+                color=color_of(rid),
+                x_scale=x_scale,
+                label=title.lower() if len(all_series) == 1 else rid,
+                max_buckets=MAX_BUCKETS // 2,
+            )  # half-width charts
             clip = clips.get(rid, 0.0)
             if column == "grad_norm" and clip and all(h.y != clip for h in hlines):
                 hlines.append(HLine(clip, f"clip threshold {clip:g}"))
-        figures[column] = (line_figure(traces, title=title, x_title=x_title, y_title=y_title,
-                                       hlines=hlines, vlines=vlines, y_format=fmt,
-                                       uirevision=f"{column}:{axis}")
-                           if traces else empty_note(f"No {title.lower()} points yet"))
+        figures[column] = (
+            line_figure(
+                traces,
+                title=title,
+                x_title=x_title,
+                y_title=y_title,
+                hlines=hlines,
+                vlines=vlines,
+                y_format=fmt,
+                uirevision=f"{column}:{axis}",
+            )
+            if traces
+            else empty_note(f"No {title.lower()} points yet")
+        )
         if column == "tokens_per_sec":  # process resources beside throughput
-            figures["system"] = _system_figure(all_series, "system", axis=axis, color_of=color_of,
-                                               x_scale=x_scale, x_title=x_title, vlines=vlines)
-    gpu = _system_figure(all_series, "gpu", axis=axis, color_of=color_of, x_scale=x_scale,
-                         x_title=x_title, vlines=vlines)
+            figures["system"] = _system_figure(
+                all_series,
+                "system",
+                axis=axis,
+                color_of=color_of,
+                x_scale=x_scale,
+                x_title=x_title,
+                vlines=vlines,
+            )
+    gpu = _system_figure(
+        all_series,
+        "gpu",
+        axis=axis,
+        color_of=color_of,
+        x_scale=x_scale,
+        x_title=x_title,
+        vlines=vlines,
+    )
     if gpu is not None:
         figures["gpu"] = gpu
     return figures
 
 
 # --- what the page derives ---------------------------------------------------------------------
-def eta_seconds(steps, times, max_steps: int, since_step: int = 0,
-                window: int = 100) -> float | None:
+def eta_seconds(
+    steps, times, max_steps: int, since_step: int = 0, window: int = 100
+) -> float | None:
     """Seconds left to max_steps at the wall-clock pace of the last `window` train records
     after since_step (the latest resume, so a stop's pause never counts); eval and checkpoint
     pauses are included, unlike in step times. None with fewer than two such records."""
@@ -461,8 +655,9 @@ def _mean_loss_up_to(train_steps, train_losses, after: float, upto: float) -> fl
     return float(train_losses[keep].mean()) if keep.any() else float("nan")
 
 
-def overfitting_since(eval_steps, val_losses, train_steps, train_losses,
-                      patience: int) -> int | None:
+def overfitting_since(
+    eval_steps, val_losses, train_steps, train_losses, patience: int
+) -> int | None:
     """The step of the best val loss once each of the `patience` (or more) evals after it
     scored worse while the training loss kept falling: the run learns its training text, not
     the language. None while that is not so. The training loss at an eval is the mean over the
@@ -473,7 +668,7 @@ def overfitting_since(eval_steps, val_losses, train_steps, train_losses,
     if patience < 1 or ev_v.size < patience + 1:
         return None
     best = int(np.argmin(ev_v))
-    if ev_v.size - 1 - best < patience or not np.all(ev_v[best + 1:] > ev_v[best]):
+    if ev_v.size - 1 - best < patience or not np.all(ev_v[best + 1 :] > ev_v[best]):
         return None
     ts, tl = np.asarray(train_steps, dtype=np.float64), np.asarray(train_losses, dtype=np.float64)
     at_best = _mean_loss_up_to(ts, tl, ev_s[best - 1] if best else -np.inf, ev_s[best])
@@ -502,9 +697,16 @@ def sample_timeline(series: RunSeries) -> list[TimelineEntry]:
         value = series.eval[column][i] if i is not None else np.nan
         return float(value) if np.isfinite(value) else None
 
-    return [TimelineEntry(s["step"], s["prompt"], s["text"], figure("val_loss", s["step"]),
-                          figure("copy_rate", s["step"]))
-            for s in sorted(series.samples, key=lambda s: s["step"], reverse=True)]
+    return [
+        TimelineEntry(
+            s["step"],
+            s["prompt"],
+            s["text"],
+            figure("val_loss", s["step"]),
+            figure("copy_rate", s["step"]),
+        )
+        for s in sorted(series.samples, key=lambda s: s["step"], reverse=True)
+    ]
 
 
 def series_for(store: MutableMapping, run: RunDir) -> RunSeries:

@@ -45,5 +45,10 @@ def from_params(params: Mapping[str, str], run_ids: Iterable[str]) -> dict:
 
 def to_params(view: Mapping) -> dict[str, str]:
     """The query parameters of a view (from_params reads them back)."""
-    return {"runs": ",".join(view["runs"]), "x": view["x"], "smooth": f"{view['smoothing']:g}",
-            "log": "1" if view["log"] else "0", "show": ",".join(view["show"])}
+    return {
+        "runs": ",".join(view["runs"]),
+        "x": view["x"],
+        "smooth": f"{view['smoothing']:g}",
+        "log": "1" if view["log"] else "0",
+        "show": ",".join(view["show"]),
+    }

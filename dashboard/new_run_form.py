@@ -3,7 +3,7 @@ checks, and the sentences that explain an estimate.
 
 Integers come from number inputs; floats from text inputs (so 6e-4 is typed as written), parsed
 here so a bad value becomes a message next to its field rather than an exception. Uploads are
-stored by core.data.store_upload (outside the runs directory).
+stored by core.data.dataset.store_upload (outside the runs directory).
 """
 
 from __future__ import annotations
@@ -15,12 +15,12 @@ from typing import TYPE_CHECKING
 
 import numpy as np
 
-from core import data
 from core.config import PRESET_NOTES, TrainConfig, field_problems, preset
+from core.data import dataset as data
 from dashboard.run_table import format_duration
 
-if TYPE_CHECKING:  # core.estimate loads the model code (and torch)
-    from core.estimate import Estimate
+if TYPE_CHECKING:  # core.train.estimate loads the model code (and torch)
+    from core.train.estimate import Estimate
 
 KEY_PREFIX = "nr_"
 SPECIAL = ("data", "init_from")  # fields the page renders in its own way
@@ -46,7 +46,7 @@ def fields_by_group() -> dict[str, list[dataclasses.Field]]:
 def rows_of(fields: list, n: int = ROW) -> list[list]:
     """Fields in rows of n: the form draws each row as its own columns, so a message under one
     field pushes the rows below down together instead of shifting one column."""
-    return [fields[i:i + n] for i in range(0, len(fields), n)]
+    return [fields[i : i + n] for i in range(0, len(fields), n)]
 
 
 def kind(f: dataclasses.Field) -> type:
@@ -73,8 +73,9 @@ def format_float(x: float) -> str:
     return f"{x:g}"
 
 
-def parse(values: dict[str, object], data_setting: str, base: TrainConfig, init_from: str = ""
-          ) -> tuple[TrainConfig, dict[str, str]]:
+def parse(
+    values: dict[str, object], data_setting: str, base: TrainConfig, init_from: str = ""
+) -> tuple[TrainConfig, dict[str, str]]:
     """Widget values -> (config, {field: problem}). A value that cannot be parsed keeps base's
     value in the config and gets a problem; then core.config.field_problems adds the rest.
     data and init_from come from the page's own inputs."""
@@ -109,11 +110,15 @@ def upload_problem(raw: bytes, name: str) -> str | None:
     try:
         raw.decode("utf-8")
     except UnicodeDecodeError as e:
-        return (f"{name} is not UTF-8 text (invalid byte at position {e.start}): save it as UTF-8, "
-                f"e.g. `iconv -f latin1 -t utf-8 {name} > fixed.txt`, and upload that")
+        return (
+            f"{name} is not UTF-8 text (invalid byte at position {e.start}): save it as UTF-8, "
+            f"e.g. `iconv -f latin1 -t utf-8 {name} > fixed.txt`, and upload that"
+        )
     if len(raw) < MIN_UPLOAD_BYTES:
-        return (f"{name} has only {len(raw):,} bytes: upload at least {MIN_UPLOAD_BYTES:,} bytes "
-                "(1 KB) of text")
+        return (
+            f"{name} has only {len(raw):,} bytes: upload at least {MIN_UPLOAD_BYTES:,} bytes "
+            "(1 KB) of text"
+        )
     return None
 
 
@@ -151,6 +156,7 @@ def preset_note(name: str, est: Estimate | None, max_steps: int) -> str:
 
 # --- "New run from this one": a run's config as the form's values ----------------------------
 
+
 def prefill_values(cfg: TrainConfig, runs_root: Path) -> dict[str, object]:
     """{widget key: value} that show cfg in the whole form: every field, the training text
     (tiny shakespeare, else the path it was read from) and where the weights start from."""
@@ -163,11 +169,13 @@ def prefill_values(cfg: TrainConfig, runs_root: Path) -> dict[str, object]:
     if cfg.init_from:
         source = Path(cfg.init_from).expanduser()
         if source.parent.resolve() == Path(runs_root).resolve() and source.is_dir():
-            values.update({KEY_PREFIX + "start": START_FROM[1],
-                           KEY_PREFIX + "start_run": source.name})
+            values.update(
+                {KEY_PREFIX + "start": START_FROM[1], KEY_PREFIX + "start_run": source.name}
+            )
         else:
-            values.update({KEY_PREFIX + "start": START_FROM[2],
-                           KEY_PREFIX + "start_hf": cfg.init_from})
+            values.update(
+                {KEY_PREFIX + "start": START_FROM[2], KEY_PREFIX + "start_hf": cfg.init_from}
+            )
     return values
 
 
@@ -178,17 +186,25 @@ def copy_name(run_id: str) -> str:
 
 # --- before launch: disk and timing -------------------------------------------------------------
 
+
 def disk_need(cfg: TrainConfig) -> dict[str, float]:
-    """Disk a run needs at most, in MiB: its full checkpoints (core.estimate's count: keep + 1
+    """Disk a run needs at most, in MiB: its full checkpoints (core.train.estimate's count: keep + 1
     copies and best.pt, 12 bytes a parameter) and its half-precision snapshots (2 bytes a
     parameter each, the oldest deleted beyond snapshot_cap_mb), and their total."""
-    from core.estimate import checkpoint_disk_mb, snapshot_disk_mb  # loads the model code (torch)
-    from core.param_count import param_count
+    from core.model.param_count import param_count
+    from core.train.estimate import (  # loads the model code (torch)
+        checkpoint_disk_mb,
+        snapshot_disk_mb,
+    )
 
     checkpoints = checkpoint_disk_mb(cfg.replace(snapshot_interval=0))
     snapshots = snapshot_disk_mb(cfg)
-    return {"checkpoints": checkpoints, "snapshots": snapshots,
-            "snapshot": 2 * param_count(cfg) / MIB, "total": checkpoints + snapshots}
+    return {
+        "checkpoints": checkpoints,
+        "snapshots": snapshots,
+        "snapshot": 2 * param_count(cfg) / MIB,
+        "total": checkpoints + snapshots,
+    }
 
 
 def format_mib(mib: float) -> str:
@@ -207,8 +223,16 @@ def probe_key(cfg: TrainConfig, device: str) -> tuple:
 
 def xray_key(cfg: TrainConfig) -> tuple:
     """The config fields the data X-ray depends on, as a hashable key."""
-    fields = ("data", "val_fraction", "micro_batch_size", "seq_len", "grad_accum_steps",
-              "total_batch_tokens", "nproc", "max_steps")
+    fields = (
+        "data",
+        "val_fraction",
+        "micro_batch_size",
+        "seq_len",
+        "grad_accum_steps",
+        "total_batch_tokens",
+        "nproc",
+        "max_steps",
+    )
     return tuple((name, getattr(cfg, name)) for name in fields)
 
 
@@ -216,12 +240,14 @@ def xray_values(x, cfg: TrainConfig) -> list[str]:
     """The data X-ray's figures as the page's table shows them (rows: tokens in the data,
     train / val tokens, tokens per optimizer step, steps per epoch, epochs, parameters per
     training token), each with what it counts."""
-    return [f"{x.tokens:,}",
-            f"{x.train_tokens:,} / {x.val_tokens:,} (val_fraction {cfg.val_fraction:g})",
-            f"{x.tokens_per_step:,} (micro_batch_size x seq_len x grad_accum_steps x nproc)",
-            f"{x.steps_per_epoch:,.1f} (one pass over the train split)",
-            f"{format_epochs(x.epochs)} (in {cfg.max_steps:,} steps)",
-            f"{x.params_per_token:,.2f}"]
+    return [
+        f"{x.tokens:,}",
+        f"{x.train_tokens:,} / {x.val_tokens:,} (val_fraction {cfg.val_fraction:g})",
+        f"{x.tokens_per_step:,} (micro_batch_size x seq_len x grad_accum_steps x nproc)",
+        f"{x.steps_per_epoch:,.1f} (one pass over the train split)",
+        f"{format_epochs(x.epochs)} (in {cfg.max_steps:,} steps)",
+        f"{x.params_per_token:,.2f}",
+    ]
 
 
 def format_epochs(epochs: float) -> str:

@@ -8,9 +8,9 @@ from __future__ import annotations
 
 import streamlit as st
 
-from core import launcher
 from core.config import ConfigError
-from core.rundir import ACTIVE_STATES, RunDir
+from core.runs import launcher
+from core.store.rundir import ACTIVE_STATES, RunDir
 
 
 def resume_reason(run: RunDir) -> tuple[bool, str]:
@@ -24,9 +24,11 @@ def resume_reason(run: RunDir) -> tuple[bool, str]:
 
 def schedule_note(cfg) -> str:
     """What continuing does to the learning rate, in the words both pages use."""
-    return (f"The learning-rate schedule keeps its length: the cosine ends at step "
-            f"{cfg.lr_decay_steps or cfg.max_steps:,} as planned, and the extra steps train at "
-            f"min_lr ({cfg.min_lr:g}).")
+    return (
+        f"The learning-rate schedule keeps its length: the cosine ends at step "
+        f"{cfg.lr_decay_steps or cfg.max_steps:,} as planned, and the extra steps train at "
+        f"min_lr ({cfg.min_lr:g})."
+    )
 
 
 def continue_training(run: RunDir, state: str, prefix: str) -> None:
@@ -35,23 +37,39 @@ def continue_training(run: RunDir, state: str, prefix: str) -> None:
     rid = run.run_id
     step = launcher.checkpoint_step(run)
     if state in ACTIVE_STATES or step is None:
-        st.button("Continue training", key=f"{prefix}_more_{rid}", disabled=True,
-                  width="stretch", help="Needs a run that is not training and has a checkpoint")
+        st.button(
+            "Continue training",
+            key=f"{prefix}_more_{rid}",
+            disabled=True,
+            width="stretch",
+            help="Needs a run that is not training and has a checkpoint",
+        )
         return
-    with st.popover("Continue training", width="stretch",
-                    help="Train further than planned, from the latest checkpoint"):
+    with st.popover(
+        "Continue training",
+        width="stretch",
+        help="Train further than planned, from the latest checkpoint",
+    ):
         try:
             cfg = run.read_config()
         except ConfigError as e:
             st.error(str(e))
             return
         stopped_at_target = "target loss" in str(run.read_status().get("reason") or "")
-        max_steps = st.number_input("Train up to step", min_value=step + 1,
-                                    value=max(step + 1, 2 * cfg.max_steps), step=1,
-                                    key=f"{prefix}_more_steps_{rid}")
-        target = st.number_input("Target loss (0 = off)", min_value=0.0,
-                                 value=0.0 if stopped_at_target else float(cfg.target_loss),
-                                 format="%.3f", key=f"{prefix}_more_target_{rid}")
+        max_steps = st.number_input(
+            "Train up to step",
+            min_value=step + 1,
+            value=max(step + 1, 2 * cfg.max_steps),
+            step=1,
+            key=f"{prefix}_more_steps_{rid}",
+        )
+        target = st.number_input(
+            "Target loss (0 = off)",
+            min_value=0.0,
+            value=0.0 if stopped_at_target else float(cfg.target_loss),
+            format="%.3f",
+            key=f"{prefix}_more_target_{rid}",
+        )
         st.caption(f"Continues from the checkpoint at step {step:,}. {schedule_note(cfg)}")
         if st.button("Continue", key=f"{prefix}_more_go_{rid}", type="primary"):
             try:

@@ -1,7 +1,7 @@
 """The Runs page's logic without Streamlit: table rows, compare rows, differing
 hyperparameters, the metrics CSV.
 
-Summaries come from core.metrics' shared cache, which reads only what was appended since the
+Summaries come from core.store.metrics' shared cache, which reads only what was appended since the
 last refresh. Nothing here imports torch or plotly: the Runs page is the app's first screen.
 """
 
@@ -11,28 +11,68 @@ import math
 import time
 from pathlib import Path
 
-from core import metrics
 from core.config import ConfigError, TrainConfig
-from core.launcher import RunInfo
-from core.metrics import RunSummary
-from core.param_count import param_count
-from core.rundir import RunDir
+from core.model.param_count import param_count
+from core.runs.launcher import RunInfo
+from core.store import metrics
+from core.store.metrics import RunSummary
+from core.store.rundir import RunDir
 
 # What a run is and how far it got first, its hyperparameters after (the table scrolls sideways).
-COLUMNS = ("name", "title", "state", "progress", "step", "max steps", "best loss", "last loss",
-           "best val loss", "best val step", "training time", "tokens seen", "model",
-           "params (M)", "max lr", "tokens / step", "seq len", "data", "device", "world size",
-           "created", "note", "error")
-COMPARE_COLUMNS = ("run", "title", "state", "steps", "final loss", "best loss", "best val loss",
-                   "best val step", "training time", "tokens seen")
+COLUMNS = (
+    "name",
+    "title",
+    "state",
+    "progress",
+    "step",
+    "max steps",
+    "best loss",
+    "last loss",
+    "best val loss",
+    "best val step",
+    "training time",
+    "tokens seen",
+    "model",
+    "params (M)",
+    "max lr",
+    "tokens / step",
+    "seq len",
+    "data",
+    "device",
+    "world size",
+    "created",
+    "note",
+    "error",
+)
+COMPARE_COLUMNS = (
+    "run",
+    "title",
+    "state",
+    "steps",
+    "final loss",
+    "best loss",
+    "best val loss",
+    "best val step",
+    "training time",
+    "tokens seen",
+)
 MARKDOWN_SPECIAL = frozenset("\\`*_{}[]()#+-.!|<>~$")
 NOTE_CELL = 80  # characters of a note shown in a table cell (the Runs page shows it whole)
-HYPERPARAMETER_COLUMNS = ("model", "params (M)", "max lr", "tokens / step", "seq len", "data",
-                          "device", "world size")
+HYPERPARAMETER_COLUMNS = (
+    "model",
+    "params (M)",
+    "max lr",
+    "tokens / step",
+    "seq len",
+    "data",
+    "device",
+    "world size",
+)
 
 
-def summary_row(info: RunInfo, summary: RunSummary, config: TrainConfig | None,
-                notes: dict | None = None) -> dict:
+def summary_row(
+    info: RunInfo, summary: RunSummary, config: TrainConfig | None, notes: dict | None = None
+) -> dict:
     """One table row: what the Runs page shows for a run (a pure function of its inputs), its
     keys in COLUMNS order (the hyperparameters only when the config could be read; the title
     only where it differs from the run id, the note's first line)."""
@@ -57,15 +97,19 @@ def summary_row(info: RunInfo, summary: RunSummary, config: TrainConfig | None,
         "created": time.strftime("%Y-%m-%d %H:%M", time.localtime(created)) if created else "",
     }
     if config:
-        row.update({
-            "model": f"{config.n_layer}L x {config.n_embd}C x {config.n_head}H",
-            "params (M)": round(param_count(config) / 1e6, 2),
-            "max lr": config.max_lr,
-            "tokens / step": config.tokens_per_step(row["world size"] or config.nproc),
-            "seq len": config.seq_len,
-            "data": Path(config.data).name if config.data != "tinyshakespeare" else "tinyshakespeare",
-            "device": config.device,
-        })
+        row.update(
+            {
+                "model": f"{config.n_layer}L x {config.n_embd}C x {config.n_head}H",
+                "params (M)": round(param_count(config) / 1e6, 2),
+                "max lr": config.max_lr,
+                "tokens / step": config.tokens_per_step(row["world size"] or config.nproc),
+                "seq len": config.seq_len,
+                "data": Path(config.data).name
+                if config.data != "tinyshakespeare"
+                else "tinyshakespeare",
+                "device": config.device,
+            }
+        )
     if status.get("error") and info.state in ("failed", "crashed", "damaged"):
         row["error"] = str(status["error"]).splitlines()[-1][:200]
     elif info.state == "crashed":
@@ -111,8 +155,7 @@ def table_rows(infos: list[RunInfo], with_metrics: bool = True) -> list[dict]:
             config = info.run.read_config()
         except ConfigError:
             config = None
-        summary = (metrics.cached_summary(info.run.metrics_path) if with_metrics
-                   else RunSummary())
+        summary = metrics.cached_summary(info.run.metrics_path) if with_metrics else RunSummary()
         rows.append(summary_row(info, summary, config, info.run.read_notes()))
     return rows
 
@@ -124,13 +167,20 @@ def compare_rows(infos: list[RunInfo]) -> list[dict]:
     for info in infos:
         s = metrics.cached_summary(info.run.metrics_path)
         title = note_cells(info.run_id, info.run.read_notes())["title"]
-        rows.append({
-            "run": info.run_id, "title": title, "state": info.state, "steps": s.last_step,
-            "final loss": s.last_loss, "best loss": s.best_loss,
-            "best val loss": s.best_val_loss, "best val step": s.best_val_step,
-            "training time": format_duration(s.train_time_s if s.last_step else None),
-            "tokens seen": s.tokens_seen,
-        })
+        rows.append(
+            {
+                "run": info.run_id,
+                "title": title,
+                "state": info.state,
+                "steps": s.last_step,
+                "final loss": s.last_loss,
+                "best loss": s.best_loss,
+                "best val loss": s.best_val_loss,
+                "best val step": s.best_val_step,
+                "training time": format_duration(s.train_time_s if s.last_step else None),
+                "tokens seen": s.tokens_seen,
+            }
+        )
     return rows
 
 
@@ -140,8 +190,11 @@ def differing_hyperparameters(configs: dict[str, TrainConfig]) -> dict[str, dict
         return {}
     dicts = {rid: cfg.to_dict() for rid, cfg in configs.items()}
     names = next(iter(dicts.values())).keys()
-    return {name: {rid: d[name] for rid, d in dicts.items()} for name in names
-            if len({repr(d[name]) for d in dicts.values()}) > 1}
+    return {
+        name: {rid: d[name] for rid, d in dicts.items()}
+        for name in names
+        if len({repr(d[name]) for d in dicts.values()}) > 1
+    }
 
 
 def metrics_csv(run: RunDir) -> str:

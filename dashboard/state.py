@@ -15,7 +15,7 @@ from pathlib import Path
 
 import streamlit as st
 
-from core.rundir import default_runs_dir
+from core.store.rundir import default_runs_dir
 
 _RUNS_DIR = "runs_dir"
 SELECTED_RUN = "selected_run"  # the session key (tests read it; pages call selected_run())
@@ -25,8 +25,11 @@ def sidebar_runs_dir() -> Path:
     """The runs directory: $GPT_RUNS_DIR or runs/ by default, editable in the sidebar."""
     if _RUNS_DIR not in st.session_state:
         st.session_state[_RUNS_DIR] = str(default_runs_dir())
-    st.sidebar.text_input("Runs directory", key=_RUNS_DIR,
-                          help="Where run directories live ($GPT_RUNS_DIR or runs/ by default)")
+    st.sidebar.text_input(
+        "Runs directory",
+        key=_RUNS_DIR,
+        help="Where run directories live ($GPT_RUNS_DIR or runs/ by default)",
+    )
     return runs_dir()
 
 
@@ -55,6 +58,7 @@ def select_run_of(key: str) -> None:
 
 
 # --- the view in the URL ---------------------------------------------------------------------
+
 
 def one_of(options: Iterable[str]) -> Callable[[str], str]:
     """A URL value parser that accepts only the given options (ValueError otherwise)."""
@@ -85,8 +89,9 @@ def flag(value: str) -> bool:
     return value in ("1", "true", "on")
 
 
-def seed_from_url(key: str, param: str, parse: Callable[[str], object] = str,
-                  many: bool = False) -> bool:
+def seed_from_url(
+    key: str, param: str, parse: Callable[[str], object] = str, many: bool = False
+) -> bool:
     """Before drawing the widget `key`: when it has no value in this session yet and the URL
     has `param`, give it the URL's value (a reload or a shared link). parse turns a URL string
     into the widget's value and raises ValueError for one the widget cannot show, which is then

@@ -70,6 +70,7 @@ class Cell:
 
 # --- colours -------------------------------------------------------------------------------------
 
+
 def prob_colour(p: float) -> str:
     """Red (unlikely) through yellow to green (likely), pale enough to read text on."""
     p = min(max(float(p), 0.0), 1.0)
@@ -94,6 +95,7 @@ def delta_colour(delta: float | None) -> str:
 
 # --- text pieces ---------------------------------------------------------------------------------
 
+
 def visible(text: str) -> str:
     """A token's text as shown inside its box: newlines become '↵' (the line break follows the
     box), a tab '⇥', a carriage return '⏎'; an empty token '∅'."""
@@ -112,11 +114,15 @@ def _token_box(cell: Cell) -> str:
     shown = html.escape(visible(text))
     glyphs = "\n" in text or "\r" in text or "\t" in text
     if glyphs:  # the whitespace glyphs lighter than real text, so the text still reads
-        shown = "".join(f'<span class="g">{html.escape(c)}</span>' if c in "↵⏎⇥" else
-                        html.escape(c) for c in visible(text))
+        shown = "".join(
+            f'<span class="g">{html.escape(c)}</span>' if c in "↵⏎⇥" else html.escape(c)
+            for c in visible(text)
+        )
     classes = "t" + (f" {cell.mark}" if cell.mark else "")
-    box = (f'<span class="{classes}" tabindex="0" style="background:{cell.colour}">{shown}'
-           f'<span class="pop">{cell.popover}</span></span>')
+    box = (
+        f'<span class="{classes}" tabindex="0" style="background:{cell.colour}">{shown}'
+        f'<span class="pop">{cell.popover}</span></span>'
+    )
     return box + "\n" * text.count("\n")  # the real line breaks, after the box
 
 
@@ -131,8 +137,10 @@ def prompt_html(seen: str, dropped: str = "") -> str:
     """The prompt in grey; the part the model did not see (cut to fit its context) struck out."""
     out = ""
     if dropped:
-        out += (f'<span class="dropped" title="cut: the model did not see this">'
-                f'{html.escape(dropped)}</span>')
+        out += (
+            f'<span class="dropped" title="cut: the model did not see this">'
+            f"{html.escape(dropped)}</span>"
+        )
     return out + f'<span class="pr">{html.escape(seen)}</span>'
 
 
@@ -156,11 +164,11 @@ def alternatives_table(rows, chosen: str | None = None) -> str:
     """HTML table of (token text, probability) rows with log-probabilities; the chosen token's
     row in bold."""
     body = "".join(
-        f'<tr{" class=me" if text == chosen else ""}><td><code>{html.escape(readable(text))}'
+        f"<tr{' class=me' if text == chosen else ''}><td><code>{html.escape(readable(text))}"
         f'</code></td><td class="n">{fmt_prob(p)}</td><td class="n">{_logp(p)}</td></tr>'
-        for text, p in rows)
-    return ("<table><tr><th>top alternatives</th><th>p</th><th>log p</th></tr>"
-            f"{body}</table>")
+        for text, p in rows
+    )
+    return f"<table><tr><th>top alternatives</th><th>p</th><th>log p</th></tr>{body}</table>"
 
 
 def _head(text: str, p: float | None, extra: str = "") -> str:
@@ -168,14 +176,19 @@ def _head(text: str, p: float | None, extra: str = "") -> str:
     if p is None:
         return f"<div>{token}{extra}</div>"
     bits = -math.log2(p) if p > 0 else float("inf")
-    return (f"<div>{token} &nbsp;p = <b>{fmt_prob(p)}</b> · log p = {_logp(p)} "
-            f"({bits:.2f} bits){extra}</div>")
+    return (
+        f"<div>{token} &nbsp;p = <b>{fmt_prob(p)}</b> · log p = {_logp(p)} "
+        f"({bits:.2f} bits){extra}</div>"
+    )
 
 
 # --- legends -------------------------------------------------------------------------------------
 
+
 def _gradient(colours: list[str]) -> str:
-    return f'<span class="bar" style="background:linear-gradient(90deg,{",".join(colours)})"></span>'
+    return (
+        f'<span class="bar" style="background:linear-gradient(90deg,{",".join(colours)})"></span>'
+    )
 
 
 def legend(kind: str, copies: bool = False) -> str:
@@ -185,22 +198,32 @@ def legend(kind: str, copies: bool = False) -> str:
     if kind == "prob":
         parts.append("probability 0%" + _gradient([prob_colour(x / 4) for x in range(5)]) + "100%")
     elif kind == "bits":
-        parts.append("surprise 0 bits" + _gradient([bits_colour(MAX_BITS * x / 4)
-                                                    for x in range(5)]) + f"≥ {MAX_BITS:g} bits")
+        parts.append(
+            "surprise 0 bits"
+            + _gradient([bits_colour(MAX_BITS * x / 4) for x in range(5)])
+            + f"≥ {MAX_BITS:g} bits"
+        )
     elif kind == "delta":
-        parts.append(f"easier by {MAX_DELTA_BITS:g} bits" + _gradient(
-            [delta_colour(d) for d in (-MAX_DELTA_BITS, -2, 0, 2, MAX_DELTA_BITS)])
-            + f"harder by {MAX_DELTA_BITS:g} bits")
+        parts.append(
+            f"easier by {MAX_DELTA_BITS:g} bits"
+            + _gradient([delta_colour(d) for d in (-MAX_DELTA_BITS, -2, 0, 2, MAX_DELTA_BITS)])
+            + f"harder by {MAX_DELTA_BITS:g} bits"
+        )
     if copies:
-        parts.append(f'<span><span class="sw" style="border-bottom:3px solid {COPY_COLOUR}">'
-                     "</span>copied from the training text</span>")
-        parts.append(f'<span><span class="sw" style="border-bottom:3px dotted '
-                     f'{HELD_OUT_COLOUR}"></span>also in held-out text (not trained on)</span>')
+        parts.append(
+            f'<span><span class="sw" style="border-bottom:3px solid {COPY_COLOUR}">'
+            "</span>copied from the training text</span>"
+        )
+        parts.append(
+            f'<span><span class="sw" style="border-bottom:3px dotted '
+            f'{HELD_OUT_COLOUR}"></span>also in held-out text (not trained on)</span>'
+        )
     parts.append("<span>click a token for details · ↵ is a newline</span>")
     return f'{CSS}<div class="tvl">{"".join(parts)}</div>'
 
 
 # --- builders for each view ----------------------------------------------------------------------
+
 
 @dataclass(frozen=True)
 class SpanNote:
@@ -213,14 +236,20 @@ class SpanNote:
 
 
 def source_html(note: SpanNote) -> str:
-    what = ("Copied from the training text" if note.split == "train"
-            else "Also in held-out text (the val split, never trained on)")
-    return (f'<div class="src"><b>{what}</b>: {note.length} tokens, {html.escape(note.where)}'
-            f"<pre>{html.escape(note.context)}</pre></div>")
+    what = (
+        "Copied from the training text"
+        if note.split == "train"
+        else "Also in held-out text (the val split, never trained on)"
+    )
+    return (
+        f'<div class="src"><b>{what}</b>: {note.length} tokens, {html.escape(note.where)}'
+        f"<pre>{html.escape(note.context)}</pre></div>"
+    )
 
 
-def generated_cells(events: list[dict], colour: bool = True,
-                    notes: dict[int, SpanNote] | None = None) -> list[Cell]:
+def generated_cells(
+    events: list[dict], colour: bool = True, notes: dict[int, SpanNote] | None = None
+) -> list[Cell]:
     """Cells for generated tokens (dicts with text, prob, top [(text, p)], eot), coloured by
     probability; `notes` maps a token's index to the copied span it lies in."""
     notes = notes or {}
@@ -239,7 +268,7 @@ def generated_cells(events: list[dict], colour: bool = True,
 
 
 def surprise_cells(tokens) -> list[Cell]:
-    """Cells for core.surprise TokenSurprise rows, coloured by bits; the popover gives bits,
+    """Cells for core.inspect.surprise TokenSurprise rows, coloured by bits; the popover gives bits,
     probability, the rank of the actual token and the model's top alternatives there."""
     cells = []
     for t in tokens:
@@ -247,24 +276,27 @@ def surprise_cells(tokens) -> list[Cell]:
             pop = "<div><i>the first token: nothing before it to predict it from</i></div>"
         else:
             rank = f" · rank {t.rank:,}" if t.rank else ""
-            pop = (_head(t.text, t.prob, rank)
-                   + alternatives_table([(text, p) for _, text, p in t.top], t.text))
+            pop = _head(t.text, t.prob, rank) + alternatives_table(
+                [(text, p) for _, text, p in t.top], t.text
+            )
         cells.append(Cell(t.text, bits_colour(t.bits), pop))
     return cells
 
 
 def diff_cells(tokens, label_a: str, label_b: str) -> list[Cell]:
-    """Cells for core.surprise TokenDelta rows, coloured by the change in bits from A to B."""
+    """Cells for core.inspect.surprise TokenDelta rows, coloured by the change in bits from A to B."""
     cells = []
     for t in tokens:
         if t.delta_bits is None:
             pop = "<div><i>the first token is not scored</i></div>"
         else:
             word = "easier" if t.delta_bits < 0 else "harder"
-            pop = (f"<div><code>{html.escape(readable(t.text))}</code></div>"
-                   f"<table><tr><td>{html.escape(label_a)}</td><td class=n>{t.bits_a:.2f} bits"
-                   f"</td></tr><tr><td>{html.escape(label_b)}</td><td class=n>{t.bits_b:.2f} "
-                   f"bits</td></tr><tr class=me><td>change</td><td class=n>{t.delta_bits:+.2f} "
-                   f"bits ({word})</td></tr></table>")
+            pop = (
+                f"<div><code>{html.escape(readable(t.text))}</code></div>"
+                f"<table><tr><td>{html.escape(label_a)}</td><td class=n>{t.bits_a:.2f} bits"
+                f"</td></tr><tr><td>{html.escape(label_b)}</td><td class=n>{t.bits_b:.2f} "
+                f"bits</td></tr><tr class=me><td>change</td><td class=n>{t.delta_bits:+.2f} "
+                f"bits ({word})</td></tr></table>"
+            )
         cells.append(Cell(t.text, delta_colour(t.delta_bits), pop))
     return cells

@@ -1,6 +1,6 @@
 """A run's training text for the pages: its suffix-array index (cached once per data and split),
 the spans of a generated text copied from it with their sources, and what it continues a prompt
-with. core.memorization does the work; this module caches it and puts it in words.
+with. core.data.corpus does the work; this module caches it and puts it in words.
 """
 
 from __future__ import annotations
@@ -9,8 +9,8 @@ from dataclasses import dataclass, field
 
 import streamlit as st
 
-from core import memorization as M
-from core.tokens import token_text
+from core.data import corpus as M
+from core.data.tokens import token_text
 from dashboard.token_view import SpanNote, readable
 
 
@@ -28,8 +28,10 @@ def corpus_index(cfg) -> tuple[M.CorpusIndex | None, str | None]:
         stamp = tuple((str(p), p.stat().st_mtime_ns, p.stat().st_size) for p in files)
         return _index(cfg.data, float(cfg.val_fraction), stamp), None
     except (ValueError, OSError) as e:
-        return None, (f"The training text of this run cannot be read, so nothing can be compared "
-                      f"with it: {e}. The rest of the page works.")
+        return None, (
+            f"The training text of this run cannot be read, so nothing can be compared "
+            f"with it: {e}. The rest of the page works."
+        )
 
 
 @dataclass
@@ -44,12 +46,15 @@ class CopyReport:
 
 
 def _where(loc: M.Location) -> str:
-    lines = f"line {loc.line:,}" if loc.end_line == loc.line else f"lines {loc.line:,}-{loc.end_line:,}"
+    lines = (
+        f"line {loc.line:,}" if loc.end_line == loc.line else f"lines {loc.line:,}-{loc.end_line:,}"
+    )
     return f"{loc.file} {lines}" + (f", {loc.speaker}" if loc.speaker else "")
 
 
-def copy_report(index: M.CorpusIndex, ids: list[int], min_len: int, what: str = "generated"
-                ) -> CopyReport:
+def copy_report(
+    index: M.CorpusIndex, ids: list[int], min_len: int, what: str = "generated"
+) -> CopyReport:
     """Spans of >= min_len tokens of ids found verbatim in the training text (or only in the
     held-out text), with their source lines, speaker and context, and a summary line:
     'x% of the generated tokens lie in copied spans; the longest is n tokens (lines a-b)'."""
@@ -62,25 +67,37 @@ def copy_report(index: M.CorpusIndex, ids: list[int], min_len: int, what: str = 
         note = SpanNote(s.split, s.length, _where(loc), context)
         for i in range(s.start, s.end):
             report.notes[i] = note
-        report.rows.append({"tokens": f"{s.start}-{s.end - 1}", "length": s.length,
-                            "found in": "training text" if s.split == "train"
-                            else "also in held-out text", "source": note.where,
-                            "text": M.decode(ids[s.start:s.end])})
+        report.rows.append(
+            {
+                "tokens": f"{s.start}-{s.end - 1}",
+                "length": s.length,
+                "found in": "training text" if s.split == "train" else "also in held-out text",
+                "source": note.where,
+                "text": M.decode(ids[s.start : s.end]),
+            }
+        )
         if s.split == "train" and (longest is None or s.length > longest[0].length):
             longest = (s, loc)
     if longest is None:
-        report.summary = (f"No span of {min_len} or more {what} tokens occurs verbatim in the "
-                          "training text.")
+        report.summary = (
+            f"No span of {min_len} or more {what} tokens occurs verbatim in the training text."
+        )
     else:
         s, loc = longest
-        lines = f"line {loc.line:,}" if loc.end_line == loc.line else \
-            f"lines {loc.line:,}-{loc.end_line:,}"
-        report.summary = (f"{stats.share:.0%} of the {what} tokens lie in copied spans of "
-                          f"{min_len} or more tokens; the longest is {s.length} tokens ({lines}"
-                          f"{', ' + loc.speaker if loc.speaker else ''}).")
+        lines = (
+            f"line {loc.line:,}"
+            if loc.end_line == loc.line
+            else f"lines {loc.line:,}-{loc.end_line:,}"
+        )
+        report.summary = (
+            f"{stats.share:.0%} of the {what} tokens lie in copied spans of "
+            f"{min_len} or more tokens; the longest is {s.length} tokens ({lines}"
+            f"{', ' + loc.speaker if loc.speaker else ''})."
+        )
     if stats.held_out_share:
-        report.summary += (f" {stats.held_out_share:.0%} more occur only in the held-out text "
-                           "(not trained on).")
+        report.summary += (
+            f" {stats.held_out_share:.0%} more occur only in the held-out text (not trained on)."
+        )
     return report
 
 
@@ -92,24 +109,31 @@ class ContinuationReport:
     rows: list[dict]
 
 
-def continuation_report(index: M.CorpusIndex, prompt_ids: list[int], k: int = 10
-                        ) -> ContinuationReport:
+def continuation_report(
+    index: M.CorpusIndex, prompt_ids: list[int], k: int = 10
+) -> ContinuationReport:
     """The infini-gram view of the next token: after the prompt's longest suffix that occurs in
     the training text, the tokens that follow it there and their shares."""
     c = index.continuation(prompt_ids, k)
-    rows = [{"token": readable(token_text(t)), "id": t, "count": n, "share": p}
-            for t, n, p in zip(c.tokens, c.counts, c.probs)]
+    rows = [
+        {"token": readable(token_text(t)), "id": t, "count": n, "share": p}
+        for t, n, p in zip(c.tokens, c.counts, c.probs)
+    ]
     if c.suffix_len == 0 or not rows:
-        line = ("No token at the end of the prompt occurs in the training text with anything "
-                "after it." if not rows else
-                "The prompt's last token does not occur in the training text: the shares below "
-                "are of all its tokens.")
+        line = (
+            "No token at the end of the prompt occurs in the training text with anything after it."
+            if not rows
+            else "The prompt's last token does not occur in the training text: the shares below "
+            "are of all its tokens."
+        )
         return ContinuationReport(line, rows)
-    suffix = M.decode(prompt_ids[-c.suffix_len:])
+    suffix = M.decode(prompt_ids[-c.suffix_len :])
     shown = suffix if len(suffix) <= 60 else "…" + suffix[-60:]
     top = rows[0]
     last = "token" if c.suffix_len == 1 else f"{c.suffix_len} tokens"
-    line = (f"The training text continues ‘{top['token']}’ ({top['share']:.0%}) after the "
-            f"prompt's last {last} (‘{readable(shown)}’, {c.count:,} "
-            f"occurrence{'s' if c.count != 1 else ''}).")
+    line = (
+        f"The training text continues ‘{top['token']}’ ({top['share']:.0%}) after the "
+        f"prompt's last {last} (‘{readable(shown)}’, {c.count:,} "
+        f"occurrence{'s' if c.count != 1 else ''})."
+    )
     return ContinuationReport(line, rows)

@@ -69,12 +69,33 @@ def make_tiny_config(data: Path, **overrides):
     """A 2-layer, 32-wide model that takes a few seconds for a few dozen steps on a CPU."""
     from core.config import TrainConfig
 
-    return TrainConfig(**{**dict(
-        n_layer=2, n_head=2, n_embd=32, block_size=32, seq_len=32, micro_batch_size=4,
-        grad_accum_steps=2, max_lr=3e-3, min_lr=3e-4, warmup_steps=3, max_steps=12,
-        eval_interval=5, eval_batches=2, sample_tokens=8, checkpoint_interval=5,
-        keep_checkpoints=0, target_loss=0.0, data=str(data), device="cpu", seed=7,
-    ), **overrides})
+    return TrainConfig(
+        **{
+            **dict(
+                n_layer=2,
+                n_head=2,
+                n_embd=32,
+                block_size=32,
+                seq_len=32,
+                micro_batch_size=4,
+                grad_accum_steps=2,
+                max_lr=3e-3,
+                min_lr=3e-4,
+                warmup_steps=3,
+                max_steps=12,
+                eval_interval=5,
+                eval_batches=2,
+                sample_tokens=8,
+                checkpoint_interval=5,
+                keep_checkpoints=0,
+                target_loss=0.0,
+                data=str(data),
+                device="cpu",
+                seed=7,
+            ),
+            **overrides,
+        }
+    )
 
 
 @pytest.fixture
@@ -85,8 +106,8 @@ def tiny_config(small_text):
 @pytest.fixture(scope="session")
 def trained_run(tmp_path_factory, shakespeare_path):
     """A completed tiny run with checkpoints, metrics, eval and sample lines (trained once)."""
-    from core.engine import train
-    from core.rundir import RunDir
+    from core.store.rundir import RunDir
+    from core.train.engine import train
 
     text = tmp_path_factory.mktemp("data") / "small.txt"
     text.write_text(shakespeare_path.read_text()[:10_000])
@@ -97,8 +118,16 @@ def trained_run(tmp_path_factory, shakespeare_path):
 
 # --- end-to-end: a real `streamlit run` and headless Chromium ----------------------------------
 CHROMIUM = "/usr/bin/chromium"
-CHROMIUM_FLAGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
-                  "--disable-background-networking", "--disable-component-update", "--disable-sync"]
+CHROMIUM_FLAGS = [
+    "--headless",
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-quic",
+    "--no-first-run",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--disable-sync",
+]
 SCREENSHOTS = ROOT / "artifacts" / "screenshots"
 
 
@@ -123,10 +152,29 @@ def streamlit_app(runs_dir):
     env = {**os.environ, "GPT_RUNS_DIR": str(runs_dir), "PYTHONUNBUFFERED": "1"}
     log = open(runs_dir.parent / "streamlit.log", "w")
     proc = subprocess.Popen(
-        [sys.executable, "-m", "streamlit", "run", str(ROOT / "dashboard" / "app.py"),
-         "--server.headless", "true", "--server.address", "127.0.0.1", "--server.port", str(port),
-         "--browser.gatherUsageStats", "false", "--server.fileWatcherType", "none"],
-        cwd=ROOT, env=env, stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
+        [
+            sys.executable,
+            "-m",
+            "streamlit",
+            "run",
+            str(ROOT / "dashboard" / "app.py"),
+            "--server.headless",
+            "true",
+            "--server.address",
+            "127.0.0.1",
+            "--server.port",
+            str(port),
+            "--browser.gatherUsageStats",
+            "false",
+            "--server.fileWatcherType",
+            "none",
+        ],
+        cwd=ROOT,
+        env=env,
+        stdout=log,
+        stderr=subprocess.STDOUT,
+        start_new_session=True,
+    )
     url = f"http://127.0.0.1:{port}"
     deadline = time.time() + 60
     while True:
@@ -135,7 +183,9 @@ def streamlit_app(runs_dir):
                 break
         except OSError:
             pass
-        assert proc.poll() is None and time.time() < deadline, (runs_dir.parent / "streamlit.log").read_text()
+        assert proc.poll() is None and time.time() < deadline, (
+            runs_dir.parent / "streamlit.log"
+        ).read_text()
         time.sleep(0.3)
     yield url
     os.killpg(proc.pid, signal.SIGTERM)
@@ -179,7 +229,9 @@ def screenshot(page, name: str) -> Path:
       const main = document.querySelector('[data-testid="stMain"]');
       return main ? main.scrollHeight : document.body.scrollHeight;
     }""")
-    page.set_viewport_size({"width": size["width"], "height": max(size["height"], min(height, 8000))})
+    page.set_viewport_size(
+        {"width": size["width"], "height": max(size["height"], min(height, 8000))}
+    )
     page.wait_for_timeout(800)  # charts re-lay out to the new size
     try:
         page.screenshot(path=str(path), full_page=True)

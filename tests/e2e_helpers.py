@@ -81,7 +81,8 @@ def click_button(page, key: str) -> None:
 def open_expander(page, label: str) -> None:
     """Expand a collapsed st.expander by its label (a no-op when it is open already)."""
     details = page.locator('[data-testid="stExpander"] details').filter(
-        has=page.locator(f'summary:has-text("{label}")'))
+        has=page.locator(f'summary:has-text("{label}")')
+    )
     if details.get_attribute("open") is None:
         details.locator("summary").click()
         page.wait_for_timeout(300)
@@ -116,27 +117,33 @@ def chart_points(page, key: str) -> int:
 def chart_data(page, key: str) -> list[dict]:
     """Type, name, number of points and first category (for bars) of each trace of a painted
     plotly chart; empty while it is not painted."""
-    return page.evaluate("""(key) => {
+    return page.evaluate(
+        """(key) => {
       const box = document.querySelector(`.st-key-${key} .js-plotly-plot`);
       if (!box || !box._fullData || !box.querySelector('.main-svg')) return [];
       return box._fullData.map(t => {
         const cats = (t.orientation === 'h' ? t.y : t.x) || [];
         return {type: t.type, name: t.name, n: cats.length, first: String(cats[0] ?? '')};
       });
-    }""", key)
+    }""",
+        key,
+    )
 
 
 def dataframe_rows(page, index: int = 0) -> list[dict]:
     """The rows of an st.dataframe as {column: text}, read from the grid's accessible table
     (the grid draws on a canvas; the table mirrors the columns in view)."""
-    return page.evaluate("""(index) => {
+    return page.evaluate(
+        """(index) => {
       const table = document.querySelectorAll('[data-testid="stDataFrame"]')[index]
                     ?.querySelector('table[role="grid"]');
       if (!table) return [];
       const heads = [...table.querySelectorAll('thead th')].map(th => th.textContent.trim());
       return [...table.querySelectorAll('tbody tr')].map(tr => Object.fromEntries(
         [...tr.querySelectorAll('td')].map((td, i) => [heads[i], td.textContent.trim()])));
-    }""", index)
+    }""",
+        index,
+    )
 
 
 def runs_page_state(page, run_id: str) -> str:

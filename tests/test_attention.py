@@ -1,12 +1,12 @@
-"""core.attention: weights recomputed from c_attn match the model's forward; head-type scores."""
+"""core.inspect.attention: weights recomputed from c_attn match the model's forward; head-type scores."""
 
 import numpy as np
 import pytest
 import torch
 
-from core import attention as A
-from core.data import EOT_TOKEN
-from core.model import GPT, ModelConfig
+from core.data.dataset import EOT_TOKEN
+from core.inspect import attention as A
+from core.model.gpt import GPT, ModelConfig
 
 IDS = [464, 3290, 286, 262, 995, 318, 257, 1332, 286, 262, 995, 13]
 
@@ -35,8 +35,9 @@ def test_residual_output_gives_the_models_logits(model):
     x, weights, gap = A.run_with_attention(model, idx)
     assert weights.shape == (2, 2, 2, len(IDS), len(IDS))
     logits, _ = model(idx)
-    torch.testing.assert_close(model.lm_head(model.transformer.ln_f(x)), logits,
-                               atol=1e-5, rtol=1e-5)
+    torch.testing.assert_close(
+        model.lm_head(model.transformer.ln_f(x)), logits, atol=1e-5, rtol=1e-5
+    )
     single = A.attention_weights(model, IDS[::-1]).weights
     np.testing.assert_allclose(weights[1].numpy(), single, atol=1e-6)
 
@@ -45,7 +46,7 @@ def test_a_drifted_model_is_caught(model, monkeypatch):
     attn = model.transformer.h[1].attn
     original = attn.forward
     monkeypatch.setattr(attn, "forward", lambda *a, **k: 2 * original(*a, **k))
-    with pytest.raises(A.AttentionMismatch, match="core.model"):
+    with pytest.raises(A.AttentionMismatch, match="core.model.gpt"):
         A.attention_weights(model, IDS)
     assert A.attention_weights(model, IDS, check=False).residual_gap == 0.0
 
@@ -105,8 +106,9 @@ def test_head_scores(model):
     T = len(IDS)
     prev = np.broadcast_to(patterned(T, lambda i: max(i - 1, 0)), (2, 2, T, T))
     labelled = A.head_scores(model, prev, n=7, batch=2)
-    assert all(s.previous_token == pytest.approx(1) and s.kind == "previous-token"
-               for s in labelled)
+    assert all(
+        s.previous_token == pytest.approx(1) and s.kind == "previous-token" for s in labelled
+    )
     assert [s.induction for s in labelled] == [s.induction for s in scores]
     with pytest.raises(ValueError, match="n_layer, n_head"):
         A.head_scores(model, prev[:1], n=7, batch=2)

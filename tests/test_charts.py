@@ -3,8 +3,18 @@
 import numpy as np
 import pytest
 
-from dashboard.charts import (Downsampler, EmaState, HLine, Trace, VLine, bucket_width,
-                              ema_debiased, line_figure, log_range, log_ticks)
+from dashboard.charts import (
+    Downsampler,
+    EmaState,
+    HLine,
+    Trace,
+    VLine,
+    bucket_width,
+    ema_debiased,
+    line_figure,
+    log_range,
+    log_ticks,
+)
 
 
 def downsample_indices(y, max_buckets=512):
@@ -28,7 +38,7 @@ def _reference(values, weight):
             continue
         last = last * weight + (1 - weight) * v
         count += 1
-        out.append(last / (1 - weight ** count))
+        out.append(last / (1 - weight**count))
     return np.array(out)
 
 
@@ -37,8 +47,9 @@ def test_ema_matches_tensorboard_loop_on_long_series(weight):
     rng = np.random.default_rng(0)
     values = rng.normal(3.0, 1.0, 20_000)
     values[[5, 700]] = [np.nan, np.inf]  # passed through, and not counted
-    np.testing.assert_allclose(ema_debiased(values, weight), _reference(values, weight),
-                               rtol=1e-9, atol=1e-9)
+    np.testing.assert_allclose(
+        ema_debiased(values, weight), _reference(values, weight), rtol=1e-9, atol=1e-9
+    )
 
 
 def test_ema_first_point_is_the_value_and_constant_stays_constant():
@@ -96,7 +107,7 @@ def test_buckets_stay_put_as_points_arrive():
     # Indices chosen in finished buckets never change when points are appended within a width.
     w = bucket_width(4000, 64)
     a = downsample_indices(y[:4000], 64)
-    b = downsample_indices(y[:4000 + w], 64)  # same width: bucket_width(4000 + w) == w
+    b = downsample_indices(y[: 4000 + w], 64)  # same width: bucket_width(4000 + w) == w
     assert bucket_width(4000 + w, 64) == w
     finished = a[a < (4000 // w) * w]
     np.testing.assert_array_equal(finished, b[b < (4000 // w) * w])
@@ -110,23 +121,32 @@ def test_nan_never_wins_a_bucket():
 
 def test_line_figure_has_labelled_axes_lines_and_uirevision():
     x = np.arange(5.0)
-    fig = line_figure([Trace(x, x, "train (raw)", "#1f77b4", "raw", uid="r:raw"),
-                       Trace(x, x * 2, "train", "#1f77b4", "smooth", uid="r")],
-                      x_title="step", y_title="loss (nats)", uirevision="loss:step",
-                      log_y=True, hlines=[HLine(0.1, "target loss 0.1")])
+    fig = line_figure(
+        [
+            Trace(x, x, "train (raw)", "#1f77b4", "raw", uid="r:raw"),
+            Trace(x, x * 2, "train", "#1f77b4", "smooth", uid="r"),
+        ],
+        x_title="step",
+        y_title="loss (nats)",
+        uirevision="loss:step",
+        log_y=True,
+        hlines=[HLine(0.1, "target loss 0.1")],
+    )
     spec = fig.to_plotly_json()
     assert spec["layout"]["xaxis"]["title"]["text"] == "step"
     assert spec["layout"]["yaxis"]["type"] == "log"
     assert spec["layout"]["uirevision"] == "loss:step"
     assert spec["layout"]["shapes"][0]["y0"] == 0.1
     raw, smooth = spec["data"]
-    assert raw["showlegend"] is False and "rgba(31,119,180,0.25)" == raw["line"]["color"]
+    assert raw["showlegend"] is False and raw["line"]["color"] == "rgba(31,119,180,0.25)"
     assert smooth["line"]["color"] == "#1f77b4" and smooth["uid"] == "r"
 
 
 def test_log_ticks_are_short_and_inside_the_range():
-    assert log_ticks(0.08, 12.0) == ([0.1, 0.2, 0.5, 1.0, 2.0, 5.0, 10.0],
-                                     ["0.1", "0.2", "0.5", "1", "2", "5", "10"])
+    assert log_ticks(0.08, 12.0) == (
+        [0.1, 0.2, 0.5, 1.0, 2.0, 5.0, 10.0],
+        ["0.1", "0.2", "0.5", "1", "2", "5", "10"],
+    )
     values, texts = log_ticks(2.1, 9.9)  # under a decade: finer steps
     assert texts == ["3", "5", "7"] and values[0] == 3.0
     assert log_ticks(2.1, 6.0)[1] == ["2.5", "3", "4", "5", "6"]
@@ -144,10 +164,18 @@ def test_log_range_fits_positive_finite_values():
 
 def test_log_figure_range_from_data_and_labels_on_their_lines():
     x = np.arange(1.0, 6.0)
-    fig = line_figure([Trace(x, 10 / x, "train", "#1f77b4", "smooth"),
-                       Trace(x, x * 10, "copied %", "#1f77b4", "copy", yaxis="y2")],
-                      x_title="step", y_title="loss", log_y=True, y2_title="copied (%)",
-                      hlines=[HLine(1.5, "target loss 1.5")], vlines=[VLine(3.0, "resumed at 3")])
+    fig = line_figure(
+        [
+            Trace(x, 10 / x, "train", "#1f77b4", "smooth"),
+            Trace(x, x * 10, "copied %", "#1f77b4", "copy", yaxis="y2"),
+        ],
+        x_title="step",
+        y_title="loss",
+        log_y=True,
+        y2_title="copied (%)",
+        hlines=[HLine(1.5, "target loss 1.5")],
+        vlines=[VLine(3.0, "resumed at 3")],
+    )
     layout = fig.to_plotly_json()["layout"]
     lo, hi = layout["yaxis"]["range"]
     assert np.log10(1.5) - 0.1 < lo < np.log10(1.5) and 1.0 < hi < 1.1  # y2 values not counted
@@ -162,8 +190,12 @@ def test_log_figure_range_from_data_and_labels_on_their_lines():
 
 def test_legend_sits_under_the_plot():
     x = np.arange(3.0)
-    fig = line_figure([Trace(x, x, f"run{i} train", "#1f77b4") for i in range(4)],
-                      x_title="step", y_title="loss", title="Loss")
+    fig = line_figure(
+        [Trace(x, x, f"run{i} train", "#1f77b4") for i in range(4)],
+        x_title="step",
+        y_title="loss",
+        title="Loss",
+    )
     layout = fig.to_plotly_json()["layout"]
     legend = layout["legend"]
     assert (legend["yref"], legend["y"], legend["yanchor"]) == ("container", 0, "bottom")

@@ -1,11 +1,11 @@
-"""core.checkpoint: what a checkpoint holds, atomic saves, safe loads, resume fallback."""
+"""core.store.checkpoint: what a checkpoint holds, atomic saves, safe loads, resume fallback."""
 
 import pytest
 import torch
 
-from core import checkpoint
 from core.config import preset
-from core.rundir import RunDir
+from core.store import checkpoint
+from core.store.rundir import RunDir
 
 
 def _state(step: int, cfg) -> dict:
@@ -90,7 +90,7 @@ def test_unknown_keys_are_kept_as_meta(tmp_path):
 
 
 def test_snapshots_are_written_loaded_and_capped(tiny_config, runs_dir):
-    from core.engine import train
+    from core.train.engine import train
 
     cfg = tiny_config.replace(snapshot_interval=4, max_steps=12, snapshot_cap_mb=4)
     run = RunDir.create(runs_dir, "snaps", cfg)

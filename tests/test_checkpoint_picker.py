@@ -7,10 +7,10 @@ import pytest
 import streamlit as st
 import torch
 
-from core import checkpoint
-from core.metrics import MetricsLog
-from core.model import GPT, ModelConfig
-from core.rundir import RunDir
+from core.model.gpt import GPT, ModelConfig
+from core.store import checkpoint
+from core.store.metrics import MetricsLog
+from core.store.rundir import RunDir
 from dashboard import checkpoint_picker as cp
 
 
@@ -24,8 +24,9 @@ def _clear_caches():
 
 
 def _save(run: RunDir, model: GPT, cfg, step: int, best_val=None, best=False) -> None:
-    state = checkpoint.capture(model, torch.optim.AdamW(model.parameters()), cfg, step, 0, 1.0, 1,
-                               float(step), best_val)
+    state = checkpoint.capture(
+        model, torch.optim.AdamW(model.parameters()), cfg, step, 0, 1.0, 1, float(step), best_val
+    )
     checkpoint.save(state, run.best_checkpoint_path if best else run.checkpoint_path(step))
 
 
@@ -50,8 +51,14 @@ def run(runs_dir, tiny_config):
 def test_choices_offer_best_checkpoints_and_snapshots_with_val_losses(run):
     found = cp.choices(run)
     assert [c.label for c in found] == [
-        "best (val): step 10, val loss 2.5000", "step 20", "step 20 (snapshot)",
-        "step 15 (snapshot)", "step 10", "step 10 (snapshot)", "step 0 (snapshot)"]
+        "best (val): step 10, val loss 2.5000",
+        "step 20",
+        "step 20 (snapshot)",
+        "step 15 (snapshot)",
+        "step 10",
+        "step 10 (snapshot)",
+        "step 0 (snapshot)",
+    ]
     by_label = {c.label: c for c in found}
     assert by_label["step 20"].val_loss == 3.0  # from the eval record
     step15 = by_label["step 15 (snapshot)"]  # no eval at 15: the one before it, said so

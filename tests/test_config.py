@@ -1,14 +1,34 @@
 import pytest
 
-from core.config import (PRESETS, ConfigError, TrainConfig, check_run_id, field_problems, preset,
-                         validate, with_derived_accum)
+from core.config import (
+    PRESETS,
+    ConfigError,
+    TrainConfig,
+    check_run_id,
+    field_problems,
+    preset,
+    validate,
+    with_derived_accum,
+)
 
 
 def test_defaults_are_the_seed_recipe():
     cfg = TrainConfig()
-    assert (cfg.n_layer, cfg.n_head, cfg.n_embd, cfg.block_size, cfg.vocab_size) == (12, 12, 768, 1024, 50304)
+    assert (cfg.n_layer, cfg.n_head, cfg.n_embd, cfg.block_size, cfg.vocab_size) == (
+        12,
+        12,
+        768,
+        1024,
+        50304,
+    )
     assert (cfg.max_lr, cfg.min_lr, cfg.warmup_steps, cfg.max_steps) == (6e-4, 6e-5, 200, 2000)
-    assert (cfg.weight_decay, cfg.beta1, cfg.beta2, cfg.eps, cfg.grad_clip) == (0.1, 0.9, 0.95, 1e-8, 1.0)
+    assert (cfg.weight_decay, cfg.beta1, cfg.beta2, cfg.eps, cfg.grad_clip) == (
+        0.1,
+        0.9,
+        0.95,
+        1e-8,
+        1.0,
+    )
     assert cfg.tokens_per_step() == 32_768
     assert cfg.target_loss == 0.1
     validate(cfg)
@@ -58,6 +78,9 @@ def test_round_trip_and_unknown_fields():
 
 
 def test_wrongly_typed_values_are_refused_by_name():
-    with pytest.raises(ConfigError, match=r"beta1: must be float \(got '0.9'\); val_fraction: must be float \(got None\)"):
+    with pytest.raises(
+        ConfigError,
+        match=r"beta1: must be float \(got '0.9'\); val_fraction: must be float \(got None\)",
+    ):
         TrainConfig.from_dict({"beta1": "0.9", "val_fraction": None})
     assert TrainConfig.from_dict({"max_lr": 1}).max_lr == 1  # an int where a float goes is fine

@@ -7,14 +7,15 @@ import subprocess
 import sys
 
 import pytest
-
 from conftest import ROOT, make_tiny_config
-from core import launcher, metrics
-from core import train as cli
-from core.config import ConfigError
-from core.optim import get_lr
-from core.rundir import RunDir
 from test_launcher import finished, wait_for
+
+from core.config import ConfigError
+from core.runs import launcher
+from core.store import metrics
+from core.store.rundir import RunDir
+from core.train import cli
+from core.train.optim import get_lr
 
 
 @pytest.fixture
@@ -46,7 +47,9 @@ def test_continue_a_completed_run_through_the_launcher(completed):
     reason = completed.read_status()["reason"]
     time_at_12 = metrics.summarize(completed.metrics_path).train_time_s
     assert launcher.can_resume(completed) == (
-        False, "completed: use Continue training with a higher max_steps")
+        False,
+        "completed: use Continue training with a higher max_steps",
+    )
     with pytest.raises(ConfigError, match="done: completed: use Continue training with a higher"):
         launcher.resume(completed)
     for bad in (12, 5, 0, 12.5, "20", True):
@@ -74,9 +77,23 @@ def test_continue_a_completed_run_from_the_command_line(completed, capsys):
     assert completed.read_config().max_steps == 12 and completed.read_status()["step"] == 12
 
     result = subprocess.run(
-        [sys.executable, "-m", "core.train", "--run-dir", str(completed.path), "--resume",
-         "--max-steps", "20", "--target-loss", "0"],
-        cwd=ROOT, capture_output=True, text=True, timeout=300)
+        [
+            sys.executable,
+            "-m",
+            "core.train",
+            "--run-dir",
+            str(completed.path),
+            "--resume",
+            "--max-steps",
+            "20",
+            "--target-loss",
+            "0",
+        ],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
     assert result.returncode == 0, result.stderr
     assert "resumed from step 12" in result.stdout
     check_continued(completed, time_at_12)
@@ -101,8 +118,9 @@ def test_can_resume_says_why_not(runs_dir, small_text):
     fresh = RunDir.create(runs_dir, "fresh", cfg)
     fresh.write_status(state="failed", error="boom")
     assert launcher.can_resume(fresh) == (
-        False, "no checkpoint to resume from (it ended before its first save): "
-               "start a new run instead")
+        False,
+        "no checkpoint to resume from (it ended before its first save): start a new run instead",
+    )
     stopped = RunDir.create(runs_dir, "stopped", cfg)
     stopped.checkpoint_dir.mkdir()
     stopped.checkpoint_path(5).write_bytes(b"")

@@ -2,8 +2,9 @@ import numpy as np
 import pytest
 import torch
 
-from core import data
-from core.data import BatchWalker, DataError
+from core.data import dataset as data
+from core.data.dataset import DataError
+from core.data.walker import BatchWalker
 
 
 def test_tinyshakespeare_has_338025_gpt2_tokens(shakespeare_path):

@@ -7,7 +7,12 @@ from core import device
 
 def test_cpu_defaults_and_their_reasons():
     choice = device.choose("cpu")
-    assert (choice.device, choice.dtype, choice.compile, choice.loss) == ("cpu", "float32", False, "fused")
+    assert (choice.device, choice.dtype, choice.compile, choice.loss) == (
+        "cpu",
+        "float32",
+        False,
+        "fused",
+    )
     assert "fp32" in choice.why and "eager" in choice.why and "fused loss" in choice.why
     assert device.choose("cpu", loss="plain").loss == "plain"
 

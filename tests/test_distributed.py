@@ -17,13 +17,14 @@ from pathlib import Path
 
 import pytest
 import torch
-
 from conftest import make_tiny_config
-from core import launcher
-from core.engine import train
-from core import checkpoint, inspect_batch
-from core.metrics import MetricsReader
-from core.rundir import RunDir
+
+from core.data.walker import step_checksum
+from core.runs import launcher
+from core.store import checkpoint
+from core.store.metrics import MetricsReader
+from core.store.rundir import RunDir
+from core.train.engine import train
 
 ROOT = Path(__file__).resolve().parent.parent
 JOB_TIMEOUT_S = 120  # a safety net against a hung job, not a performance assertion
@@ -45,8 +46,15 @@ def _start(run: RunDir, *extra: str, nproc: int = 2) -> subprocess.Popen:
     # One thread per rank: two ranks on a 2-core machine must not oversubscribe it.
     env = dict(os.environ, OMP_NUM_THREADS="1", PYTHONUNBUFFERED="1", PYTHONPATH=str(ROOT))
     with open(run.log_path, "ab") as log:
-        return subprocess.Popen(cmd, cwd=ROOT, env=env, stdin=subprocess.DEVNULL, stdout=log,
-                                stderr=subprocess.STDOUT, start_new_session=True)
+        return subprocess.Popen(
+            cmd,
+            cwd=ROOT,
+            env=env,
+            stdin=subprocess.DEVNULL,
+            stdout=log,
+            stderr=subprocess.STDOUT,
+            start_new_session=True,
+        )
 
 
 def _finish(proc: subprocess.Popen, run: RunDir) -> int:
@@ -58,14 +66,18 @@ def _finish(proc: subprocess.Popen, run: RunDir) -> int:
 
 
 def _records(run: RunDir, kind: str) -> dict[int, dict]:
-    return {r["step"]: r for r in MetricsReader(run.metrics_path).read_new() if r.get("kind") == kind}
+    return {
+        r["step"]: r for r in MetricsReader(run.metrics_path).read_new() if r.get("kind") == kind
+    }
 
 
 def _wait_for_step(run: RunDir, proc: subprocess.Popen, step: int) -> None:
     deadline = time.monotonic() + JOB_TIMEOUT_S
     while not any(s >= step for s in _records(run, "train")):
         if proc.poll() is not None or time.monotonic() > deadline:
-            pytest.fail(f"no step {step} (rc {proc.poll()}); log:\n{run.log_path.read_text()[-3000:]}")
+            pytest.fail(
+                f"no step {step} (rc {proc.poll()}); log:\n{run.log_path.read_text()[-3000:]}"
+            )
         time.sleep(0.05)
 
 
@@ -98,7 +110,7 @@ def _rank_of(pid: int) -> int | None:
         env = Path(f"/proc/{pid}/environ").read_bytes().split(b"\0")
     except OSError:
         return None
-    ranks = [int(v[len(b"RANK="):]) for v in env if v.startswith(b"RANK=")]
+    ranks = [int(v[len(b"RANK=") :]) for v in env if v.startswith(b"RANK=")]
     return ranks[0] if ranks else None
 
 
@@ -118,9 +130,17 @@ def _assert_close(a: dict[int, dict], b: dict[int, dict], field: str, steps) -> 
 @pytest.mark.slow
 def test_two_ranks_match_one_process_with_twice_the_accumulation(small_text, runs_dir):
     # eval_batches=3 does not split evenly over 2 ranks: the val loss must still be the mean.
-    common = dict(max_steps=4, eval_interval=2, eval_batches=3, micro_batch_size=2,
-                  checkpoint_interval=0, dtype="float32")
-    two = RunDir.create(runs_dir, "two", make_tiny_config(small_text, grad_accum_steps=2, nproc=2, **common))
+    common = dict(
+        max_steps=4,
+        eval_interval=2,
+        eval_batches=3,
+        micro_batch_size=2,
+        checkpoint_interval=0,
+        dtype="float32",
+    )
+    two = RunDir.create(
+        runs_dir, "two", make_tiny_config(small_text, grad_accum_steps=2, nproc=2, **common)
+    )
     proc = _start(two)
     one = RunDir.create(runs_dir, "one", make_tiny_config(small_text, grad_accum_steps=4, **common))
     assert train(str(one.path)) == "completed"  # meanwhile, in this process
@@ -141,7 +161,7 @@ def test_two_ranks_match_one_process_with_twice_the_accumulation(small_text, run
     # and two ranks trained on exactly the tokens of one process.
     cfg2 = two.read_config()
     for step in range(1, 5):
-        assert train2[step]["batch_checksum"] == inspect_batch.step_checksum(cfg2, step, 2)
+        assert train2[step]["batch_checksum"] == step_checksum(cfg2, step, 2)
         assert train2[step]["batch_checksum"] == train1[step]["batch_checksum"]
 
     # Only rank 0 writes: one line per step, and both final weights are the same model.
@@ -155,8 +175,13 @@ def test_two_ranks_match_one_process_with_twice_the_accumulation(small_text, run
 
 @pytest.mark.slow
 def test_killing_a_rank_fails_the_job_and_leaves_no_process(small_text, runs_dir):
-    run = RunDir.create(runs_dir, "killed", make_tiny_config(
-        small_text, nproc=2, max_steps=10_000, eval_interval=0, checkpoint_interval=0))
+    run = RunDir.create(
+        runs_dir,
+        "killed",
+        make_tiny_config(
+            small_text, nproc=2, max_steps=10_000, eval_interval=0, checkpoint_interval=0
+        ),
+    )
     proc = _start(run)
     _wait_for_step(run, proc, 2)
     tree = _descendants(proc.pid)
@@ -182,8 +207,15 @@ def test_killing_a_rank_fails_the_job_and_leaves_no_process(small_text, runs_dir
 def test_stop_ends_every_rank_and_the_checkpoint_resumes_in_one_process(small_text, runs_dir):
     # total_batch_tokens fixes the global batch: 2 ranks derive 2 micro steps each, 1 process 4.
     # Wherever STOP lands, resuming on 1 process must give the uninterrupted run's numbers.
-    common = dict(max_steps=12, eval_interval=4, eval_batches=2, micro_batch_size=2,
-                  checkpoint_interval=0, total_batch_tokens=4 * 2 * 32, dtype="float32")
+    common = dict(
+        max_steps=12,
+        eval_interval=4,
+        eval_batches=2,
+        micro_batch_size=2,
+        checkpoint_interval=0,
+        total_batch_tokens=4 * 2 * 32,
+        dtype="float32",
+    )
     run = RunDir.create(runs_dir, "two", make_tiny_config(small_text, nproc=2, **common))
     proc = _start(run)
     _wait_for_step(run, proc, 2)
@@ -216,12 +248,27 @@ def test_stop_ends_every_rank_and_the_checkpoint_resumes_in_one_process(small_te
 def test_torchrun_prepare_checks_the_total_batch_against_the_world_size(small_text, runs_dir):
     # 4 x 32 x 2 ranks = 256 tokens per micro step of all ranks: 384 fits one process, not two.
     from core.config import ConfigError
-    from core.train import prepare
+    from core.train.cli import prepare
 
     def argv(total: int, name: str) -> list[str]:
-        return ["--preset", "nano", "--data", str(small_text), "--device", "cpu",
-                "--micro-batch-size", "4", "--seq-len", "32", "--total-batch-tokens", str(total),
-                "--runs-dir", str(runs_dir), "--name", name]
+        return [
+            "--preset",
+            "nano",
+            "--data",
+            str(small_text),
+            "--device",
+            "cpu",
+            "--micro-batch-size",
+            "4",
+            "--seq-len",
+            "32",
+            "--total-batch-tokens",
+            str(total),
+            "--runs-dir",
+            str(runs_dir),
+            "--name",
+            name,
+        ]
 
     with pytest.raises(ConfigError, match="use a multiple of 256"):
         prepare(argv(384, "bad"), world_size=2)
@@ -232,6 +279,7 @@ def test_torchrun_prepare_checks_the_total_batch_against_the_world_size(small_te
 
 # --- failure reports, without starting processes ----------------------------------------------
 
+
 class _Exited(Exception):
     pass
 
@@ -239,7 +287,7 @@ class _Exited(Exception):
 def _fail_as(monkeypatch, run: RunDir, error: BaseException, rank: int, meanwhile=None) -> str:
     """Run the engine's failure path as `rank` of 2 with _fit raising error (after calling
     meanwhile, what other ranks do while this one trains); the status error."""
-    from core import engine
+    from core.train import engine
 
     def fit(*args):
         if meanwhile:
@@ -252,20 +300,29 @@ def _fail_as(monkeypatch, run: RunDir, error: BaseException, rank: int, meanwhil
     monkeypatch.setattr(engine, "_fit", fit)
     monkeypatch.setattr(engine.os, "_exit", exit_)
     with pytest.raises(_Exited):
-        engine._fit_reporting_failure(run, run.read_config(), engine.Dist(rank, rank, 2), False, None)
+        engine._fit_reporting_failure(
+            run, run.read_config(), engine.Dist(rank, rank, 2), False, None
+        )
     return run.read_status()["error"]
 
 
-def test_failure_report_names_the_rank_and_keeps_the_first_cause(monkeypatch, tiny_config, runs_dir):
+def test_failure_report_names_the_rank_and_keeps_the_first_cause(
+    monkeypatch, tiny_config, runs_dir
+):
     run = RunDir.create(runs_dir, "r", tiny_config)
     run.mark_started(12, 2)
     lost = RuntimeError("[pair.cc:553] Connection closed by peer [127.0.0.1]:1234")
 
     def rank_1_fails():
-        assert _fail_as(monkeypatch, run, ValueError("bad shard"), 1) == "rank 1 failed: ValueError: bad shard"
+        assert (
+            _fail_as(monkeypatch, run, ValueError("bad shard"), 1)
+            == "rank 1 failed: ValueError: bad shard"
+        )
 
     # While rank 0 trains, rank 1 fails and exits; rank 0 then loses its peer. The cause stays.
-    assert _fail_as(monkeypatch, run, lost, 0, rank_1_fails) == "rank 1 failed: ValueError: bad shard"
+    assert (
+        _fail_as(monkeypatch, run, lost, 0, rank_1_fails) == "rank 1 failed: ValueError: bad shard"
+    )
     assert run.read_status()["state"] == "failed"
 
 

@@ -8,12 +8,19 @@ import os
 import re
 
 import pytest
-from playwright.sync_api import TimeoutError as PlaywrightTimeout
-
 from conftest import SCREENSHOTS, screenshot
-from e2e_helpers import (assert_no_exception, button, click_button, heading, open_page, settle,
-                         wait_until, widget)
+from e2e_helpers import (
+    assert_no_exception,
+    button,
+    click_button,
+    heading,
+    open_page,
+    settle,
+    wait_until,
+    widget,
+)
 from inspect_runs import PROMPT, memorized_run
+from playwright.sync_api import TimeoutError as PlaywrightTimeout
 
 pytestmark = pytest.mark.browser
 
@@ -52,7 +59,9 @@ def screenshot_open(page, name: str) -> None:
     SCREENSHOTS.mkdir(parents=True, exist_ok=True)
     size = page.viewport_size
     height = page.evaluate("() => document.querySelector('[data-testid=\"stMain\"]').scrollHeight")
-    page.set_viewport_size({"width": size["width"], "height": max(size["height"], min(height, 8000))})
+    page.set_viewport_size(
+        {"width": size["width"], "height": max(size["height"], min(height, 8000))}
+    )
     page.wait_for_timeout(800)
     try:
         page.screenshot(path=str(SCREENSHOTS / f"{name}.png"), full_page=True)
@@ -79,8 +88,15 @@ def test_playground_copy_marking_popovers_and_time_travel(app, page):
     widget(page, "pg_copy").locator("label").click()
     settle(page)
     click_button(page, "pg_generate")
-    wait_until(page, lambda: re.search(r"90 / 90 tokens|end-of-text", page.locator(
-        '[data-testid="stProgress"]').first.inner_text()), "the generated text", timeout_s=60)
+    wait_until(
+        page,
+        lambda: re.search(
+            r"90 / 90 tokens|end-of-text",
+            page.locator('[data-testid="stProgress"]').first.inner_text(),
+        ),
+        "the generated text",
+        timeout_s=60,
+    )
     assert_no_exception(page)
 
     # A newline token is a visible box with a size, and a click opens its popover.
@@ -166,7 +182,10 @@ def test_inspect_views(app, page):
 
     widget(page, "ins_view").get_by_text("Attention", exact=True).click()
     settle(page)
-    wait_until(page, lambda: painted(page, "ins_attn_grid") and painted(page, "ins_attn_head"),
-               "the attention heatmaps")
+    wait_until(
+        page,
+        lambda: painted(page, "ins_attn_grid") and painted(page, "ins_attn_head"),
+        "the attention heatmaps",
+    )
     assert_no_exception(page)
     screenshot(page, "inspect-8-attention")

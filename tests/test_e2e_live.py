@@ -12,14 +12,25 @@ import os
 import re
 from pathlib import Path
 
-import pytest
-
 import conftest
+import pytest
 from conftest import make_tiny_config, screenshot
-from core.rundir import pid_alive
-from e2e_helpers import (assert_no_exception, button, chart_points, click_button, heading,
-                         kill_leftovers, open_page, read_status, set_input, settle, wait_until,
-                         widget)
+from e2e_helpers import (
+    assert_no_exception,
+    button,
+    chart_points,
+    click_button,
+    heading,
+    kill_leftovers,
+    open_page,
+    read_status,
+    set_input,
+    settle,
+    wait_until,
+    widget,
+)
+
+from core.store.rundir import pid_alive
 
 pytestmark = pytest.mark.browser
 
@@ -37,8 +48,11 @@ def app(streamlit_app, runs_dir, page, monkeypatch):
 
 
 def metric(page, label: str) -> str:
-    card = page.locator('[data-testid="stMetric"]').filter(
-        has=page.locator('[data-testid="stMetricLabel"]').filter(has_text=label)).first
+    card = (
+        page.locator('[data-testid="stMetric"]')
+        .filter(has=page.locator('[data-testid="stMetricLabel"]').filter(has_text=label))
+        .first
+    )
     return card.locator('[data-testid="stMetricValue"]').inner_text().strip()
 
 
@@ -51,43 +65,65 @@ def loss_chart_annotations(page) -> list[str]:
 
 def shot(page, name: str) -> None:
     """A full-page screenshot once every chart on the page is painted."""
-    wait_until(page, lambda: page.evaluate("""() => {
+    wait_until(
+        page,
+        lambda: page.evaluate("""() => {
       const charts = [...document.querySelectorAll('[data-testid="stPlotlyChart"]')];
       return charts.length > 0 && charts.every(c => c.querySelector('.main-svg'));
-    }"""), "every chart painted", timeout_s=60)
+    }"""),
+        "every chart painted",
+        timeout_s=60,
+    )
     assert_no_exception(page)
     screenshot(page, name)
 
 
 def wait_stopped(page, run_path: Path) -> None:
-    wait_until(page, lambda: metric(page, "State") == "stopped", "state stopped on the Live page",
-               timeout_s=120, every_ms=1000)
+    wait_until(
+        page,
+        lambda: metric(page, "State") == "stopped",
+        "state stopped on the Live page",
+        timeout_s=120,
+        every_ms=1000,
+    )
     status = read_status(run_path)
     assert status["state"] == "stopped"
-    wait_until(page, lambda: not any(pid_alive(status.get(k)) for k in ("pid", "launcher_pid")),
-               "the run's processes to exit", timeout_s=30)
+    wait_until(
+        page,
+        lambda: not any(pid_alive(status.get(k)) for k in ("pid", "launcher_pid")),
+        "the run's processes to exit",
+        timeout_s=30,
+    )
 
 
-def test_watch_stop_resume_and_open_in_playground_from_the_live_page(app, runs_dir, page,
-                                                                     small_text):
-    from core import launcher
+def test_watch_stop_resume_and_open_in_playground_from_the_live_page(
+    app, runs_dir, page, small_text
+):
+    from core.runs import launcher
 
-    cfg = make_tiny_config(small_text, max_steps=5000, eval_interval=5, checkpoint_interval=10,
-                           target_loss=0.0)
+    cfg = make_tiny_config(
+        small_text, max_steps=5000, eval_interval=5, checkpoint_interval=10, target_loss=0.0
+    )
     launcher.launch(cfg, runs_dir, RUN)
     run_path = runs_dir / RUN
     page.goto(app)
     settle(page)
     open_page(page, "Live metrics")
     widget(page, "live_runs").filter(has_text=RUN).wait_for()
-    wait_until(page, lambda: chart_points(page, "live_chart_loss") > 20, "steps on the loss chart",
-               timeout_s=180)
-    wait_until(page, lambda: chart_points(page, "live_chart_system") > 1, "the system chart",
-               timeout_s=60)
+    wait_until(
+        page,
+        lambda: chart_points(page, "live_chart_loss") > 20,
+        "steps on the loss chart",
+        timeout_s=180,
+    )
+    wait_until(
+        page, lambda: chart_points(page, "live_chart_system") > 1, "the system chart", timeout_s=60
+    )
     assert metric(page, "State") == "running"
     # The sample timeline: each sample under its step and that step's val loss.
     page.locator('[data-testid="stMarkdownContainer"]').filter(
-        has_text=re.compile(r"^step [\d,]+ · val loss \d")).first.wait_for()
+        has_text=re.compile(r"^step [\d,]+ · val loss \d")
+    ).first.wait_for()
     shot(page, "live-1-running")
 
     # A view chosen here stays through a reload: it is in the URL.
@@ -95,15 +131,22 @@ def test_watch_stop_resume_and_open_in_playground_from_the_live_page(app, runs_d
     settle(page)
     widget(page, "live_x").get_by_text("tokens seen", exact=True).click()
     settle(page)
-    wait_until(page, lambda: "log=1" in page.url and "x=tokens" in page.url, "the view in the URL",
-               timeout_s=10)
+    wait_until(
+        page,
+        lambda: "log=1" in page.url and "x=tokens" in page.url,
+        "the view in the URL",
+        timeout_s=10,
+    )
     page.reload()
     settle(page)
     heading(page, "Live metrics").wait_for()
     assert widget(page, "live_log").locator("input").is_checked()
     wait_until(page, lambda: chart_points(page, "live_chart_loss") > 0, "the chart after reload")
-    assert page.evaluate("""() => document.querySelector('.st-key-live_chart_loss .js-plotly-plot')
-                              ._fullLayout.yaxis.type""") == "log"
+    assert (
+        page.evaluate("""() => document.querySelector('.st-key-live_chart_loss .js-plotly-plot')
+                              ._fullLayout.yaxis.type""")
+        == "log"
+    )
     shot(page, "live-2-log-tokens-after-reload")
 
     # Stop where the user watches.
@@ -115,21 +158,32 @@ def test_watch_stop_resume_and_open_in_playground_from_the_live_page(app, runs_d
     shot(page, "live-3-stopped")
     page.get_by_role("tab", name="Batch behind a step").click()
     page.wait_for_timeout(500)
-    if widget(page, f"live_batch_{RUN}").count():  # with core.inspect_batch: step 5's windows
+    if widget(page, f"live_batch_{RUN}").count():  # with core.inspect.batch: step 5's windows
         set_input(page, f"live_batch_{RUN}", 5)
         page.get_by_text("Losses under the checkpoint of step").wait_for()
     else:
-        page.get_by_text("needs core.inspect_batch").wait_for()
+        page.get_by_text("needs core.inspect.batch").wait_for()
     screenshot(page, "live-3b-batch-tab")
     page.get_by_role("tab", name="Sample timeline").click()
 
     # Resume there too: it trains on, and the resume point is marked on the loss chart.
     stopped_at = read_status(run_path)["step"]
     click_button(page, f"live_resume_{RUN}")
-    wait_until(page, lambda: read_status(run_path).get("step", 0) > stopped_at + 5
-               and metric(page, "State") == "running", "steps after the resume", timeout_s=180)
-    wait_until(page, lambda: any(t.startswith("resumed at") for t in loss_chart_annotations(page)),
-               "the resume mark on the loss chart", timeout_s=30)
+    wait_until(
+        page,
+        lambda: (
+            read_status(run_path).get("step", 0) > stopped_at + 5
+            and metric(page, "State") == "running"
+        ),
+        "steps after the resume",
+        timeout_s=180,
+    )
+    wait_until(
+        page,
+        lambda: any(t.startswith("resumed at") for t in loss_chart_annotations(page)),
+        "the resume mark on the loss chart",
+        timeout_s=30,
+    )
     shot(page, "live-4-resumed")
     click_button(page, f"live_stop_{RUN}")
     wait_stopped(page, run_path)
@@ -148,7 +202,7 @@ def _write(path: Path, records: list[dict]) -> None:
 def _finished_run(runs_dir: Path, name: str, cfg, shift: float, resumed_at: int) -> None:
     """A run that was stopped and resumed, whose val loss is best at step 70 and rises after
     it while its samples copy more and more of the training text."""
-    from core.rundir import RunDir
+    from core.store.rundir import RunDir
 
     run = RunDir.create(runs_dir, name, cfg)
     run.write_status(state="stopped", step=120, max_steps=200, reason="stop requested")
@@ -156,23 +210,64 @@ def _finished_run(runs_dir: Path, name: str, cfg, shift: float, resumed_at: int)
     records = [dict(kind="start", step=0, time=t0, resumed=False, world_size=1, max_steps=200)]
     for s in range(1, 121):
         if s == resumed_at + 1:
-            records.append(dict(kind="start", step=resumed_at, time=t0 + 9000, resumed=True,
-                                world_size=1, max_steps=200))
+            records.append(
+                dict(
+                    kind="start",
+                    step=resumed_at,
+                    time=t0 + 9000,
+                    resumed=True,
+                    world_size=1,
+                    max_steps=200,
+                )
+            )
         wobble = ((s * 7) % 5) / 5
-        records.append(dict(kind="train", step=s, time=t0 + s + (9000 if s > resumed_at else 0),
-                            loss=shift + 9.0 * 0.97 ** s + 0.05 * wobble,
-                            lr=1e-3 * min(1.0, s / 10) * (1 - s / 400), grad_norm=0.6 + wobble,
-                            dt_ms=380.0 + 40 * wobble, tokens_per_sec=600.0 + 80 * wobble,
-                            tokens_seen=s * 256, train_time_s=0.4 * s))
-        records.append(dict(kind="system", step=s, time=t0 + s, cpu_percent=90.0 + s % 7,
-                            rss_mb=700.0 + s, gpu_mem_mb=1500.0 + 3 * s, gpu_util=60.0 + s % 20))
+        records.append(
+            dict(
+                kind="train",
+                step=s,
+                time=t0 + s + (9000 if s > resumed_at else 0),
+                loss=shift + 9.0 * 0.97**s + 0.05 * wobble,
+                lr=1e-3 * min(1.0, s / 10) * (1 - s / 400),
+                grad_norm=0.6 + wobble,
+                dt_ms=380.0 + 40 * wobble,
+                tokens_per_sec=600.0 + 80 * wobble,
+                tokens_seen=s * 256,
+                train_time_s=0.4 * s,
+            )
+        )
+        records.append(
+            dict(
+                kind="system",
+                step=s,
+                time=t0 + s,
+                cpu_percent=90.0 + s % 7,
+                rss_mb=700.0 + s,
+                gpu_mem_mb=1500.0 + 3 * s,
+                gpu_util=60.0 + s % 20,
+            )
+        )
         if s % 10 == 0:
             val = shift + 2.2 + 0.0004 * (s - 70) ** 2 + (0.002 * (s - 70) if s > 70 else 0)
-            records.append(dict(kind="eval", step=s, time=t0 + s, val_loss=val,
-                                copy_rate=min(0.9, (s / 120) ** 3), longest_copy=s // 4,
-                                copy_min_len=8))
-            records.append(dict(kind="sample", step=s, time=t0 + s, prompt="ROMEO:",
-                                text=f"\nWhat *light* through <b>yonder</b> window\n  breaks? {s}"))
+            records.append(
+                dict(
+                    kind="eval",
+                    step=s,
+                    time=t0 + s,
+                    val_loss=val,
+                    copy_rate=min(0.9, (s / 120) ** 3),
+                    longest_copy=s // 4,
+                    copy_min_len=8,
+                )
+            )
+            records.append(
+                dict(
+                    kind="sample",
+                    step=s,
+                    time=t0 + s,
+                    prompt="ROMEO:",
+                    text=f"\nWhat *light* through <b>yonder</b> window\n  breaks? {s}",
+                )
+            )
     _write(run.metrics_path, records)
 
 
@@ -190,8 +285,12 @@ def test_an_overfitting_run_reads_at_a_glance(app, runs_dir, page, small_text):
     page.goto(f"{app}/live?runs=shakespeare-2L,shakespeare-4L&log=1")
     settle(page)
     heading(page, "Live metrics").wait_for()
-    wait_until(page, lambda: page.evaluate("""() => {
+    wait_until(
+        page,
+        lambda: page.evaluate("""() => {
       const box = document.querySelector('.st-key-live_chart_loss .js-plotly-plot');
       return box && box._fullData && box._fullData.length > 6;
-    }"""), "both runs on the loss chart")
+    }"""),
+        "both runs on the loss chart",
+    )
     shot(page, "live-7-two-runs-log")

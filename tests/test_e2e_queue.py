@@ -4,19 +4,40 @@ and see the second start and finish on its own. Screenshots: artifacts/screensho
 """
 
 import pytest
-
 from conftest import screenshot
-from core.rundir import RunDir
-from e2e_helpers import (assert_no_exception, button, chart_points, choose, click_button,
-                         dataframe_rows, heading, kill_leftovers, open_expander, open_page,
-                         read_status, runs_page_state, set_input, settle, wait_until, widget)
+from e2e_helpers import (
+    assert_no_exception,
+    button,
+    chart_points,
+    choose,
+    click_button,
+    dataframe_rows,
+    heading,
+    kill_leftovers,
+    open_expander,
+    open_page,
+    read_status,
+    runs_page_state,
+    set_input,
+    settle,
+    wait_until,
+    widget,
+)
+
+from core.store.rundir import RunDir
 
 pytestmark = pytest.mark.browser
 
 # A tiny model (a step well under a second on a busy 2-core CPU); the first run has steps to
 # spare, so it still trains while the second is queued (the test stops it).
-SMALL_RUN = {"nr_n_embd": 32, "nr_seq_len": 32, "nr_micro_batch_size": 4, "nr_max_steps": 5000,
-             "nr_eval_interval": 10, "nr_checkpoint_interval": 5}
+SMALL_RUN = {
+    "nr_n_embd": 32,
+    "nr_seq_len": 32,
+    "nr_micro_batch_size": 4,
+    "nr_max_steps": 5000,
+    "nr_eval_interval": 10,
+    "nr_checkpoint_interval": 5,
+}
 
 
 @pytest.fixture
@@ -38,8 +59,9 @@ def fill_form(page, name: str, **values) -> None:
         set_input(page, key, value)
     set_input(page, "nr_run_name", name)
     page.get_by_text("GPT-2 tokens").wait_for()
-    assert page.locator('[data-testid="stAlertContentError"]').count() == 0, \
-        page.locator('[data-testid="stAlertContentError"]').first.inner_text()
+    assert page.locator('[data-testid="stAlertContentError"]').count() == 0, page.locator(
+        '[data-testid="stAlertContentError"]'
+    ).first.inner_text()
 
 
 def table_state(page, name: str) -> str | None:
@@ -49,8 +71,12 @@ def table_state(page, name: str) -> str | None:
 
 def queue_lines(page) -> list[str]:
     """The run ids listed in the Queue panel, in order."""
-    return [c.inner_text() for c in page.locator('[data-testid="stMarkdownContainer"] p code')
-            .filter(has_text="q-").all()]
+    return [
+        c.inner_text()
+        for c in page.locator('[data-testid="stMarkdownContainer"] p code')
+        .filter(has_text="q-")
+        .all()
+    ]
 
 
 def test_a_queued_run_starts_after_the_current_one_ends(app, runs_dir, page):
@@ -61,10 +87,15 @@ def test_a_queued_run_starts_after_the_current_one_ends(app, runs_dir, page):
     assert widget(page, "nr_enqueue").count() == 0
     click_button(page, "nr_launch")
     heading(page, "Live metrics").wait_for()
-    wait_until(page, lambda: read_status(runs_dir / "q-first").get("state") == "running",
-               "the first run to train", timeout_s=120)
-    wait_until(page, lambda: chart_points(page, "live_chart_loss") > 0, "loss points",
-               timeout_s=120)
+    wait_until(
+        page,
+        lambda: read_status(runs_dir / "q-first").get("state") == "running",
+        "the first run to train",
+        timeout_s=120,
+    )
+    wait_until(
+        page, lambda: chart_points(page, "live_chart_loss") > 0, "loss points", timeout_s=120
+    )
 
     # Back on New run the form is as it was left (a fresh name): queue a short second run.
     open_page(page, "New run")
@@ -85,10 +116,12 @@ def test_a_queued_run_starts_after_the_current_one_ends(app, runs_dir, page):
     # The Runs page: the second waits in the Queue panel while the first trains.
     open_page(page, "Runs")
     page.get_by_role("heading", name="Queue").wait_for()
-    wait_until(page, lambda: queue_lines(page) == ["q-second"], "q-second in the Queue panel",
-               timeout_s=30)
-    wait_until(page, lambda: table_state(page, "q-second") == "waiting", "the waiting row",
-               timeout_s=30)
+    wait_until(
+        page, lambda: queue_lines(page) == ["q-second"], "q-second in the Queue panel", timeout_s=30
+    )
+    wait_until(
+        page, lambda: table_state(page, "q-second") == "waiting", "the waiting row", timeout_s=30
+    )
     assert page.get_by_text("Stopping the current run lets the next one start").count() == 1
     assert runs_page_state(page, "q-first") == "running"
     screenshot(page, "e2e-queue-3-runs-waiting")
@@ -96,21 +129,44 @@ def test_a_queued_run_starts_after_the_current_one_ends(app, runs_dir, page):
     # Stop the first: its engine starts the next run as it ends; the page follows without a
     # reload (the queue panel refreshes while a run trains).
     click_button(page, "runs_stop")
-    wait_until(page, lambda: read_status(runs_dir / "q-first").get("state") == "stopped",
-               "the first run to stop", timeout_s=180, every_ms=2000)
-    second = wait_until(page, lambda: (s := read_status(runs_dir / "q-second")).get("started")
-                        and s, "the second run to start", timeout_s=120)
+    wait_until(
+        page,
+        lambda: read_status(runs_dir / "q-first").get("state") == "stopped",
+        "the first run to stop",
+        timeout_s=180,
+        every_ms=2000,
+    )
+    second = wait_until(
+        page,
+        lambda: (s := read_status(runs_dir / "q-second")).get("started") and s,
+        "the second run to start",
+        timeout_s=120,
+    )
     assert second["started"] >= read_status(runs_dir / "q-first")["ended"] - 1.0
     wait_until(page, lambda: not queue_lines(page), "the Queue panel to empty", timeout_s=60)
-    wait_until(page, lambda: table_state(page, "q-second") in ("running", "completed"),
-               "the second run's row to leave 'waiting'", timeout_s=60)
+    wait_until(
+        page,
+        lambda: table_state(page, "q-second") in ("running", "completed"),
+        "the second run's row to leave 'waiting'",
+        timeout_s=60,
+    )
     page.get_by_text("No runs are waiting").wait_for()
     assert_no_exception(page)
     screenshot(page, "e2e-queue-4-runs-second-started")
-    wait_until(page, lambda: read_status(runs_dir / "q-second").get("state") == "completed",
-               "the second run to complete", timeout_s=180, every_ms=2000)
-    wait_until(page, lambda: runs_page_state(page, "q-second") == "completed",
-               "completed on the Runs page", timeout_s=60, every_ms=2000)
+    wait_until(
+        page,
+        lambda: read_status(runs_dir / "q-second").get("state") == "completed",
+        "the second run to complete",
+        timeout_s=180,
+        every_ms=2000,
+    )
+    wait_until(
+        page,
+        lambda: runs_page_state(page, "q-second") == "completed",
+        "completed on the Runs page",
+        timeout_s=60,
+        every_ms=2000,
+    )
     assert table_state(page, "q-first") == "stopped"
     screenshot(page, "e2e-queue-5-runs-second-completed")
 
@@ -129,14 +185,19 @@ def test_title_note_continue_copy_and_start_from(app, runs_dir, page, trained_ru
     # Title and note, in a popover; the table gains a title column.
     page.get_by_role("button", name="Title and note").click()
     set_popover_text(page, "runs_title_trained", "first <b>tiny</b> run", "input")
-    set_popover_text(page, "runs_note_trained", "lr 3e-3\nloss still falling at the end",
-                     "textarea")
+    set_popover_text(
+        page, "runs_note_trained", "lr 3e-3\nloss still falling at the end", "textarea"
+    )
     click_button(page, "runs_notes_save_trained")
-    wait_until(page, lambda: any(r.get("title") == "first <b>tiny</b> run"
-                                 for r in dataframe_rows(page)), "the title in the table",
-               timeout_s=30)
-    assert RunDir(runs_dir / "trained").read_notes()["note"] == ("lr 3e-3\nloss still falling "
-                                                                 "at the end")
+    wait_until(
+        page,
+        lambda: any(r.get("title") == "first <b>tiny</b> run" for r in dataframe_rows(page)),
+        "the title in the table",
+        timeout_s=30,
+    )
+    assert RunDir(runs_dir / "trained").read_notes()["note"] == (
+        "lr 3e-3\nloss still falling at the end"
+    )
     page.get_by_text("loss still falling at the end").first.wait_for()
     screenshot(page, "e2e-queue-6-runs-title-and-note")
 

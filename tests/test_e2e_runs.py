@@ -10,13 +10,23 @@ import subprocess
 import time
 
 import pytest
+from conftest import make_tiny_config, screenshot, wait_for_app
+from e2e_helpers import (
+    assert_no_exception,
+    button,
+    chart_points,
+    choose,
+    heading,
+    open_expander,
+    open_page,
+    set_input,
+    wait_until,
+    widget,
+)
 from playwright.sync_api import expect
 
-from conftest import make_tiny_config, screenshot, wait_for_app
-from core import metrics
-from core.rundir import RunDir
-from e2e_helpers import (assert_no_exception, button, chart_points, choose, heading,
-                         open_expander, open_page, set_input, wait_until, widget)
+from core.store import metrics
+from core.store.rundir import RunDir
 
 pytestmark = pytest.mark.browser
 LOCAL = re.compile(r"^(https?://(127\.0\.0\.1|localhost)[:/]|data:|blob:|about:)")
@@ -25,10 +35,18 @@ LOCAL = re.compile(r"^(https?://(127\.0\.0\.1|localhost)[:/]|data:|blob:|about:)
 def train_records(run: RunDir, steps: range, loss0: float = 6.0) -> None:
     log = metrics.MetricsLog(run.metrics_path)
     for step in steps:
-        log.write("train", step, time.time(), loss=loss0 / step ** 0.3, dt_ms=40.0,
-                  tokens_per_sec=3200.0, tokens_seen=step * 128, train_time_s=step * 0.04)
+        log.write(
+            "train",
+            step,
+            time.time(),
+            loss=loss0 / step**0.3,
+            dt_ms=40.0,
+            tokens_per_sec=3200.0,
+            tokens_seen=step * 128,
+            train_time_s=step * 0.04,
+        )
         if step % 10 == 0:
-            log.write("eval", step, time.time(), val_loss=loss0 / step ** 0.3 + 0.2)
+            log.write("eval", step, time.time(), val_loss=loss0 / step**0.3 + 0.2)
     log.close()
 
 
@@ -45,8 +63,9 @@ def runs(runs_dir, small_text):
     sleeper = subprocess.Popen(["sleep", "600"])
     live = RunDir.create(runs_dir, "live", cfg)
     train_records(live, range(1, 21))
-    live.write_status(state="running", pid=sleeper.pid, host=socket.gethostname(), step=20,
-                      max_steps=200)
+    live.write_status(
+        state="running", pid=sleeper.pid, host=socket.gethostname(), step=20, max_steps=200
+    )
     yield {"done": done, "other": other, "live": live}
     sleeper.kill()
     sleeper.wait()
@@ -71,13 +90,15 @@ def compared(page) -> list[str]:
 
 
 def state_line(page) -> str:
-    return page.locator('[data-testid="stMarkdownContainer"] p').filter(
-        has_text="State:").first.inner_text()
+    return (
+        page.locator('[data-testid="stMarkdownContainer"] p')
+        .filter(has_text="State:")
+        .first.inner_text()
+    )
 
 
 def query(page) -> dict:
-    return json.loads(page.evaluate(
-        "JSON.stringify([...new URLSearchParams(location.search)])"))
+    return json.loads(page.evaluate("JSON.stringify([...new URLSearchParams(location.search)])"))
 
 
 def test_a_reload_or_a_link_shows_the_same_view(streamlit_app, page, runs, outside):
@@ -119,26 +140,34 @@ def test_a_reload_or_a_link_shows_the_same_view(streamlit_app, page, runs, outsi
     assert outside == [], f"requests left 127.0.0.1: {outside}"
 
 
-def test_the_selected_run_and_the_comparison_follow_a_running_run(streamlit_app, page, runs,
-                                                                 outside):
+def test_the_selected_run_and_the_comparison_follow_a_running_run(
+    streamlit_app, page, runs, outside
+):
     page.goto(f"{streamlit_app}/?run=live&compare=live&compare=done")
     wait_for_app(page)
     assert "running" in state_line(page)
     assert button(page, "runs_stop").is_enabled() and not button(page, "runs_delete").is_enabled()
-    first = wait_until(page, lambda: max(chart_points(page, "runs_compare_chart"), 0),
-                       "the compare chart")
+    first = wait_until(
+        page, lambda: max(chart_points(page, "runs_compare_chart"), 0), "the compare chart"
+    )
     train_records(runs["live"], range(21, 61))  # the run trains on: the chart follows
-    wait_until(page, lambda: chart_points(page, "runs_compare_chart") > first,
-               "the compare chart to gain the new steps", timeout_s=30)
+    wait_until(
+        page,
+        lambda: chart_points(page, "runs_compare_chart") > first,
+        "the compare chart to gain the new steps",
+        timeout_s=30,
+    )
     screenshot(page, "e2e-runs-3-following")
 
     # The run ends while nobody touches the page: its line and buttons follow, no reload.
     runs["live"].write_status(state="stopped", ended=time.time(), step=60)
-    wait_until(page, lambda: "stopped" in state_line(page), "the state line to say stopped",
-               timeout_s=30)
+    wait_until(
+        page, lambda: "stopped" in state_line(page), "the state line to say stopped", timeout_s=30
+    )
     assert "step 60" in state_line(page)
-    wait_until(page, lambda: button(page, "runs_delete").is_enabled(), "Delete to be enabled",
-               timeout_s=10)
+    wait_until(
+        page, lambda: button(page, "runs_delete").is_enabled(), "Delete to be enabled", timeout_s=10
+    )
     assert not button(page, "runs_stop").is_enabled()
     assert_no_exception(page)
     screenshot(page, "e2e-runs-4-stopped")

@@ -5,13 +5,13 @@ import sys
 import time
 
 import pytest
-
 from conftest import ROOT, make_tiny_config
-from core import engine
-from core.model import GPT
-from core.optim import get_lr
-from core.metrics import MetricsReader
-from core.rundir import RunDir
+
+from core.model.gpt import GPT
+from core.store.metrics import MetricsReader
+from core.store.rundir import RunDir
+from core.train import engine
+from core.train.optim import get_lr
 
 
 def records(run, kind="train"):
@@ -31,8 +31,17 @@ def test_run_writes_the_contract(runs_dir, tiny_config):
     assert "max_steps 12 reached" in status["reason"]
     train = records(run)
     assert [r["step"] for r in train] == list(range(1, 13))
-    for key in ("time", "loss", "lr", "grad_norm", "dt_ms", "tokens_per_sec", "tokens_seen",
-                "mfu", "peak_mem_mb"):
+    for key in (
+        "time",
+        "loss",
+        "lr",
+        "grad_norm",
+        "dt_ms",
+        "tokens_per_sec",
+        "tokens_seen",
+        "mfu",
+        "peak_mem_mb",
+    ):
         assert all(key in r for r in train), key
     assert train[-1]["tokens_seen"] == 12 * 4 * 32 * 2
     assert train[-1]["loss"] < train[0]["loss"]
@@ -51,9 +60,18 @@ def test_logged_lr_follows_the_schedule_exactly(runs_dir, tiny_config):
 def test_tiny_model_overfits_and_stops_early(runs_dir, tmp_path, shakespeare_path):
     text = tmp_path / "repeated.txt"
     text.write_text(shakespeare_path.read_text()[:200] * 40)
-    cfg = make_tiny_config(text, grad_accum_steps=1, max_lr=2e-2, min_lr=1e-3, warmup_steps=5,
-                           max_steps=300, target_loss=1.0, eval_interval=0, checkpoint_interval=0,
-                           val_fraction=0.2)
+    cfg = make_tiny_config(
+        text,
+        grad_accum_steps=1,
+        max_lr=2e-2,
+        min_lr=1e-3,
+        warmup_steps=5,
+        max_steps=300,
+        target_loss=1.0,
+        eval_interval=0,
+        checkpoint_interval=0,
+        val_fraction=0.2,
+    )
     run, state = start(runs_dir, "overfit", cfg)
     status = run.read_status()
     assert state == "completed" and "target loss 1.0 reached" in status["reason"]
@@ -74,12 +92,18 @@ def test_resume_continues_exactly(runs_dir, tiny_config, monkeypatch):
     # Ask for a stop once 7 steps are logged, as the dashboard's STOP file would.
     monkeypatch.setattr(RunDir, "stop_requested", lambda self: len(records(self)) >= 7)
     assert engine.train(str(run.path)) == "stopped"
-    assert run.read_status()["reason"] == "stop requested" and run.latest_checkpoint().name == "step_0000007.pt"
+    assert (
+        run.read_status()["reason"] == "stop requested"
+        and run.latest_checkpoint().name == "step_0000007.pt"
+    )
     monkeypatch.undo()
     assert engine.train(str(run.path), resume=True) == "completed"
     assert [r["step"] for r in records(run)] == list(range(1, 13))
     assert [r["loss"] for r in records(run)] == [r["loss"] for r in records(whole)]
-    evals = lambda r: [(e["step"], e["val_loss"]) for e in records(r, "eval")]
+
+    def evals(r):
+        return [(e["step"], e["val_loss"]) for e in records(r, "eval")]
+
     assert evals(run)[-2:] == evals(whole)[-2:]
 
 
@@ -118,8 +142,13 @@ def test_too_small_data_fails_before_training(runs_dir, tmp_path, tiny_config):
 def _spawn(run):
     env = {**os.environ, "PYTHONUNBUFFERED": "1", "OMP_NUM_THREADS": "1"}
     log = open(run.log_path, "a")
-    return subprocess.Popen([sys.executable, "-m", "core.train", "--run-dir", str(run.path)],
-                            cwd=ROOT, env=env, stdout=log, stderr=subprocess.STDOUT)
+    return subprocess.Popen(
+        [sys.executable, "-m", "core.train", "--run-dir", str(run.path)],
+        cwd=ROOT,
+        env=env,
+        stdout=log,
+        stderr=subprocess.STDOUT,
+    )
 
 
 def _wait_for_steps(run, proc, n, timeout=60):
@@ -132,7 +161,9 @@ def _wait_for_steps(run, proc, n, timeout=60):
 
 @pytest.mark.parametrize("how", ["stop file", "SIGTERM"])
 def test_stop_request_saves_a_checkpoint_and_ends_stopped(runs_dir, tiny_config, how):
-    run = RunDir.create(runs_dir, "stoppable", tiny_config.replace(max_steps=100_000, eval_interval=0))
+    run = RunDir.create(
+        runs_dir, "stoppable", tiny_config.replace(max_steps=100_000, eval_interval=0)
+    )
     proc = _spawn(run)
     _wait_for_steps(run, proc, 2)
     if how == "stop file":
@@ -149,19 +180,27 @@ def test_stop_request_saves_a_checkpoint_and_ends_stopped(runs_dir, tiny_config,
 
 
 def test_copy_rate_start_and_system_records(runs_dir, tiny_config, monkeypatch):
-    monkeypatch.setattr(engine._SystemSampler, "sample",
-                        lambda self, choice: {"cpu_percent": 95.0, "rss_mb": 321.0})
+    monkeypatch.setattr(
+        engine._SystemSampler, "sample", lambda self, choice: {"cpu_percent": 95.0, "rss_mb": 321.0}
+    )
     run, state = start(runs_dir, "records", tiny_config)
     assert state == "completed"
     evals = records(run, "eval")
-    assert all(0 <= e["copy_rate"] <= 1 and e["longest_copy"] >= 0 and e["copy_min_len"] == 8
-               for e in evals)
+    assert all(
+        0 <= e["copy_rate"] <= 1 and e["longest_copy"] >= 0 and e["copy_min_len"] == 8
+        for e in evals
+    )
     starts = records(run, "start")
     assert [(s["step"], s["resumed"]) for s in starts] == [(0, False)]
     assert starts[0]["peak_flops"] > 0 and starts[0]["peak_source"]
     system = records(run, "system")
-    assert len(system) == 12 and system[0] == {"kind": "system", "step": 1, "time": system[0]["time"],
-                                               "cpu_percent": 95.0, "rss_mb": 321.0}
+    assert len(system) == 12 and system[0] == {
+        "kind": "system",
+        "step": 1,
+        "time": system[0]["time"],
+        "cpu_percent": 95.0,
+        "rss_mb": 321.0,
+    }
     train = records(run)
     assert all(len(r["batch_checksum"]) == 16 for r in train)
     assert 0 < train[0]["train_time_s"] < train[-1]["train_time_s"]
@@ -169,10 +208,23 @@ def test_copy_rate_start_and_system_records(runs_dir, tiny_config, monkeypatch):
 
 def test_memorizing_a_tiny_text_shows_as_copying(tmp_path, runs_dir):
     text = tmp_path / "verse.txt"
-    text.write_text(("ROMEO:\nBut soft, what light through yonder window breaks?\n"
-                     "It is the east, and Juliet is the sun.\n\n") * 40)
-    cfg = make_tiny_config(text, max_steps=60, max_lr=1e-2, min_lr=1e-3, eval_interval=60,
-                           sample_tokens=24, val_fraction=0.2, copy_min_len=6)
+    text.write_text(
+        (
+            "ROMEO:\nBut soft, what light through yonder window breaks?\n"
+            "It is the east, and Juliet is the sun.\n\n"
+        )
+        * 40
+    )
+    cfg = make_tiny_config(
+        text,
+        max_steps=60,
+        max_lr=1e-2,
+        min_lr=1e-3,
+        eval_interval=60,
+        sample_tokens=24,
+        val_fraction=0.2,
+        copy_min_len=6,
+    )
     run, state = start(runs_dir, "memorize", cfg)
     assert state == "completed"
     final = records(run, "eval")[-1]
@@ -180,12 +232,19 @@ def test_memorizing_a_tiny_text_shows_as_copying(tmp_path, runs_dir):
 
 
 def test_best_val_checkpoint_survives_pruning_and_patience_stops_early(runs_dir, tiny_config):
-    from core import checkpoint
+    from core.store import checkpoint
 
     # A learning rate this high makes val loss rise after its first evals.
-    cfg = tiny_config.replace(max_steps=200, eval_interval=2, keep_checkpoints=1,
-                              checkpoint_interval=2, max_lr=0.3, min_lr=0.3, warmup_steps=0,
-                              early_stop_patience=2)
+    cfg = tiny_config.replace(
+        max_steps=200,
+        eval_interval=2,
+        keep_checkpoints=1,
+        checkpoint_interval=2,
+        max_lr=0.3,
+        min_lr=0.3,
+        warmup_steps=0,
+        early_stop_patience=2,
+    )
     run, state = start(runs_dir, "patience", cfg)
     assert state == "completed"
     status = run.read_status()

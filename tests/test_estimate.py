@@ -3,12 +3,12 @@
 import json
 
 import pytest
-
 from conftest import make_tiny_config
-from core import estimate as E
+
 from core.config import PRESETS, preset
-from core.model import GPT, ModelConfig
-from core.rundir import RunDir
+from core.model.gpt import GPT, ModelConfig
+from core.store.rundir import RunDir
+from core.train import estimate as E
 
 
 @pytest.mark.parametrize("name", list(PRESETS))
@@ -46,8 +46,9 @@ def test_time_is_a_labelled_guess_without_history(runs_dir):
     est = E.estimate(cfg, runs_dir=runs_dir, peak_flops=1e10)
     assert est.time_is_guess and est.time_source.startswith("guess")
     assert est.tokens_per_sec == pytest.approx(0.3 * 1e10 / est.flops_per_token)
-    assert est.time_s == pytest.approx(100 * est.tokens_per_step / est.tokens_per_sec
-                                       + E.overhead_s(cfg, est.tokens_per_sec))
+    assert est.time_s == pytest.approx(
+        100 * est.tokens_per_step / est.tokens_per_sec + E.overhead_s(cfg, est.tokens_per_sec)
+    )
 
 
 def test_time_uses_the_newest_completed_run_of_the_same_shape(runs_dir):
@@ -55,9 +56,13 @@ def test_time_uses_the_newest_completed_run_of_the_same_shape(runs_dir):
 
     def fake_run(name, config, rates, state="completed"):
         run = RunDir.create(runs_dir, name, config)
-        run.metrics_path.write_text("".join(
-            json.dumps({"kind": "train", "step": i + 1, "loss": 5.0, "tokens_per_sec": r}) + "\n"
-            for i, r in enumerate(rates)))
+        run.metrics_path.write_text(
+            "".join(
+                json.dumps({"kind": "train", "step": i + 1, "loss": 5.0, "tokens_per_sec": r})
+                + "\n"
+                for i, r in enumerate(rates)
+            )
+        )
         run.write_status(state=state)
 
     fake_run("other-shape", cfg.replace(n_layer=3), [1, 9000, 9000])
@@ -76,7 +81,7 @@ def test_total_batch_tokens_sets_accumulation():
 
 
 def test_a_probe_times_real_steps_and_the_estimate_adds_evals_and_start_up(runs_dir):
-    from core.throughput import probe
+    from core.train.throughput import probe
 
     cfg = make_tiny_config("x", max_steps=100, eval_interval=10, eval_batches=4)
     p = probe(cfg)

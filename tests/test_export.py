@@ -1,14 +1,14 @@
-"""core.export: safetensors and Hugging Face GPT-2 exports give back identical logits."""
+"""core.store.export: safetensors and Hugging Face GPT-2 exports give back identical logits."""
 
 import json
 
 import pytest
 import torch
 
-from core import checkpoint
-from core import export as E
-from core.inspect_model import load_model
-from core.rundir import RunDir
+from core.store import checkpoint
+from core.store import export as E
+from core.store.checkpoint import load_model
+from core.store.rundir import RunDir
 
 
 @pytest.fixture(scope="module")
@@ -37,7 +37,9 @@ def test_tied_weight_is_stored_once_and_half_precision_halves_the_file(loaded):
     half = E.safetensors_bytes(loaded.model, loaded.config, "bfloat16")
     assert n * 4 < len(full) < n * 4 + 64_000
     assert n * 2 < len(half) < n * 2 + 64_000
-    assert all(t.dtype == torch.float16 for t in checkpoint.model_tensors(loaded.model, "float16").values())
+    assert all(
+        t.dtype == torch.float16 for t in checkpoint.model_tensors(loaded.model, "float16").values()
+    )
 
 
 def test_hf_layout_transposes_conv1d_weights(loaded, tmp_path):
@@ -64,11 +66,28 @@ def test_transformers_loads_the_hf_export_with_the_same_logits(loaded, tmp_path)
 
 
 def test_cli_writes_both_formats(trained_run, tmp_path, capsys):
-    assert E.main(["--run-dir", str(trained_run.path), "--format", "hf",
-                   "--out", str(tmp_path / "hf")]) == 0
+    assert (
+        E.main(
+            ["--run-dir", str(trained_run.path), "--format", "hf", "--out", str(tmp_path / "hf")]
+        )
+        == 0
+    )
     assert (tmp_path / "hf" / "config.json").is_file()
-    assert E.main(["--run-dir", str(trained_run.path), "--format", "safetensors",
-                   "--dtype", "bfloat16", "--out", str(tmp_path / "st")]) == 0
+    assert (
+        E.main(
+            [
+                "--run-dir",
+                str(trained_run.path),
+                "--format",
+                "safetensors",
+                "--dtype",
+                "bfloat16",
+                "--out",
+                str(tmp_path / "st"),
+            ]
+        )
+        == 0
+    )
     out = capsys.readouterr().out
     assert "bfloat16" in out and "optimizer" in out
     assert len(list((tmp_path / "st").glob("*.safetensors"))) == 1

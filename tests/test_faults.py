@@ -12,14 +12,15 @@ from contextlib import contextmanager
 from pathlib import Path
 
 import pytest
-
 from conftest import ROOT, WAIT_S, make_tiny_config, wait_for
-from core import checkpoint, engine, estimate, launcher, metrics
-from core import train as cli
+
 from core.config import ConfigError, check_run_id
-from core.inspect_model import training_results
-from core.preflight import check_runnable
-from core.rundir import RunDir, process_start_time
+from core.inspect.model_info import training_results
+from core.runs import launcher
+from core.runs.preflight import check_runnable
+from core.store import checkpoint, metrics
+from core.store.rundir import RunDir, process_start_time
+from core.train import cli, engine, estimate
 
 
 def write_raw_status(run: RunDir, status) -> None:
@@ -29,8 +30,9 @@ def write_raw_status(run: RunDir, status) -> None:
 
 def trained(runs_dir: Path, name: str, small_text, **overrides) -> RunDir:
     """A completed tiny run with a checkpoint, trained in this process."""
-    cfg = make_tiny_config(small_text, **{"max_steps": 4, "eval_interval": 0,
-                                          "checkpoint_interval": 0, **overrides})
+    cfg = make_tiny_config(
+        small_text, **{"max_steps": 4, "eval_interval": 0, "checkpoint_interval": 0, **overrides}
+    )
     run = RunDir.create(runs_dir, name, cfg)
     assert engine.train(str(run.path)) == "completed"
     return run
@@ -44,16 +46,27 @@ def one_line_error(capsys) -> str:
 
 # --- 1. a stop never loses the steps since the last checkpoint ------------------------------
 
-def test_stop_waits_for_a_final_eval_longer_than_the_stop_timeout(runs_dir, small_text,
-                                                                  monkeypatch):
+
+def test_stop_waits_for_a_final_eval_longer_than_the_stop_timeout(
+    runs_dir, small_text, monkeypatch
+):
     # The old stop signalled after STOP_TIMEOUT_S, then SIGKILLed in the final eval: 'failed',
     # no checkpoint. Now it waits while the engine's heartbeat lives.
     monkeypatch.setattr(launcher, "STOP_TIMEOUT_S", 0.5)
-    cfg = make_tiny_config(small_text, max_steps=100_000, eval_interval=100_000,
-                           eval_batches=400, checkpoint_interval=100_000)
+    cfg = make_tiny_config(
+        small_text,
+        max_steps=100_000,
+        eval_interval=100_000,
+        eval_batches=400,
+        checkpoint_interval=100_000,
+    )
     run = RunDir(runs_dir / launcher.launch(cfg, runs_dir, "slow-eval"))
-    wait_for(lambda: run.read_status().get("state") == "running"
-             and run.read_status().get("step", 0) >= 3, "a few steps")
+    wait_for(
+        lambda: (
+            run.read_status().get("state") == "running" and run.read_status().get("step", 0) >= 3
+        ),
+        "a few steps",
+    )
     t0 = time.monotonic()
     assert launcher.stop(run, wait=True) == "stopped"
     assert time.monotonic() - t0 > 1.0  # the final eval outlasted both old timeouts
@@ -65,6 +78,7 @@ def test_stop_waits_for_a_final_eval_longer_than_the_stop_timeout(runs_dir, smal
 
 # --- 2. a reused pid is not the run --------------------------------------------------------
 
+
 @pytest.fixture
 def stranger():
     """A live process that is not ours, in its own session (as a reused pid would be)."""
@@ -75,17 +89,23 @@ def stranger():
     proc.wait()
 
 
-@pytest.mark.parametrize("forged", ["no start time, a day-old heartbeat",
-                                    "another start time, a 20 s old heartbeat"])
-def test_a_strangers_pid_shows_crashed_and_is_never_signalled(runs_dir, small_text, stranger,
-                                                               forged):
+@pytest.mark.parametrize(
+    "forged", ["no start time, a day-old heartbeat", "another start time, a 20 s old heartbeat"]
+)
+def test_a_strangers_pid_shows_crashed_and_is_never_signalled(
+    runs_dir, small_text, stranger, forged
+):
     run = trained(runs_dir, "reused", small_text)
-    status = {**run.read_status(), "state": "running", "pid": stranger.pid,
-              "launcher_pid": stranger.pid, "updated": time.time() - 86400}
+    status = {
+        **run.read_status(),
+        "state": "running",
+        "pid": stranger.pid,
+        "launcher_pid": stranger.pid,
+        "updated": time.time() - 86400,
+    }
     if forged.startswith("another"):
         start = process_start_time(stranger.pid)
-        status.update(pid_start=start + 1, launcher_pid_start=start + 1,
-                      updated=time.time() - 20)
+        status.update(pid_start=start + 1, launcher_pid_start=start + 1, updated=time.time() - 20)
     write_raw_status(run, status)
     assert {i.run_id: i.state for i in launcher.list_runs(runs_dir)} == {"reused": "crashed"}
     assert launcher.stop(run, timeout=0.1) == "crashed"
@@ -109,6 +129,7 @@ def test_the_engine_and_launcher_record_start_times(runs_dir, small_text):
 
 
 # --- 3. only folders that are recognisably runs ---------------------------------------------
+
 
 def test_a_project_folder_is_neither_listed_nor_deleted(runs_dir, small_text, capsys):
     project = runs_dir / "myproject"
@@ -142,9 +163,15 @@ def test_delete_removes_run_files_only_and_refuses_a_folder_with_more(runs_dir, 
 
 # --- 4. a damaged file damages one row -----------------------------------------------------
 
-DAMAGED_STATUS = {"list": "[]", "null": "null", "garbage": "{not json", "number": "123",
-                  "empty": "", "bad heartbeat": '{"state": "running", "updated": "x"}',
-                  "bad pid": '{"state": "running", "pid": "12"}'}
+DAMAGED_STATUS = {
+    "list": "[]",
+    "null": "null",
+    "garbage": "{not json",
+    "number": "123",
+    "empty": "",
+    "bad heartbeat": '{"state": "running", "updated": "x"}',
+    "bad pid": '{"state": "running", "pid": "12"}',
+}
 
 
 @pytest.mark.parametrize("name", list(DAMAGED_STATUS))
@@ -167,11 +194,14 @@ def _config_values(small_text) -> dict:
 
 
 DAMAGED_CONFIG = {
-    "null": lambda v: "null", "list": lambda v: "[1, 2]", "garbage": lambda v: "{oops",
+    "null": lambda v: "null",
+    "list": lambda v: "[1, 2]",
+    "garbage": lambda v: "{oops",
     "not UTF-8": lambda v: b"\x80\x81{}",
     "wrong type": lambda v: json.dumps({**v, "n_layer": "12"}),
-    "missing fields": lambda v: json.dumps({k: x for k, x in v.items()
-                                            if k not in ("n_layer", "n_embd")}),
+    "missing fields": lambda v: json.dumps(
+        {k: x for k, x in v.items() if k not in ("n_layer", "n_embd")}
+    ),
 }
 
 
@@ -217,15 +247,21 @@ def test_pages_keep_working_beside_a_damaged_run(runs_dir, small_text, open_app)
 
 # --- 5. a full disk --------------------------------------------------------------------------
 
+
 @contextmanager
 def small_disk(where: Path, size: str):
     """A tmpfs of the given size mounted at where (root only); the test skips elsewhere."""
     where.mkdir(parents=True, exist_ok=True)
-    done = subprocess.run(["mount", "-t", "tmpfs", "-o", f"size={size}", "tmpfs", str(where)],
-                          capture_output=True, text=True)
+    done = subprocess.run(
+        ["mount", "-t", "tmpfs", "-o", f"size={size}", "tmpfs", str(where)],
+        capture_output=True,
+        text=True,
+    )
     if done.returncode:
-        pytest.skip(f"cannot mount a {size} tmpfs here ({done.stderr.strip()}): run as root "
-                    "to test a full disk")
+        pytest.skip(
+            f"cannot mount a {size} tmpfs here ({done.stderr.strip()}): run as root "
+            "to test a full disk"
+        )
     try:
         yield where
     finally:
@@ -246,17 +282,24 @@ def fill(disk: Path) -> None:
 
 def test_a_full_disk_ends_the_run_failed_and_keeps_what_was_saved(tmp_path, small_text, capsys):
     # A checkpoint here is ~10 MB: the first fits on 16 MB, the second does not.
-    cfg = make_tiny_config(small_text, n_embd=16, max_steps=12, eval_interval=0,
-                           checkpoint_interval=5, keep_checkpoints=2)
+    cfg = make_tiny_config(
+        small_text,
+        n_embd=16,
+        max_steps=12,
+        eval_interval=0,
+        checkpoint_interval=5,
+        keep_checkpoints=2,
+    )
     with small_disk(tmp_path / "disk", "16m") as disk:
         run = RunDir.create(disk, "full", cfg)
         assert engine.train(str(run.path)) == "failed"
         status = run.read_status()
         assert status["state"] == "failed" and status["reason"] == "error"
-        assert re.search(r"no space left on device .*\(needed ~\d+ MB, free \d+ MB\)",
-                         status["error"])
+        assert re.search(
+            r"no space left on device .*\(needed ~\d+ MB, free \d+ MB\)", status["error"]
+        )
         assert not [p.name for p in run.path.rglob("*") if ".tmp" in p.name]
-        (step, path), = run.checkpoints()
+        ((step, path),) = run.checkpoints()
         assert step == 5 and checkpoint.load(path).step == 5  # the earlier checkpoint loads
         steps = [r["step"] for r in metrics.read_all(run.metrics_path) if r["kind"] == "train"]
         assert steps == list(range(1, 11))  # every step up to the failed save
@@ -265,8 +308,9 @@ def test_a_full_disk_ends_the_run_failed_and_keeps_what_was_saved(tmp_path, smal
         assert one == pytest.approx(path.stat().st_size / 2**20, rel=0.05)
 
 
-def test_a_disk_too_full_for_a_status_temp_file_still_records_failed(tmp_path, tiny_config,
-                                                                      monkeypatch):
+def test_a_disk_too_full_for_a_status_temp_file_still_records_failed(
+    tmp_path, tiny_config, monkeypatch
+):
     with small_disk(tmp_path / "disk", "1m") as disk:
         run = RunDir.create(disk, "brim", tiny_config)
         run.write_status(state="running", pid=os.getpid(), command=["python"] * 30)
@@ -276,12 +320,15 @@ def test_a_disk_too_full_for_a_status_temp_file_still_records_failed(tmp_path, t
         assert not [p.name for p in run.path.iterdir() if ".tmp" in p.name]  # no empty temp
 
         def full(*args):
-            raise checkpoint.DiskFull(28, "no space left on device for checkpoint "
-                                          "step_0000010.pt (needed ~10 MB, free 0 MB)")
+            raise checkpoint.DiskFull(
+                28,
+                "no space left on device for checkpoint step_0000010.pt (needed ~10 MB, free 0 MB)",
+            )
 
         monkeypatch.setattr(engine, "_fit", full)
-        assert engine._fit_reporting_failure(run, tiny_config, engine.Dist(), False,
-                                             None) == "failed"
+        assert (
+            engine._fit_reporting_failure(run, tiny_config, engine.Dist(), False, None) == "failed"
+        )
         status = run.read_status()
         assert status["state"] == "failed" and "(needed ~10 MB, free 0 MB)" in status["error"]
 
@@ -292,16 +339,20 @@ def test_checkpoint_disk_estimate(small_text):
     assert one == pytest.approx(3 * 4 * estimate.param_count(cfg) / 2**20)
     assert estimate.checkpoint_disk_mb(cfg.replace(keep_checkpoints=2)) == pytest.approx(3 * one)
     assert estimate.checkpoint_disk_mb(cfg.replace(keep_checkpoints=0)) == pytest.approx(10 * one)
-    assert estimate.checkpoint_disk_mb(cfg.replace(keep_checkpoints=2, eval_interval=5)) == \
-        pytest.approx(4 * one)  # + best.pt
+    assert estimate.checkpoint_disk_mb(
+        cfg.replace(keep_checkpoints=2, eval_interval=5)
+    ) == pytest.approx(4 * one)  # + best.pt
 
 
 # --- 6. one writer per run -----------------------------------------------------------------
 
+
 def _resume_at_the_barrier(barrier, run_path: str, err_path: str) -> None:
     sys.stdout = open(os.devnull, "w")
     sys.stderr = open(err_path, "w", buffering=1)
-    from core import train  # imported before the barrier: both start at the same instant
+    from core.train import (
+        cli as train,  # imported before the barrier: both start at the same instant
+    )
 
     barrier.wait(timeout=120)
     code = train.main(["--run-dir", run_path, "--resume", "--max-steps", "40"])
@@ -314,8 +365,10 @@ def test_two_resumes_at_once_one_is_refused(runs_dir, small_text, tmp_path):
     ctx = multiprocessing.get_context("spawn")
     barrier = ctx.Barrier(2)
     errs = [tmp_path / f"err{i}.txt" for i in range(2)]
-    procs = [ctx.Process(target=_resume_at_the_barrier, args=(barrier, str(run.path), str(e)))
-             for e in errs]
+    procs = [
+        ctx.Process(target=_resume_at_the_barrier, args=(barrier, str(run.path), str(e)))
+        for e in errs
+    ]
     for p in procs:
         p.start()
     for p in procs:
@@ -342,6 +395,7 @@ def test_the_lock_is_held_while_training_and_refuses_a_second_writer(runs_dir, s
 
 # --- 8. long runs: bulk summary --------------------------------------------------------------
 
+
 def _records(n_segments=3, steps=2500):
     import random
 
@@ -350,16 +404,30 @@ def _records(n_segments=3, steps=2500):
         out.append(dict(kind="start", step=step, time=1.0, resumed=seg > 0, world_size=1))
         for _ in range(steps):
             step += 1
-            r = dict(kind="train", step=step, time=1.0 + step, loss=rng.random() * 5,
-                     dt_ms=rng.random() * 9, tokens_per_sec=rng.random() * 999,
-                     tokens_seen=step * 64, train_time_s=step * 0.01, peak_mem_mb=rng.random())
+            r = dict(
+                kind="train",
+                step=step,
+                time=1.0 + step,
+                loss=rng.random() * 5,
+                dt_ms=rng.random() * 9,
+                tokens_per_sec=rng.random() * 999,
+                tokens_seen=step * 64,
+                train_time_s=step * 0.01,
+                peak_mem_mb=rng.random(),
+            )
             for key in ("train_time_s", "dt_ms", "tokens_per_sec"):
                 if rng.random() < 0.05:
                     del r[key]  # older engines wrote fewer fields
             out.append(r)
             if step % 50 == 0:
-                out.append(dict(kind="eval", step=step, val_loss=rng.random(),
-                                **({"copy_rate": 0.5, "longest_copy": 9} if step % 100 else {})))
+                out.append(
+                    dict(
+                        kind="eval",
+                        step=step,
+                        val_loss=rng.random(),
+                        **({"copy_rate": 0.5, "longest_copy": 9} if step % 100 else {}),
+                    )
+                )
                 out.append(dict(kind="sample", step=step, prompt="A", text='b "c"\n'))
                 out.append(dict(kind="future_kind", step=step, anything=[1, 2]))
         step -= 300  # a resume from an earlier checkpoint
@@ -380,12 +448,15 @@ def test_the_bulk_summary_equals_the_record_by_record_one():
     assert fast.segment_starts == slow.segment_starts and fast.timed_steps == slow.timed_steps
     broken = data[:cut] + b'123\n[1, 2]\n{"kind": "train", "step": "abc"}\n{"kind": "tr' + b"\n"
     assert not metrics._fold_bulk(metrics.RunSummary(), broken)  # falls back, same result
-    _same(metrics.RunSummary().update(metrics.parse_records(broken)),
-          metrics.fold_bytes(metrics.RunSummary(), broken))
+    _same(
+        metrics.RunSummary().update(metrics.parse_records(broken)),
+        metrics.fold_bytes(metrics.RunSummary(), broken),
+    )
 
 
-def test_summaries_read_long_files_in_pieces_and_reruns_read_nothing(tmp_path, small_text,
-                                                                     monkeypatch):
+def test_summaries_read_long_files_in_pieces_and_reruns_read_nothing(
+    tmp_path, small_text, monkeypatch
+):
     monkeypatch.setattr(metrics, "SUMMARY_CHUNK_BYTES", 100_000)
     run = RunDir.create(tmp_path, "long", make_tiny_config(small_text))
     run.metrics_path.write_text("".join(json.dumps(r) + "\n" for r in _records()))
@@ -404,18 +475,36 @@ def test_summaries_read_long_files_in_pieces_and_reruns_read_nothing(tmp_path, s
 
 # --- 10. one-line errors, exit 2, nothing created -------------------------------------------
 
-NANO_SMALL = ["--preset", "nano", "--n-embd", "32", "--block-size", "32", "--seq-len", "32",
-              "--micro-batch-size", "4", "--max-steps", "2", "--device", "cpu"]
+NANO_SMALL = [
+    "--preset",
+    "nano",
+    "--n-embd",
+    "32",
+    "--block-size",
+    "32",
+    "--seq-len",
+    "32",
+    "--micro-batch-size",
+    "4",
+    "--max-steps",
+    "2",
+    "--device",
+    "cpu",
+]
 
 
-@pytest.mark.parametrize("content, message", [
-    (b"", "is empty"),
-    (b"To be.", "fewer than one micro batch"),
-    (b"\x89PNG\r\n\x1a\n\0\0\0\rIHDR" * 100, "looks binary"),
-    ("caf\xe9 cr\xe8me br\xfbl\xe9e ".encode("latin-1") * 200, "not UTF-8"),
-])
-def test_unusable_data_files_are_refused_before_anything_exists(runs_dir, tmp_path, content,
-                                                                message, capsys):
+@pytest.mark.parametrize(
+    "content, message",
+    [
+        (b"", "is empty"),
+        (b"To be.", "fewer than one micro batch"),
+        (b"\x89PNG\r\n\x1a\n\0\0\0\rIHDR" * 100, "looks binary"),
+        ("caf\xe9 cr\xe8me br\xfbl\xe9e ".encode("latin-1") * 200, "not UTF-8"),
+    ],
+)
+def test_unusable_data_files_are_refused_before_anything_exists(
+    runs_dir, tmp_path, content, message, capsys
+):
     data = tmp_path / "data.txt"
     data.write_bytes(content)
     assert cli.main([*NANO_SMALL, "--data", str(data), "--runs-dir", str(runs_dir)]) == 2
@@ -423,12 +512,15 @@ def test_unusable_data_files_are_refused_before_anything_exists(runs_dir, tmp_pa
     assert list(runs_dir.iterdir()) == []
 
 
-@pytest.mark.parametrize("flags, message", [
-    (["--seed", str(10**20)], "seed: must be at most 4294967295"),
-    (["--max-lr", "inf"], "max_lr: must be a finite number"),
-    (["--target-loss", "inf"], "target_loss: must be a finite number"),
-    (["--grad-clip", "nan"], "grad_clip: must be a finite number"),
-])
+@pytest.mark.parametrize(
+    "flags, message",
+    [
+        (["--seed", str(10**20)], "seed: must be at most 4294967295"),
+        (["--max-lr", "inf"], "max_lr: must be a finite number"),
+        (["--target-loss", "inf"], "target_loss: must be a finite number"),
+        (["--grad-clip", "nan"], "grad_clip: must be a finite number"),
+    ],
+)
 def test_out_of_range_numbers_are_refused(runs_dir, small_text, flags, message, capsys):
     argv = [*NANO_SMALL, "--data", str(small_text), "--runs-dir", str(runs_dir), *flags]
     assert cli.main(argv) == 2
@@ -437,20 +529,28 @@ def test_out_of_range_numbers_are_refused(runs_dir, small_text, flags, message, 
 
 
 def test_a_seed_that_is_not_a_whole_number_is_refused(runs_dir):
-    done = subprocess.run([sys.executable, "-m", "core.train", "--seed", "1e20", "--runs-dir",
-                           str(runs_dir)], cwd=ROOT, capture_output=True, text=True, timeout=120)
+    done = subprocess.run(
+        [sys.executable, "-m", "core.train", "--seed", "1e20", "--runs-dir", str(runs_dir)],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
     assert done.returncode == 2 and "invalid int value: '1e20'" in done.stderr
     assert list(runs_dir.iterdir()) == []
 
 
-@pytest.mark.parametrize("extra, message", [
-    (["--temperature", "inf"], "temperature must be a finite number"),
-    (["--top-p", "nan"], "top_p must be a finite number"),
-    (["--device", "potato"], "unknown device 'potato'"),
-    (["--seed", str(2**64)], "seed must be between 0 and"),
-])
+@pytest.mark.parametrize(
+    "extra, message",
+    [
+        (["--temperature", "inf"], "temperature must be a finite number"),
+        (["--top-p", "nan"], "top_p must be a finite number"),
+        (["--device", "potato"], "unknown device 'potato'"),
+        (["--seed", str(2**64)], "seed must be between 0 and"),
+    ],
+)
 def test_sample_refuses_what_it_cannot_use(trained_run, extra, message, capsys):
-    from core.sample import main as sample_main
+    from core.generate.cli import main as sample_main
 
     assert sample_main(["--run-dir", str(trained_run.path), "--prompt", "hi", *extra]) == 2
     assert message in one_line_error(capsys)
@@ -472,8 +572,20 @@ def test_a_read_only_runs_dir_gives_clear_errors(tmp_path, small_text, capsys):
     with small_disk(tmp_path / "disk", "64m") as disk:
         run = trained(disk, "frozen", small_text)
         with read_only(disk):
-            assert cli.main([*NANO_SMALL, "--data", str(small_text), "--runs-dir", str(disk),
-                             "--name", "new"]) == 2
+            assert (
+                cli.main(
+                    [
+                        *NANO_SMALL,
+                        "--data",
+                        str(small_text),
+                        "--runs-dir",
+                        str(disk),
+                        "--name",
+                        "new",
+                    ]
+                )
+                == 2
+            )
             assert "Read-only file system" in one_line_error(capsys)
             assert cli.main(["--run-dir", str(run.path), "--resume", "--max-steps", "6"]) == 2
             assert "Read-only file system" in one_line_error(capsys)
@@ -488,6 +600,7 @@ def test_a_read_only_runs_dir_gives_clear_errors(tmp_path, small_text, capsys):
 
 
 # --- 11. names and process counts ------------------------------------------------------------
+
 
 @pytest.mark.parametrize("name", ["run\n", "run\nx", "\nrun", "ok-name\r"])
 def test_run_names_with_line_breaks_are_refused(name):

@@ -6,8 +6,8 @@ import torch
 import torch.nn.functional as F
 
 from core import device as devices
-from core.fused_loss import linear_cross_entropy
-from core.model import GPT, ModelConfig
+from core.model.fused_loss import linear_cross_entropy
+from core.model.gpt import GPT, ModelConfig
 
 CLOSE = dict(rtol=1e-5, atol=1e-6)
 
@@ -33,8 +33,10 @@ def loss_and_grads(fn, x, weight, targets, scale=1.0):
 
 
 # Chunks of one row, several with a ragged last one, exactly the rows, more than the rows.
-@pytest.mark.parametrize("n, c, v, chunk", [(37, 16, 101, 1), (37, 16, 101, 8), (64, 8, 50, 64),
-                                            (5, 24, 300, 128), (100, 3, 7, 33)])
+@pytest.mark.parametrize(
+    "n, c, v, chunk",
+    [(37, 16, 101, 1), (37, 16, 101, 8), (64, 8, 50, 64), (5, 24, 300, 128), (100, 3, 7, 33)],
+)
 def test_loss_and_grads_match_the_plain_path(n, c, v, chunk):
     x, weight, targets = leaves(n, c, v, seed=n + chunk)
     chunked = lambda *a: linear_cross_entropy(*a, chunk_rows=chunk)  # noqa: E731
@@ -47,8 +49,9 @@ def test_batched_input_and_a_scaled_loss():
     """(B, T, C) input as the model gives it, and a loss divided for gradient accumulation."""
     x, weight, targets = leaves(24, 12, 90)
     x, targets = x.detach().view(2, 12, 12), targets.view(2, 12)
-    fused = loss_and_grads(lambda *a: linear_cross_entropy(*a, chunk_rows=5), x, weight, targets,
-                           scale=0.25)
+    fused = loss_and_grads(
+        lambda *a: linear_cross_entropy(*a, chunk_rows=5), x, weight, targets, scale=0.25
+    )
     for got, want in zip(fused, loss_and_grads(plain_loss, x, weight, targets, scale=0.25)):
         torch.testing.assert_close(got, want, **CLOSE)
 
@@ -154,7 +157,7 @@ def test_the_tied_embedding_gets_both_gradients():
     for model in (plain, fused):
         model(idx, targets)[1].backward()
     for (name, p), q in zip(plain.named_parameters(), fused.parameters()):
-        torch.testing.assert_close(q.grad, p.grad, **CLOSE, msg=lambda m: f"{name}: {m}")
+        torch.testing.assert_close(q.grad, p.grad, **CLOSE, msg=lambda m, name=name: f"{name}: {m}")
 
 
 def test_one_optimizer_step_gives_the_same_weights():
@@ -167,10 +170,13 @@ def test_one_optimizer_step_gives_the_same_weights():
     # Adam's first step is ~lr * sign(grad): a gradient near its eps (1e-8) turns a 1e-10
     # difference into up to lr * 1e-2, hence 1e-5 here (1% of a step) rather than CLOSE.
     for (name, p), q in zip(plain.named_parameters(), fused.parameters()):
-        torch.testing.assert_close(q, p, rtol=1e-5, atol=1e-5, msg=lambda m: f"{name}: {m}")
+        torch.testing.assert_close(
+            q, p, rtol=1e-5, atol=1e-5, msg=lambda m, name=name: f"{name}: {m}"
+        )
 
 
 # --- the device choice ----------------------------------------------------------------------
+
 
 def test_choose_picks_the_fused_loss_on_cpu_and_says_why():
     choice = devices.choose("cpu")

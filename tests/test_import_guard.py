@@ -11,11 +11,20 @@ import subprocess
 import sys
 
 from conftest import ROOT, make_tiny_config
-from core.rundir import RunDir
+
+from core.store.rundir import RunDir
 
 RUNS_PAGE = ROOT / "dashboard" / "views" / "runs.py"
-CORE_AND_STATE = ["dashboard.state", "dashboard.run_table", "dashboard.colors", "core.launcher",
-                  "core.metrics", "core.rundir", "core.config", "core.param_count"]
+CORE_AND_STATE = [
+    "dashboard.state",
+    "dashboard.run_table",
+    "dashboard.colors",
+    "core.runs.launcher",
+    "core.store.metrics",
+    "core.store.rundir",
+    "core.config",
+    "core.model.param_count",
+]
 FIGURES = "plotly.graph_objs._figure"
 HEAVY = ("torch", FIGURES)
 
@@ -38,15 +47,16 @@ def loaded_after(code: str) -> list[list[str]]:
     """Run code in a fresh interpreter; each `LOADED` line in it reports the HEAVY modules then
     in sys.modules, and one more is reported at the end."""
     probe = f"import sys, json\n{code}\n{LOADED}"
-    out = subprocess.run([sys.executable, "-c", probe], cwd=ROOT, capture_output=True, text=True,
-                         timeout=120)
+    out = subprocess.run(
+        [sys.executable, "-c", probe], cwd=ROOT, capture_output=True, text=True, timeout=120
+    )
     assert out.returncode == 0, out.stderr
     return [json.loads(line) for line in out.stdout.splitlines() if line.startswith("[")]
 
 
 def test_the_runs_pages_modules_leave_torch_and_plotly_out():
     modules = sorted(set(top_level_imports(RUNS_PAGE) + CORE_AND_STATE))
-    assert "core.launcher" in modules and "dashboard.run_table" in modules
+    assert "core.runs.launcher" in modules and "dashboard.run_table" in modules
     assert loaded_after("\n".join(f"import {m}" for m in modules)) == [[]]
 
 

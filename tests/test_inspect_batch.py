@@ -1,4 +1,4 @@
-"""core.inspect_batch: the micro batches behind a step, their checksum, losses and the CLI."""
+"""core.inspect.batch: the micro batches behind a step, their checksum, losses and the CLI."""
 
 import hashlib
 import json
@@ -6,19 +6,32 @@ import json
 import pytest
 import torch
 
-from core import data, metrics
-from core import inspect_batch as IB
-from core.engine import train
-from core.model import GPT, ModelConfig
-from core.rundir import RunDir
+from core.data import dataset as data
+from core.data.walker import (
+    BatchWalker,
+    batch_checksum,
+    micro_batch_numbers,
+    step_batches,
+    step_checksum,
+    train_walker,
+    walker_checksum,
+)
+from core.inspect import batch as IB
+from core.model.gpt import GPT, ModelConfig
+from core.store import metrics
+from core.store.rundir import RunDir
+from core.train.engine import train
 
 
 def engine_order(cfg, steps: int, world_size: int) -> list[list[tuple[int, int]]]:
-    """Per step, (rank, micro batch number) in the order core/engine.py's loop reads them."""
+    """Per step, (rank, micro batch number) in the order core/train/engine.py's loop reads them."""
     out, micro_seen = [], 0
     for _ in range(steps):
-        reads = [(rank, micro_seen + micro * world_size + rank)
-                 for micro in range(cfg.grad_accum_steps) for rank in range(world_size)]
+        reads = [
+            (rank, micro_seen + micro * world_size + rank)
+            for micro in range(cfg.grad_accum_steps)
+            for rank in range(world_size)
+        ]
         micro_seen += cfg.grad_accum_steps * world_size
         out.append(reads)
     return out
@@ -27,9 +40,9 @@ def engine_order(cfg, steps: int, world_size: int) -> list[list[tuple[int, int]]
 @pytest.mark.parametrize("world_size", [1, 2])
 def test_step_batches_follow_the_engine_order(tiny_config, world_size):
     cfg = tiny_config.replace(grad_accum_steps=2)
-    walker = IB.train_walker(cfg)
+    walker = train_walker(cfg)
     for step, reads in enumerate(engine_order(cfg, 4, world_size), start=1):
-        batches = IB.step_batches(cfg, step, world_size, walker)
+        batches = step_batches(cfg, step, world_size, walker)
         assert [b.number for b in batches] == sorted(n for _, n in reads)
         for rank in range(world_size):
             mine = [n for r, n in reads if r == rank]  # what that rank trained, in its order
@@ -38,14 +51,14 @@ def test_step_batches_follow_the_engine_order(tiny_config, world_size):
             for b in theirs:
                 x, y = walker.batch(b.number)
                 assert torch.equal(b.x, x) and torch.equal(b.y, y)
-        assert list(IB.micro_batch_numbers(cfg, step, world_size)) == [b.number for b in batches]
+        assert list(micro_batch_numbers(cfg, step, world_size)) == [b.number for b in batches]
 
 
 def test_total_batch_tokens_derives_the_accumulation(tiny_config):
     per_micro = tiny_config.micro_batch_size * tiny_config.seq_len
     cfg = tiny_config.replace(total_batch_tokens=4 * per_micro, grad_accum_steps=99)
-    assert IB.micro_batch_numbers(cfg, 1, 1) == range(0, 4)
-    assert IB.micro_batch_numbers(cfg, 3, 2) == range(8, 12)  # 2 micro steps x 2 ranks
+    assert micro_batch_numbers(cfg, 1, 1) == range(0, 4)
+    assert micro_batch_numbers(cfg, 3, 2) == range(8, 12)  # 2 micro steps x 2 ranks
     view = IB.describe_step(cfg, 3, 2)
     assert view.grad_accum_steps == 2
     assert [(b.micro, b.rank) for b in view.batches] == [(0, 0), (0, 1), (1, 0), (1, 1)]
@@ -54,42 +67,43 @@ def test_total_batch_tokens_derives_the_accumulation(tiny_config):
 def test_the_real_engine_reads_what_step_batches_says(tiny_config, runs_dir, monkeypatch):
     cfg = tiny_config.replace(max_steps=3, eval_interval=0, checkpoint_interval=0)
     seen = []
-    original = data.BatchWalker.batch
-    monkeypatch.setattr(data.BatchWalker, "batch",
-                        lambda self, n: seen.append((id(self), n)) or original(self, n))
+    original = BatchWalker.batch
+    monkeypatch.setattr(
+        BatchWalker, "batch", lambda self, n: seen.append((id(self), n)) or original(self, n)
+    )
     assert train(str(RunDir.create(runs_dir, "order", cfg).path)) == "completed"
     train_walker_id = seen[0][0]
     trained = [n for w, n in seen if w == train_walker_id]
     # each step reads its micro batches to train, then again to record their checksum
-    expected = [b.number for s in (1, 2, 3) for _ in "tc" for b in IB.step_batches(cfg, s, 1)]
+    expected = [b.number for s in (1, 2, 3) for _ in "tc" for b in step_batches(cfg, s, 1)]
     assert trained == expected
 
 
 def test_checksum_is_stable_and_differs_between_steps(tiny_config):
-    walker = IB.train_walker(tiny_config)
-    one = IB.step_checksum(tiny_config, 1, 1, walker)
-    assert one == IB.step_checksum(tiny_config, 1, 1) and len(one) == 16
+    walker = train_walker(tiny_config)
+    one = step_checksum(tiny_config, 1, 1, walker)
+    assert one == step_checksum(tiny_config, 1, 1) and len(one) == 16
     assert int(one, 16) >= 0
-    assert len({IB.step_checksum(tiny_config, s, 1, walker) for s in range(1, 6)}) == 5
+    assert len({step_checksum(tiny_config, s, 1, walker) for s in range(1, 6)}) == 5
     # By definition: blake2b (8 bytes) of the int64 ids of the inputs in micro batch order.
-    xs = torch.cat([b.x for b in IB.step_batches(tiny_config, 2, 2, walker)])
+    xs = torch.cat([b.x for b in step_batches(tiny_config, 2, 2, walker)])
     by_hand = hashlib.blake2b(xs.numpy().astype("<i8").tobytes(), digest_size=8).hexdigest()
-    assert IB.step_checksum(tiny_config, 2, 2, walker) == by_hand
+    assert step_checksum(tiny_config, 2, 2, walker) == by_hand
     # What the engine can compute from its own walker and data position on rank 0.
-    assert IB.walker_checksum(walker, range(4, 8)) == by_hand
-    assert IB.batch_checksum([xs.to(torch.int32)]) == by_hand  # the dtype given does not matter
+    assert walker_checksum(walker, range(4, 8)) == by_hand
+    assert batch_checksum([xs.to(torch.int32)]) == by_hand  # the dtype given does not matter
 
 
 @pytest.mark.parametrize("step, world_size", [(0, 1), (-3, 1), (1, 0)])
 def test_bad_step_or_world_size(tiny_config, step, world_size):
     with pytest.raises(ValueError, match="step|world_size"):
-        IB.micro_batch_numbers(tiny_config, step, world_size)
+        micro_batch_numbers(tiny_config, step, world_size)
 
 
 def test_window_losses_average_to_the_models_loss(tiny_config):
     torch.manual_seed(0)
     model = GPT(ModelConfig.of(tiny_config)).eval()
-    b = IB.step_batches(tiny_config, 1, 1)[0]
+    b = step_batches(tiny_config, 1, 1)[0]
     losses = IB.window_losses(model, b.x, b.y)
     assert losses.shape == tuple(b.x.shape)
     _, loss = model(b.x, b.y)
@@ -101,17 +115,20 @@ def test_window_losses_average_to_the_models_loss(tiny_config):
 
 # --- command line --------------------------------------------------------------------------------
 
+
 def write_train_records(run: RunDir, checksums: dict[int, str]) -> None:
     with open(run.metrics_path, "a") as f:
         for step, checksum in checksums.items():
-            f.write(json.dumps({"kind": "train", "step": step, "loss": 1.0,
-                                "batch_checksum": checksum}) + "\n")
+            f.write(
+                json.dumps({"kind": "train", "step": step, "loss": 1.0, "batch_checksum": checksum})
+                + "\n"
+            )
         f.write(json.dumps({"kind": "eval", "step": 1, "val_loss": 1.0}) + "\n")
 
 
 def test_cli_prints_the_batches_and_matches_the_record(tiny_config, runs_dir, capsys):
     run = RunDir.create(runs_dir, "cli", tiny_config)
-    write_train_records(run, {1: IB.step_checksum(tiny_config, 1), 2: "0" * 16})
+    write_train_records(run, {1: step_checksum(tiny_config, 1), 2: "0" * 16})
     assert IB.main(["--run-dir", str(run.path), "--step", "1", "--chars", "40"]) == 0
     out = capsys.readouterr().out
     assert "micro batch 0 (micro step 0, rank 0)" in out and "micro batch 1" in out
@@ -130,12 +147,15 @@ def test_cli_with_a_checkpoint_shows_losses(trained_run, capsys):
     assert "mean loss" in out and "row 0 [" in out
 
 
-@pytest.mark.parametrize("args, message", [
-    (["--step", "0"], "step must be"),
-    (["--step", "1", "--checkpoint", "missing.pt"], "does not exist"),
-    (["--step", "1", "--world-size", "0"], "world_size"),
-    (["--step", "1", "--chars", "3"], "--chars"),
-])
+@pytest.mark.parametrize(
+    "args, message",
+    [
+        (["--step", "0"], "step must be"),
+        (["--step", "1", "--checkpoint", "missing.pt"], "does not exist"),
+        (["--step", "1", "--world-size", "0"], "world_size"),
+        (["--step", "1", "--chars", "3"], "--chars"),
+    ],
+)
 def test_cli_bad_input_exits_2(trained_run, capsys, args, message):
     assert IB.main(["--run-dir", str(trained_run.path)] + args) == 2
     err = capsys.readouterr().err
@@ -154,4 +174,4 @@ def test_the_engine_records_the_checksum_the_batch_view_rebuilds(trained_run):
     steps = [r["step"] for r in records if r["kind"] == "train"]
     assert steps == list(range(1, 13))
     for step in steps:
-        assert IB.recorded_checksum(records, step) == IB.step_checksum(cfg, step, 1)
+        assert IB.recorded_checksum(records, step) == step_checksum(cfg, step, 1)

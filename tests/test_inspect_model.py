@@ -1,15 +1,21 @@
-"""core.inspect_model: loading checkpoints (weights only) and describing models."""
+"""core.inspect.model_info: loading checkpoints (weights only) and describing models."""
 
 import math
 
 import pytest
 import torch
 
-from core import checkpoint
-from core import sampling as S
-from core.inspect_model import (architecture, load_model, meta_breakdown, parameter_breakdown,
-                                resolve_checkpoint, sizes, training_results)
-from core.rundir import RunDir
+from core.data.tokens import encode_prompt
+from core.generate import sampling as S
+from core.inspect.model_info import (
+    architecture,
+    meta_breakdown,
+    parameter_breakdown,
+    training_results,
+)
+from core.store import checkpoint
+from core.store.checkpoint import load_model, resolve_checkpoint, sizes
+from core.store.rundir import RunDir
 
 
 def test_load_model_from_a_trained_run(trained_run):
@@ -17,13 +23,14 @@ def test_load_model_from_a_trained_run(trained_run):
     assert path == trained_run.latest_checkpoint()
     loaded = load_model(path)
     assert loaded.step == 12 and loaded.config.n_embd == 32
-    ids, _ = S.encode_prompt("ROMEO:", loaded.model.config.block_size)
+    ids, _ = encode_prompt("ROMEO:", loaded.model.config.block_size)
     events = list(S.stream_tokens(loaded.model, ids, S.SamplingSettings(max_new_tokens=5)))
     assert 1 <= len(events) <= 5 and all(isinstance(e.text, str) for e in events)
     bf16 = load_model(path, dtype="bfloat16")
     assert next(bf16.model.parameters()).dtype == torch.bfloat16
-    assert list(S.stream_tokens(bf16.model, [464], S.SamplingSettings(max_new_tokens=3,
-                                                                      stop_at_eot=False)))
+    assert list(
+        S.stream_tokens(bf16.model, [464], S.SamplingSettings(max_new_tokens=3, stop_at_eot=False))
+    )
 
 
 def test_missing_truncated_and_foreign_checkpoints(trained_run, tmp_path):

@@ -6,11 +6,12 @@ import subprocess
 import sys
 
 import pytest
-
 from conftest import WAIT_S, make_tiny_config, wait_for
-from core import launcher, rundir
+
 from core.config import ConfigError
-from core.rundir import RunDir
+from core.runs import launcher
+from core.store import rundir
+from core.store.rundir import RunDir
 
 
 def finished(run: RunDir):
@@ -19,8 +20,9 @@ def finished(run: RunDir):
 
 
 def test_launch_trains_in_the_background_to_completion(runs_dir, small_text):
-    run_id = launcher.launch(make_tiny_config(small_text, max_steps=4, eval_interval=0),
-                             runs_dir, "bg")
+    run_id = launcher.launch(
+        make_tiny_config(small_text, max_steps=4, eval_interval=0), runs_dir, "bg"
+    )
     run = RunDir(runs_dir / run_id)
     status = run.read_status()
     assert status["launcher_pid"] and status["command"][:3] == [sys.executable, "-m", "core.train"]
@@ -49,9 +51,22 @@ def test_commands_are_argument_lists_never_shell_strings(runs_dir, small_text, m
     launcher.launch(make_tiny_config(small_text), runs_dir, "one")
     launcher.launch(make_tiny_config(small_text, nproc=2), runs_dir, "two")
     (one, kw1), (two, kw2) = FakePopen.calls
-    assert one == [sys.executable, "-m", "core.train", "--run-dir", str((runs_dir / "one").resolve())]
-    assert two[:7] == [sys.executable, "-m", "torch.distributed.run", "--standalone",
-                       "--nproc_per_node", "2", "-m"]
+    assert one == [
+        sys.executable,
+        "-m",
+        "core.train",
+        "--run-dir",
+        str((runs_dir / "one").resolve()),
+    ]
+    assert two[:7] == [
+        sys.executable,
+        "-m",
+        "torch.distributed.run",
+        "--standalone",
+        "--nproc_per_node",
+        "2",
+        "-m",
+    ]
     assert two[7:9] == ["core.train", "--run-dir"]
     for kw in (kw1, kw2):
         assert not kw.get("shell") and kw["start_new_session"] is True
@@ -84,8 +99,10 @@ def test_kill_shows_crashed_then_resume_and_stop(runs_dir, small_text, monkeypat
     monkeypatch.setattr(rundir, "HEARTBEAT_GRACE_S", 0.5)
     cfg = make_tiny_config(small_text, max_steps=100_000, eval_interval=0, checkpoint_interval=2)
     run = RunDir(runs_dir / launcher.launch(cfg, runs_dir, "long"))
-    wait_for(lambda: run.read_status().get("step", 0) >= 3 and run.latest_checkpoint(),
-             "two checkpointed steps")
+    wait_for(
+        lambda: run.read_status().get("step", 0) >= 3 and run.latest_checkpoint(),
+        "two checkpointed steps",
+    )
     with pytest.raises(ConfigError, match="stop it before deleting"):
         launcher.delete(run)
     with pytest.raises(ConfigError, match="stop it before resuming"):
@@ -97,8 +114,13 @@ def test_kill_shows_crashed_then_resume_and_stop(runs_dir, small_text, monkeypat
 
     launcher.resume(run)
     assert launcher.state_of(run) in ("queued", "running")
-    wait_for(lambda: run.read_status().get("state") == "running"
-             and run.read_status().get("step", 0) > saved_step, "the resumed run to step on")
+    wait_for(
+        lambda: (
+            run.read_status().get("state") == "running"
+            and run.read_status().get("step", 0) > saved_step
+        ),
+        "the resumed run to step on",
+    )
     assert "resumed from step" in run.log_path.read_text()
 
     assert launcher.stop(run, timeout=WAIT_S) == "stopped"
@@ -116,13 +138,23 @@ def test_stop_escalates_to_signals_when_stop_is_ignored(runs_dir, small_text, mo
     run = RunDir.create(runs_dir, "deaf", make_tiny_config(small_text))
     # A process that never reads STOP and ignores SIGTERM: only SIGKILL ends it.
     deaf = subprocess.Popen(
-        [sys.executable, "-c", "import signal, time; signal.signal(signal.SIGTERM, "
-         "signal.SIG_IGN); print('ready', flush=True); time.sleep(600)"],
-        stdout=subprocess.PIPE, start_new_session=True)
+        [
+            sys.executable,
+            "-c",
+            "import signal, time; signal.signal(signal.SIGTERM, "
+            "signal.SIG_IGN); print('ready', flush=True); time.sleep(600)",
+        ],
+        stdout=subprocess.PIPE,
+        start_new_session=True,
+    )
     try:
         assert deaf.stdout.readline().strip() == b"ready"
-        run.write_status(state="running", pid=deaf.pid, launcher_pid=deaf.pid,
-                         pid_start=rundir.process_start_time(deaf.pid))
+        run.write_status(
+            state="running",
+            pid=deaf.pid,
+            launcher_pid=deaf.pid,
+            pid_start=rundir.process_start_time(deaf.pid),
+        )
         assert launcher.stop(run, timeout=0.5) == "failed"
         deaf.wait(timeout=10)  # ended (the launcher's liveness probe may have reaped it)
         assert "SIGKILL" in run.read_status()["error"]
@@ -145,6 +177,8 @@ def test_resume_and_delete_rules(runs_dir, small_text):
     with pytest.raises(ConfigError, match="running: stop it"):
         launcher.delete(alive)
     assert {i.run_id: i.state for i in launcher.list_runs(runs_dir)} == {
-        "nockpt": "failed", "alive": "running"}
+        "nockpt": "failed",
+        "alive": "running",
+    }
     launcher.delete(run)
     assert [i.run_id for i in launcher.list_runs(runs_dir)] == ["alive"]

@@ -5,18 +5,33 @@ import json
 import numpy as np
 import pytest
 
-from core import metrics
-from core.rundir import RunDir
+from core.store import metrics
+from core.store.rundir import RunDir
 from dashboard import live_data
 from dashboard.charts import ema_debiased
-from dashboard.live_data import (RunSeries, build_figures, eta_seconds, overfitting_since,
-                                 sample_timeline, series_for, tail_text)
+from dashboard.live_data import (
+    RunSeries,
+    build_figures,
+    eta_seconds,
+    overfitting_since,
+    sample_timeline,
+    series_for,
+    tail_text,
+)
 
 
 def _train(step, loss=None, t0=1000.0):
-    return dict(kind="train", step=step, time=t0 + step * 0.5, loss=loss if loss is not None else 10.0 / step,
-                lr=1e-3, grad_norm=0.5 + step % 3, dt_ms=500.0, tokens_per_sec=256.0,
-                tokens_seen=step * 128)
+    return dict(
+        kind="train",
+        step=step,
+        time=t0 + step * 0.5,
+        loss=loss if loss is not None else 10.0 / step,
+        lr=1e-3,
+        grad_norm=0.5 + step % 3,
+        dt_ms=500.0,
+        tokens_per_sec=256.0,
+        tokens_seen=step * 128,
+    )
 
 
 def _append(run, records, raw_tail=""):
@@ -36,8 +51,14 @@ def test_refresh_parses_only_new_lines(run):
     assert series.refresh() == 10
     offset = series.reader.offset
     assert series.refresh() == 0 and series.reader.offset == offset
-    _append(run, [_train(11), dict(kind="eval", step=11, time=1006.0, val_loss=2.5),
-                  dict(kind="sample", step=11, time=1006.0, prompt="ROMEO:", text=" *hi* _x_")])
+    _append(
+        run,
+        [
+            _train(11),
+            dict(kind="eval", step=11, time=1006.0, val_loss=2.5),
+            dict(kind="sample", step=11, time=1006.0, prompt="ROMEO:", text=" *hi* _x_"),
+        ],
+    )
     assert series.refresh() == 3
     np.testing.assert_array_equal(series.train["step"], np.arange(1, 12))
     assert series.eval["val_loss"].tolist() == [2.5]
@@ -59,11 +80,18 @@ def test_bulk_parse_matches_line_by_line(run, monkeypatch):
     for s in range(1, 3001):
         records.append(_train(s))
         if s % 100 == 0:
-            records += [dict(kind="eval", step=s, time=1.0 * s, val_loss=1.0 / s,
-                             **(dict(copy_rate=s / 3000, longest_copy=s // 100) if s > 1000 else {})),
-                        dict(kind="sample", step=s, time=1.0 * s, prompt="A:", text=f"t{s}"),
-                        dict(kind="system", step=s, time=1.0 * s, cpu_percent=99.0, rss_mb=s / 10),
-                        dict(kind="future", step=s, time=1.0 * s, whatever=[1, 2])]
+            records += [
+                dict(
+                    kind="eval",
+                    step=s,
+                    time=1.0 * s,
+                    val_loss=1.0 / s,
+                    **(dict(copy_rate=s / 3000, longest_copy=s // 100) if s > 1000 else {}),
+                ),
+                dict(kind="sample", step=s, time=1.0 * s, prompt="A:", text=f"t{s}"),
+                dict(kind="system", step=s, time=1.0 * s, cpu_percent=99.0, rss_mb=s / 10),
+                dict(kind="future", step=s, time=1.0 * s, whatever=[1, 2]),
+            ]
         if s == 1500:
             records.append(dict(kind="start", step=s, time=1.0 * s, resumed=True, world_size=1))
     _append(run, records)
@@ -102,7 +130,9 @@ def test_rewritten_file_is_read_again(run):
     _append(run, [_train(s, loss=1.0) for s in range(11, 14)])
     series.refresh()
     assert series.train["step"].tolist() == list(range(1, 14))
-    np.testing.assert_allclose(series.smoothed("loss", 0.6), ema_debiased(series.train["loss"], 0.6))
+    np.testing.assert_allclose(
+        series.smoothed("loss", 0.6), ema_debiased(series.train["loss"], 0.6)
+    )
 
 
 def test_smoothing_extends_and_changes_with_weight(run):
@@ -112,12 +142,19 @@ def test_smoothing_extends_and_changes_with_weight(run):
     series.smoothed("loss", 0.9)
     _append(run, [_train(s) for s in range(50, 80)])
     series.refresh()
-    np.testing.assert_allclose(series.smoothed("loss", 0.9), ema_debiased(series.train["loss"], 0.9))
-    np.testing.assert_allclose(series.smoothed("loss", 0.3), ema_debiased(series.train["loss"], 0.3))
+    np.testing.assert_allclose(
+        series.smoothed("loss", 0.9), ema_debiased(series.train["loss"], 0.9)
+    )
+    np.testing.assert_allclose(
+        series.smoothed("loss", 0.3), ema_debiased(series.train["loss"], 0.3)
+    )
 
 
 def test_x_axes(run):
-    _append(run, [_train(s) for s in range(1, 5)] + [dict(kind="eval", step=2, time=1001.5, val_loss=3.0)])
+    _append(
+        run,
+        [_train(s) for s in range(1, 5)] + [dict(kind="eval", step=2, time=1001.5, val_loss=3.0)],
+    )
     series = RunSeries(run)
     series.refresh()
     assert series.x_values("step").tolist() == [1, 2, 3, 4]
@@ -157,8 +194,15 @@ def test_series_for_keeps_one_reader_per_run(run):
 def test_build_figures_downsamples_and_labels(run):
     _append(run, [_train(s, loss=10.0 / s if s != 7777 else 99.0) for s in range(1, 20_001)])
     series = series_for({}, run)
-    figs = build_figures([series], axis="tokens", weight=0.6, log_y=True, color_of=lambda _: "#123456",
-                         targets={"live": 0.1}, clips={"live": 1.0})
+    figs = build_figures(
+        [series],
+        axis="tokens",
+        weight=0.6,
+        log_y=True,
+        color_of=lambda _: "#123456",
+        targets={"live": 0.1},
+        clips={"live": 1.0},
+    )
     assert list(figs) == ["loss", "lr", "grad_norm", "tokens_per_sec", "system", "dt_ms"]
     loss = figs["loss"]
     raw, smooth = loss.data
@@ -179,17 +223,30 @@ def test_tail_text(tmp_path):
 
 
 def test_figures_mark_resumes_copy_rate_and_best_val(run):
-    from core.metrics import RunSummary, read_all
+    from core.store.metrics import RunSummary, read_all
 
-    _append(run, [dict(kind="start", step=0, time=0.0, resumed=False)]
-            + [_train(s) for s in range(1, 11)]
-            + [dict(kind="eval", step=5, time=1.0, val_loss=2.0, copy_rate=0.25),
-               dict(kind="start", step=5, time=2.0, resumed=True),
-               dict(kind="eval", step=10, time=3.0, val_loss=2.5)])
+    _append(
+        run,
+        [dict(kind="start", step=0, time=0.0, resumed=False)]
+        + [_train(s) for s in range(1, 11)]
+        + [
+            dict(kind="eval", step=5, time=1.0, val_loss=2.0, copy_rate=0.25),
+            dict(kind="start", step=5, time=2.0, resumed=True),
+            dict(kind="eval", step=10, time=3.0, val_loss=2.5),
+        ],
+    )
     series = series_for({}, run)
     summary = RunSummary().update(read_all(run.metrics_path))
-    figs = build_figures([series], axis="step", weight=0.0, log_y=False, color_of=lambda _: "#123456",
-                         targets={}, clips={}, summaries={"live": summary})
+    figs = build_figures(
+        [series],
+        axis="step",
+        weight=0.0,
+        log_y=False,
+        color_of=lambda _: "#123456",
+        targets={},
+        clips={},
+        summaries={"live": summary},
+    )
     loss = figs["loss"]
     names = [t.name for t in loss.data]
     assert names == ["train", "val", "best val at step 5", "copied %"]
@@ -199,9 +256,17 @@ def test_figures_mark_resumes_copy_rate_and_best_val(run):
     assert loss.layout.annotations[0].text == "resumed at 5"
     assert [s.x0 for s in figs["dt_ms"].layout.shapes] == [5]  # bare lines on the side charts
     assert not figs["dt_ms"].layout.annotations
-    hidden = build_figures([series], axis="step", weight=0.0, log_y=False, show={"val"},
-                           color_of=lambda _: "#123456", targets={}, clips={},
-                           summaries={"live": summary})
+    hidden = build_figures(
+        [series],
+        axis="step",
+        weight=0.0,
+        log_y=False,
+        show={"val"},
+        color_of=lambda _: "#123456",
+        targets={},
+        clips={},
+        summaries={"live": summary},
+    )
     assert [t.name for t in hidden["loss"].data] == ["train", "val"]
     assert not hidden["loss"].layout.shapes and not hidden["dt_ms"].layout.shapes
 
@@ -210,19 +275,46 @@ def test_target_line_only_near_the_curve(run):
     _append(run, [_train(s, loss=5.0 - s * 0.1) for s in range(1, 11)])  # 4.9 down to 4.0
     series = series_for({}, run)
     for log_y in (False, True):
-        figs = build_figures([series], axis="step", weight=0.0, log_y=log_y, color_of=lambda _: "#123456",
-                             targets={"live": 0.1}, clips={})
+        figs = build_figures(
+            [series],
+            axis="step",
+            weight=0.0,
+            log_y=log_y,
+            color_of=lambda _: "#123456",
+            targets={"live": 0.1},
+            clips={},
+        )
         assert not figs["loss"].layout.shapes and "target 0.1" in figs["loss"].layout.title.text
-        near = build_figures([series], axis="step", weight=0.0, log_y=log_y, color_of=lambda _: "#123456",
-                             targets={"live": 1.5}, clips={})
+        near = build_figures(
+            [series],
+            axis="step",
+            weight=0.0,
+            log_y=log_y,
+            color_of=lambda _: "#123456",
+            targets={"live": 1.5},
+            clips={},
+        )
         assert near["loss"].layout.shapes[0].y0 == 1.5 and near["loss"].layout.title.text == "Loss"
 
 
 def test_system_figures(run):
-    _append(run, [_train(s) for s in range(1, 5)]
-            + [dict(kind="system", step=s, time=1.0, cpu_percent=50.0 * s, rss_mb=100.0) for s in (2, 4)])
-    figs = build_figures([series_for({}, run)], axis="tokens", weight=0.0, log_y=False,
-                         color_of=lambda _: "#123456", targets={}, clips={})
+    _append(
+        run,
+        [_train(s) for s in range(1, 5)]
+        + [
+            dict(kind="system", step=s, time=1.0, cpu_percent=50.0 * s, rss_mb=100.0)
+            for s in (2, 4)
+        ],
+    )
+    figs = build_figures(
+        [series_for({}, run)],
+        axis="tokens",
+        weight=0.0,
+        log_y=False,
+        color_of=lambda _: "#123456",
+        targets={},
+        clips={},
+    )
     cpu, rss = figs["system"].data
     assert list(cpu.x) == [256, 512] and list(cpu.y) == [100.0, 200.0] and rss.yaxis == "y2"
     assert "gpu" not in figs  # a CPU run: no empty GPU chart
@@ -230,8 +322,15 @@ def test_system_figures(run):
 
 def test_system_figure_waits_for_records(run):
     _append(run, [_train(1)])
-    figs = build_figures([series_for({}, run)], axis="step", weight=0.0, log_y=False,
-                         color_of=lambda _: "#123456", targets={}, clips={})
+    figs = build_figures(
+        [series_for({}, run)],
+        axis="step",
+        weight=0.0,
+        log_y=False,
+        color_of=lambda _: "#123456",
+        targets={},
+        clips={},
+    )
     assert "No system records yet" in figs["system"].layout.annotations[0].text
 
 
@@ -268,26 +367,38 @@ def test_overfitting_since_the_best_val_step():
 
 
 def test_sample_timeline(run):
-    _append(run, [_train(s) for s in range(1, 21)]
-            + [dict(kind="eval", step=10, time=1.0, val_loss=2.5),
-               dict(kind="sample", step=10, time=1.0, prompt="A:", text=" one\ntwo"),
-               dict(kind="eval", step=20, time=2.0, val_loss=2.0, copy_rate=0.5),
-               dict(kind="sample", step=20, time=2.0, prompt="A:", text=" three"),
-               dict(kind="sample", step=15, time=2.0, prompt="A:", text=" no eval here")])
+    _append(
+        run,
+        [_train(s) for s in range(1, 21)]
+        + [
+            dict(kind="eval", step=10, time=1.0, val_loss=2.5),
+            dict(kind="sample", step=10, time=1.0, prompt="A:", text=" one\ntwo"),
+            dict(kind="eval", step=20, time=2.0, val_loss=2.0, copy_rate=0.5),
+            dict(kind="sample", step=20, time=2.0, prompt="A:", text=" three"),
+            dict(kind="sample", step=15, time=2.0, prompt="A:", text=" no eval here"),
+        ],
+    )
     entries = sample_timeline(series_for({}, run))
     assert [(e.step, e.val_loss, e.copy_rate) for e in entries] == [
-        (20, 2.0, 0.5), (15, None, None), (10, 2.5, None)]
+        (20, 2.0, 0.5),
+        (15, None, None),
+        (10, 2.5, None),
+    ]
     assert entries[2].prompt + entries[2].text == "A: one\ntwo"
 
 
 def test_runs_resumed_at_one_step_share_a_resume_line(runs_dir, tiny_config):
-    records = ([dict(kind="start", step=0, time=0.0, resumed=False)] + [_train(s) for s in range(1, 5)]
-               + [dict(kind="start", step=2, time=9.0, resumed=True)])
+    records = (
+        [dict(kind="start", step=0, time=0.0, resumed=False)]
+        + [_train(s) for s in range(1, 5)]
+        + [dict(kind="start", step=2, time=9.0, resumed=True)]
+    )
     all_series = []
     for name in ("a", "b"):
         run = RunDir.create(runs_dir, name, tiny_config)
         _append(run, records)
         all_series.append(series_for({}, run))
-    lines = live_data.resume_lines(all_series, axis="step", x_scale=1.0, color_of=lambda _: "#123456",
-                                   labels=True)
+    lines = live_data.resume_lines(
+        all_series, axis="step", x_scale=1.0, color_of=lambda _: "#123456", labels=True
+    )
     assert [(v.x, v.label) for v in lines] == [(2.0, "a, b resumed at 2")]

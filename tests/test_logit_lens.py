@@ -1,12 +1,12 @@
-"""core.logit_lens: the residual stream read through ln_f and the output layer, per layer."""
+"""core.inspect.logit_lens: the residual stream read through ln_f and the output layer, per layer."""
 
 import pytest
 import torch
 
 from core.config import GPT2_VOCAB
-from core.logit_lens import logit_lens, logit_lens_text, read_out, residual_stream
-from core.model import GPT, ModelConfig
-from core.sampling import mask_padding
+from core.generate.sampling import mask_padding
+from core.inspect.logit_lens import logit_lens, logit_lens_text, read_out, residual_stream
+from core.model.gpt import GPT, ModelConfig
 
 IDS = [464, 3290, 286, 262, 995, 318, 257, 1332, 286, 262]
 
@@ -44,8 +44,9 @@ def test_row_zero_is_the_embedding(model):
     stream = residual_stream(model, IDS)
     t = model.transformer
     with torch.no_grad():
-        torch.testing.assert_close(stream[0],
-                                   t.wte(torch.tensor(IDS)) + t.wpe(torch.arange(len(IDS))))
+        torch.testing.assert_close(
+            stream[0], t.wte(torch.tensor(IDS)) + t.wpe(torch.arange(len(IDS)))
+        )
     lens = logit_lens(model, IDS)
     assert lens.layers == ["embedding", "block 1", "block 2"]
     assert len(lens.cells) == 3 and all(len(row) == len(IDS) for row in lens.cells)

@@ -9,17 +9,61 @@ import sys
 import numpy as np
 import pytest
 
-from core import memorization as memo
 from core.config import TrainConfig, preset
-from core.data import encode
-from core.memorization import MissingDataError, Span, SuffixIndex, build_suffix_array, main
-from core.rundir import RunDir
+from core.data import corpus as memo
+from core.data.corpus import MissingDataError, Span, SuffixIndex, build_suffix_array
+from core.data.dataset import encode
+from core.data.xray import data_xray
+from core.inspect.memorization import main
+from core.store.rundir import RunDir
 from tests.conftest import ROOT
 
-WORDS = ("apple river stone cloud bright silver morning garden shadow winter honey candle "
-         "window forest mirror thunder meadow lantern harbor feather castle whisper copper "
-         "valley ember orchard marble velvet compass island violet falcon crimson willow "
-         "meadowlark basket cinder pebble harvest thistle quiver saddle tundra walnut").split()
+WORDS = [
+    "apple",
+    "river",
+    "stone",
+    "cloud",
+    "bright",
+    "silver",
+    "morning",
+    "garden",
+    "shadow",
+    "winter",
+    "honey",
+    "candle",
+    "window",
+    "forest",
+    "mirror",
+    "thunder",
+    "meadow",
+    "lantern",
+    "harbor",
+    "feather",
+    "castle",
+    "whisper",
+    "copper",
+    "valley",
+    "ember",
+    "orchard",
+    "marble",
+    "velvet",
+    "compass",
+    "island",
+    "violet",
+    "falcon",
+    "crimson",
+    "willow",
+    "meadowlark",
+    "basket",
+    "cinder",
+    "pebble",
+    "harvest",
+    "thistle",
+    "quiver",
+    "saddle",
+    "tundra",
+    "walnut",
+]
 SPEAKERS = ("ROMEO", "JULIET", "First Citizen", "NURSE")
 REPEATED = "Never again shall the silver river run so bright and cold."
 
@@ -65,8 +109,11 @@ def corpus(tmp_path):
 
 def find_all(haystack: np.ndarray, needle) -> list[int]:
     needle = list(needle)
-    return [i for i in range(len(haystack) - len(needle) + 1)
-            if haystack[i:i + len(needle)].tolist() == needle]
+    return [
+        i
+        for i in range(len(haystack) - len(needle) + 1)
+        if haystack[i : i + len(needle)].tolist() == needle
+    ]
 
 
 def absent_ids(index, k: int) -> list[int]:
@@ -94,21 +141,22 @@ def test_suffix_array_lcp_and_searches_match_brute_force():
         n, vocab = int(rng.integers(0, 50)), int(rng.integers(1, 5))
         text = rng.integers(0, vocab, n).astype(np.uint16)
         if trial % 3 == 0 and n > 10:
-            text[n // 2:] = text[:n - n // 2]  # long repeats: many doubling rounds
+            text[n // 2 :] = text[: n - n // 2]  # long repeats: many doubling rounds
         sa = build_suffix_array(text)
         as_lists = [text[i:].tolist() for i in range(n)]
         assert sa.tolist() == sorted(range(n), key=lambda i: as_lists[i])
         lcp = memo.lcp_array(text, sa)
         for j in range(1, n):
             a, b = as_lists[sa[j - 1]], as_lists[sa[j]]
-            assert lcp[j] == next((k for k, (x, y) in enumerate(zip(a, b)) if x != y),
-                                  min(len(a), len(b)))
+            assert lcp[j] == next(
+                (k for k, (x, y) in enumerate(zip(a, b)) if x != y), min(len(a), len(b))
+            )
         index = SuffixIndex(text, sa)
         query = rng.integers(0, vocab + 1, int(rng.integers(0, 15)))
         lengths, offsets = index.longest_matches(query)
         assert lengths.tolist() == brute_matches(text.tolist(), query.tolist())
         for i, (length, at) in enumerate(zip(lengths, offsets)):
-            assert text[at:at + length].tolist() == query[i:i + length].tolist()
+            assert text[at : at + length].tolist() == query[i : i + length].tolist()
             assert (at == -1) == (length == 0)
         for k in range(min(4, len(query) + 1)):
             assert index.count(query[:k]) == (len(find_all(text, query[:k])) if k else n)
@@ -156,11 +204,17 @@ def test_planted_copies_found_with_exact_bounds_and_locations(corpus):
     query = filler[:10] + a + filler[10:20] + b + filler[20:]
     spans = index.copied_spans(query, min_len=8)
     (at_a,), (at_b,) = find_all(index.train.tokens, a), find_all(index.train.tokens, b)
-    assert spans == [Span(10, 10 + len(a), at_a, len(a)),
-                     Span(20 + len(a), 20 + len(a) + len(b), at_b, len(b))]
+    assert spans == [
+        Span(10, 10 + len(a), at_a, len(a)),
+        Span(20 + len(a), 20 + len(a) + len(b), at_b, len(b)),
+    ]
     where = index.locate(at_a, len(a), context=1)
-    assert (where.file, where.line, where.end_line, where.speaker) == ("play.txt", line_a, line_a,
-                                                                      speaker_a)
+    assert (where.file, where.line, where.end_line, where.speaker) == (
+        "play.txt",
+        line_a,
+        line_a,
+        speaker_a,
+    )
     assert (line_a, text_a) in where.context and len(where.context) == 3
     assert index.locate(at_b, len(b)).speaker == speaker_b
     stats = index.copy_stats(query)
@@ -266,17 +320,20 @@ def test_a_folder_names_the_file_and_a_text_without_speakers_has_none(tmp_path):
 def test_xray_counts_epochs_repeats_and_warns(corpus):
     path, said = corpus
     index = memo.load_index(str(path), 0.1)
-    cfg = TrainConfig(data=str(path), micro_batch_size=2, seq_len=32, grad_accum_steps=2,
-                      max_steps=500)
-    xray = memo.data_xray(cfg, n_params=1_000_000, index=index)
+    cfg = TrainConfig(
+        data=str(path), micro_batch_size=2, seq_len=32, grad_accum_steps=2, max_steps=500
+    )
+    xray = data_xray(cfg, n_params=1_000_000, index=index)
     n = len(index.tokens)
     assert (xray.tokens, xray.train_tokens + xray.val_tokens) == (n, n)
     assert xray.tokens_per_step == 128
     chunks = (xray.train_tokens - 1) // 64
     assert xray.steps_per_epoch == chunks / 2 and xray.epochs == pytest.approx(500 / (chunks / 2))
     assert xray.params_per_token == pytest.approx(1_000_000 / xray.train_tokens)
-    assert xray.warning == f"500 steps x 128 tokens = {xray.epochs:,.0f} epochs of this text: " \
-                           "expect it to memorize"
+    assert (
+        xray.warning == f"500 steps x 128 tokens = {xray.epochs:,.0f} epochs of this text: "
+        "expect it to memorize"
+    )
     dog, line = xray.repeats[0], xray.repeats[1]  # said twice each, by the same speaker or not
     assert "JULIET:\nThe lazy dog barks at noon." in dog.text and dog.count == 2
     assert REPEATED in line.text and line.count == 2
@@ -285,17 +342,18 @@ def test_xray_counts_epochs_repeats_and_warns(corpus):
     lengths = [r.length for r in xray.repeats]
     assert lengths == sorted(lengths, reverse=True)
     assert len(xray.repeats) == 3 and len({r.offset for r in xray.repeats}) == 3
-    assert memo.data_xray(cfg.replace(max_steps=2), 1, index=index).warning is None
-    too_big = memo.data_xray(cfg.replace(micro_batch_size=64, seq_len=1024), 1, index=index)
+    assert data_xray(cfg.replace(max_steps=2), 1, index=index).warning is None
+    too_big = data_xray(cfg.replace(micro_batch_size=64, seq_len=1024), 1, index=index)
     assert too_big.epochs == float("inf") and "fewer than one micro batch" in too_big.warning
 
 
 def test_tiny_shakespeare_xray_and_a_copied_line(shakespeare_path):
     cfg = preset("gpt2-124m")
-    xray = memo.data_xray(cfg, n_params=124_000_000)
+    xray = data_xray(cfg, n_params=124_000_000)
     assert (xray.tokens, xray.train_tokens, xray.val_tokens) == (338_025, 304_223, 33_802)
-    assert xray.warning == ("2,000 steps x 32,768 tokens = 216 epochs of this text: "
-                            "expect it to memorize")
+    assert xray.warning == (
+        "2,000 steps x 32,768 tokens = 216 epochs of this text: expect it to memorize"
+    )
     index = memo.load_index("tinyshakespeare", 0.1)
     ids = encode("But, soft! what light through yonder window breaks?").tolist()
     (span,) = index.copied_spans(ids)
@@ -328,14 +386,17 @@ def test_cli_reads_a_file_and_an_overriding_data_path(run, corpus, tmp_path, cap
     assert "100.0% of" in capsys.readouterr().out
 
 
-@pytest.mark.parametrize("args, message", [
-    (["--text", ""], "the text is empty"),
-    (["--text", "  \n"], "the text is empty"),
-    (["--text", "Hello"], "one token"),
-    (["--text", "hello there", "--min-len", "0"], "--min-len"),
-    (["--file", "/nonexistent/sample.txt"], "cannot read --file"),
-    (["--text", "hello there", "--data", "/nonexistent/data.txt"], "point --data"),
-])
+@pytest.mark.parametrize(
+    "args, message",
+    [
+        (["--text", ""], "the text is empty"),
+        (["--text", "  \n"], "the text is empty"),
+        (["--text", "Hello"], "one token"),
+        (["--text", "hello there", "--min-len", "0"], "--min-len"),
+        (["--file", "/nonexistent/sample.txt"], "cannot read --file"),
+        (["--text", "hello there", "--data", "/nonexistent/data.txt"], "point --data"),
+    ],
+)
 def test_cli_bad_input_exits_2_and_creates_nothing(run, cache, capsys, args, message):
     assert main(["--run-dir", str(run.path)] + args) == 2
     err = capsys.readouterr().err
@@ -353,14 +414,28 @@ def test_cli_missing_run_dir_and_missing_data(run, corpus, tmp_path, capsys):
 
 def test_module_runs_from_the_command_line(run, corpus):
     done = subprocess.run(
-        [sys.executable, "-m", "core.memorization", "--run-dir", str(run.path), "--text",
-         corpus[1][2][2]], cwd=ROOT, capture_output=True, text=True, env=os.environ, timeout=120)
+        [
+            sys.executable,
+            "-m",
+            "core.inspect.memorization",
+            "--run-dir",
+            str(run.path),
+            "--text",
+            corpus[1][2][2],
+        ],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        env=os.environ,
+        timeout=120,
+    )
     assert done.returncode == 0, done.stderr
     assert "100.0% of" in done.stdout
 
 
 def test_bench_prints_figures(capsys, shakespeare_path):
-    from bench import common, memorization as bench
+    from bench import common
+    from bench import memorization as bench
 
     assert bench.main(["--sizes", "0.02"]) == 0
     record = common.last_json_line(capsys.readouterr().out)

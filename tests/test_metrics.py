@@ -1,12 +1,12 @@
-"""core.metrics: the record format, the incremental reader, the summary and the CSV export."""
+"""core.store.metrics: the record format, the incremental reader, the summary and the CSV export."""
 
 import json
 import threading
 
 import pytest
 
-from core import metrics
-from core.metrics import KINDS, MetricsLog, MetricsReader, RunSummary, SummaryCache
+from core.store import metrics
+from core.store.metrics import KINDS, MetricsLog, MetricsReader, RunSummary, SummaryCache
 
 
 def _lines(*records) -> str:
@@ -17,13 +17,27 @@ def test_every_kind_round_trips_through_the_writer_and_reader(tmp_path):
     path = tmp_path / "metrics.jsonl"
     log = MetricsLog(path)
     examples = {
-        "train": dict(loss=2.5, lr=1e-3, grad_norm=0.7, dt_ms=12.0, tokens_per_sec=900.0,
-                      tokens_seen=512, mfu=0.1, peak_mem_mb=300.0, train_time_s=1.5,
-                      batch_checksum="ab12"),
+        "train": dict(
+            loss=2.5,
+            lr=1e-3,
+            grad_norm=0.7,
+            dt_ms=12.0,
+            tokens_per_sec=900.0,
+            tokens_seen=512,
+            mfu=0.1,
+            peak_mem_mb=300.0,
+            train_time_s=1.5,
+            batch_checksum="ab12",
+        ),
         "eval": dict(val_loss=2.9, copy_rate=0.25, longest_copy=12, copy_min_len=8),
         "sample": dict(prompt="ROMEO:", text="To be"),
-        "start": dict(resumed=True, world_size=2, max_steps=100, peak_flops=1.4e11,
-                      peak_source="fp32 matmul measured here"),
+        "start": dict(
+            resumed=True,
+            world_size=2,
+            max_steps=100,
+            peak_flops=1.4e11,
+            peak_source="fp32 matmul measured here",
+        ),
         "system": dict(cpu_percent=180.0, rss_mb=400.0, gpu_mem_mb=1.0, gpu_util=50.0),
     }
     assert set(examples) == set(KINDS)  # a new kind needs an example here
@@ -41,9 +55,13 @@ def test_the_writer_refuses_undeclared_fields(tmp_path):
 
 def test_unknown_kinds_are_kept_and_ignored_by_the_summary(tmp_path):
     path = tmp_path / "metrics.jsonl"
-    path.write_text(_lines({"kind": "train", "step": 1, "loss": 3.0},
-                           {"kind": "telemetry-v9", "step": 1, "whatever": [1, 2]},
-                           {"kind": "eval", "step": 1, "val_loss": 3.5}))
+    path.write_text(
+        _lines(
+            {"kind": "train", "step": 1, "loss": 3.0},
+            {"kind": "telemetry-v9", "step": 1, "whatever": [1, 2]},
+            {"kind": "eval", "step": 1, "val_loss": 3.5},
+        )
+    )
     records = metrics.read_all(path)
     assert [r["kind"] for r in records] == ["train", "telemetry-v9", "eval"]
     s = RunSummary().update(records)
@@ -51,10 +69,21 @@ def test_unknown_kinds_are_kept_and_ignored_by_the_summary(tmp_path):
     assert "whatever" in metrics.to_csv(records).splitlines()[0]
 
 
-@pytest.mark.parametrize("line", ["123", "[1, 2]", "null", '"text"', '{"step": 1}',
-                                  '{"kind": "train", "step": "abc", "loss": 1}',
-                                  '{"kind": "train", "step": true, "loss": 1}',
-                                  '{"kind": 5, "step": 1}', "\x00garbage", '{"kind": "train", "st'])
+@pytest.mark.parametrize(
+    "line",
+    [
+        "123",
+        "[1, 2]",
+        "null",
+        '"text"',
+        '{"step": 1}',
+        '{"kind": "train", "step": "abc", "loss": 1}',
+        '{"kind": "train", "step": true, "loss": 1}',
+        '{"kind": 5, "step": 1}',
+        "\x00garbage",
+        '{"kind": "train", "st',
+    ],
+)
 def test_malformed_lines_are_skipped(tmp_path, line):
     path = tmp_path / "metrics.jsonl"
     good = {"kind": "train", "step": 2, "loss": 1.0}
@@ -63,8 +92,17 @@ def test_malformed_lines_are_skipped(tmp_path, line):
 
 
 def test_fields_of_the_wrong_type_are_dropped_not_fatal():
-    r = metrics.clean({"kind": "train", "step": 4.0, "loss": "abc", "lr": None, "dt_ms": True,
-                       "tokens_seen": 64, "time": "x"})
+    r = metrics.clean(
+        {
+            "kind": "train",
+            "step": 4.0,
+            "loss": "abc",
+            "lr": None,
+            "dt_ms": True,
+            "tokens_seen": 64,
+            "time": "x",
+        }
+    )
     assert r == {"kind": "train", "step": 4, "tokens_seen": 64}
     s = RunSummary().update([r])  # no loss: nothing to fold, no error
     assert s.last_loss is None
@@ -72,7 +110,9 @@ def test_fields_of_the_wrong_type_are_dropped_not_fatal():
 
 def test_reader_is_incremental_and_tolerates_a_torn_line(tmp_path):
     path = tmp_path / "metrics.jsonl"
-    path.write_text('{"kind": "eval", "step": 1}\n{"kind": "eval", "step": 2}\n{"kind": "eval", "st')
+    path.write_text(
+        '{"kind": "eval", "step": 1}\n{"kind": "eval", "step": 2}\n{"kind": "eval", "st'
+    )
     reader = MetricsReader(path)
     assert [r["step"] for r in reader.read_new()] == [1, 2]
     assert reader.read_new() == []
@@ -100,12 +140,32 @@ def test_reader_starts_over_when_a_resume_replaces_the_file(tmp_path):
 def test_summary_sums_training_time_over_segments_and_finds_best_val():
     records = [
         {"kind": "start", "step": 0, "resumed": False},
-        *({"kind": "train", "step": s, "loss": 10.0 - s, "dt_ms": 1000.0, "train_time_s": float(s),
-           "tokens_seen": 100 * s, "tokens_per_sec": 100.0} for s in range(1, 6)),
+        *(
+            {
+                "kind": "train",
+                "step": s,
+                "loss": 10.0 - s,
+                "dt_ms": 1000.0,
+                "train_time_s": float(s),
+                "tokens_seen": 100 * s,
+                "tokens_per_sec": 100.0,
+            }
+            for s in range(1, 6)
+        ),
         {"kind": "eval", "step": 5, "val_loss": 6.0},
         {"kind": "start", "step": 5, "resumed": True},  # stopped at 5, resumed an hour later
-        *({"kind": "train", "step": s, "loss": 10.0 - s, "dt_ms": 1000.0, "train_time_s": float(s),
-           "tokens_seen": 100 * s, "tokens_per_sec": 100.0} for s in range(6, 9)),
+        *(
+            {
+                "kind": "train",
+                "step": s,
+                "loss": 10.0 - s,
+                "dt_ms": 1000.0,
+                "train_time_s": float(s),
+                "tokens_seen": 100 * s,
+                "tokens_per_sec": 100.0,
+            }
+            for s in range(6, 9)
+        ),
         {"kind": "eval", "step": 8, "val_loss": 6.5, "copy_rate": 0.3, "longest_copy": 14},
     ]
     s = RunSummary().update(records)
@@ -132,7 +192,9 @@ def test_summary_cache_is_consistent_under_threads(tmp_path):
     def writer():
         with open(path, "a") as f:
             for s in range(1, 2001):
-                f.write(json.dumps({"kind": "train", "step": s, "loss": 1.0, "tokens_seen": s}) + "\n")
+                f.write(
+                    json.dumps({"kind": "train", "step": s, "loss": 1.0, "tokens_seen": s}) + "\n"
+                )
                 f.flush()
         done.set()
 
@@ -140,7 +202,9 @@ def test_summary_cache_is_consistent_under_threads(tmp_path):
         while not done.is_set():
             cache.get(path)
 
-    threads = [threading.Thread(target=writer)] + [threading.Thread(target=reader) for _ in range(6)]
+    threads = [threading.Thread(target=writer)] + [
+        threading.Thread(target=reader) for _ in range(6)
+    ]
     for t in threads:
         t.start()
     for t in threads:
@@ -150,7 +214,10 @@ def test_summary_cache_is_consistent_under_threads(tmp_path):
 
 
 def test_csv_export_has_one_row_per_record():
-    records = [{"kind": "train", "step": 1, "loss": 2.0}, {"kind": "sample", "step": 1, "text": "a,b\nc"}]
+    records = [
+        {"kind": "train", "step": 1, "loss": 2.0},
+        {"kind": "sample", "step": 1, "text": "a,b\nc"},
+    ]
     text = metrics.to_csv(records)
     assert text.splitlines()[0] == "kind,step,loss,text"
     assert '"a,b\nc"' in text
@@ -158,7 +225,11 @@ def test_csv_export_has_one_row_per_record():
 
 def test_last_step_time_reads_the_tail(tmp_path):
     path = tmp_path / "metrics.jsonl"
-    path.write_text(_lines(*({"kind": "train", "step": s, "loss": 1.0, "dt_ms": float(s)} for s in range(1, 500)),
-                           {"kind": "eval", "step": 499, "val_loss": 1.0}))
+    path.write_text(
+        _lines(
+            *({"kind": "train", "step": s, "loss": 1.0, "dt_ms": float(s)} for s in range(1, 500)),
+            {"kind": "eval", "step": 499, "val_loss": 1.0},
+        )
+    )
     assert metrics.last_step_time_ms(path) == 499.0
     assert metrics.last_step_time_ms(tmp_path / "none") == 0.0

@@ -4,7 +4,7 @@ import pytest
 import torch
 
 from core.config import preset
-from core.model import GPT, ModelConfig, flops_per_token
+from core.model.gpt import GPT, ModelConfig, flops_per_token
 
 TINY = ModelConfig(n_layer=2, n_head=2, n_embd=32, block_size=16, vocab_size=50304)
 
@@ -43,7 +43,7 @@ def test_gpt2_initialisation():
 
 
 def test_initial_loss_of_124m_on_shakespeare_is_near_uniform(shakespeare_path):
-    from core.data import encode
+    from core.data.dataset import encode
 
     torch.manual_seed(1337)
     model = GPT(ModelConfig.of(preset("gpt2-124m"))).eval()
@@ -85,5 +85,9 @@ def test_dropout_acts_only_while_training():
     model.eval()
     with torch.no_grad():
         assert torch.equal(model(ids)[0], model(ids)[0])
-    assert ModelConfig.of({"n_layer": 2, "n_head": 2, "n_embd": 32, "block_size": 16,
-                           "vocab_size": 50304}).dropout == 0.0  # an older config: off
+    assert (
+        ModelConfig.of(
+            {"n_layer": 2, "n_head": 2, "n_embd": 32, "block_size": 16, "vocab_size": 50304}
+        ).dropout
+        == 0.0
+    )  # an older config: off

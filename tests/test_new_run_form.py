@@ -5,12 +5,12 @@ import dataclasses
 
 import numpy as np
 import pytest
-
 from conftest import make_tiny_config
-from core import data
-from core.config import PRESET_NOTES, TrainConfig, preset
-from core.estimate import Estimate, estimate, snapshot_count
-from core.param_count import param_count
+
+from core.config import PRESET_NOTES, TrainConfig, cache_dir, preset
+from core.data import dataset as data
+from core.model.param_count import param_count
+from core.train.estimate import Estimate, estimate, snapshot_count
 from dashboard import new_run_form
 from dashboard.run_table import format_duration
 
@@ -49,7 +49,7 @@ def test_upload_checks(small_text):
 def test_uploads_are_stored_by_content_in_the_cache(small_text):
     raw = small_text.read_bytes()
     path = data.store_upload("My Notes (1).txt", raw)
-    assert path.parent == data.cache_dir() / "uploads" and path.read_bytes() == raw
+    assert path.parent == cache_dir() / "uploads" and path.read_bytes() == raw
     assert path.name.endswith("-My-Notes--1.txt") and len(path.name.split("-")[0]) == 64
     assert data.store_upload("My Notes (1).txt", raw) == path  # the same text: the same file
     assert data.store_upload("../../etc/passwd", raw).parent == path.parent
@@ -62,17 +62,33 @@ def test_size_problem(small_text):
 
 
 def fake_estimate(source: str, guess: bool, **kw) -> Estimate:
-    return Estimate(params=3_323_648, params_by_component={}, tokens_per_step=512,
-                    grad_accum_steps=1, steps_per_epoch=None, memory_mb={}, flops_per_token=1,
-                    total_tokens=1, time_source=source, time_is_guess=guess, **kw)
+    return Estimate(
+        params=3_323_648,
+        params_by_component={},
+        tokens_per_step=512,
+        grad_accum_steps=1,
+        steps_per_epoch=None,
+        memory_mb={},
+        flops_per_token=1,
+        total_tokens=1,
+        time_source=source,
+        time_is_guess=guess,
+        **kw,
+    )
 
 
-@pytest.mark.parametrize("source, guess, start", [
-    ("measured: mean throughput of run r (10 tokens/s)", False,
-     "Measured: mean throughput of run r (10 tokens/s)."),
-    ("guess: 20.0 MFLOPs per token at 30% of 50 GFLOP/s peak", True, "⚠️ Rough guess: 20.0 MF"),
-    ("unknown: no throughput measured or guessed for this device", True, "Unknown: no through"),
-])
+@pytest.mark.parametrize(
+    "source, guess, start",
+    [
+        (
+            "measured: mean throughput of run r (10 tokens/s)",
+            False,
+            "Measured: mean throughput of run r (10 tokens/s).",
+        ),
+        ("guess: 20.0 MFLOPs per token at 30% of 50 GFLOP/s peak", True, "⚠️ Rough guess: 20.0 MF"),
+        ("unknown: no throughput measured or guessed for this device", True, "Unknown: no through"),
+    ],
+)
 def test_time_note_names_its_source_once(source, guess, start):
     note = new_run_form.time_note(fake_estimate(source, guess, notes=["may end earlier"]))
     assert note.startswith(start) and note.endswith(" May end earlier.")
@@ -84,7 +100,9 @@ def test_preset_note_uses_the_estimate(runs_dir):
     est = estimate(cfg, runs_dir=runs_dir, peak_flops=1e11)  # no finished run: a guess
     note = new_run_form.preset_note("nano", est, cfg.max_steps)
     assert note.startswith(PRESET_NOTES["nano"])
-    assert f"about {format_duration(est.time_s)} for {cfg.max_steps:,} steps (a rough guess)" in note
+    assert (
+        f"about {format_duration(est.time_s)} for {cfg.max_steps:,} steps (a rough guess)" in note
+    )
     assert f"{param_count(cfg) / 1e6:,.2f} M parameters" in note
     assert new_run_form.preset_note("nano", None, 200) == PRESET_NOTES["nano"]
 
@@ -119,8 +137,9 @@ def test_copy_name_drops_the_launch_date():
     assert new_run_form.copy_name("my_run") == "my_run"
 
 
-@pytest.mark.parametrize("interval, max_steps, count", [(0, 200, 0), (50, 200, 5), (60, 200, 5),
-                                                       (500, 200, 2)])
+@pytest.mark.parametrize(
+    "interval, max_steps, count", [(0, 200, 0), (50, 200, 5), (60, 200, 5), (500, 200, 2)]
+)
 def test_snapshot_count_as_the_engine_writes_them(interval, max_steps, count):
     """Step 0, every interval, and the last step when it is not on the interval."""
     cfg = preset("nano", snapshot_interval=interval, max_steps=max_steps)
@@ -128,8 +147,8 @@ def test_snapshot_count_as_the_engine_writes_them(interval, max_steps, count):
 
 
 def test_disk_need_splits_checkpoints_and_capped_snapshots():
-    from core.estimate import checkpoint_disk_mb
-    from core.param_count import param_count
+    from core.model.param_count import param_count
+    from core.train.estimate import checkpoint_disk_mb
 
     cfg = preset("nano", snapshot_interval=60, snapshot_cap_mb=1000)
     need = new_run_form.disk_need(cfg)

@@ -1,12 +1,12 @@
-"""core.optim: the warmup + cosine schedule (with lr_decay_steps) and AdamW's decay groups."""
+"""core.train.optim: the warmup + cosine schedule (with lr_decay_steps) and AdamW's decay groups."""
 
 import pytest
 import torch
 from torch.nn.utils import parameters_to_vector
 
-from core.model import GPT, ModelConfig
-from core import optim
-from core.optim import decay_groups, get_lr
+from core.model.gpt import GPT, ModelConfig
+from core.train import optim
+from core.train.optim import decay_groups, get_lr
 
 
 def test_schedule_warmup_cosine_and_floor(tiny_config):
@@ -21,24 +21,31 @@ def test_weight_decay_only_on_2d_weights(tiny_config):
     model = GPT(ModelConfig.of(tiny_config))
     decay, no_decay = decay_groups(model, 0.1)
     assert decay["weight_decay"] == 0.1 and no_decay["weight_decay"] == 0.0
-    assert all(p.dim() == 2 for p in decay["params"]) and all(p.dim() == 1 for p in no_decay["params"])
+    assert all(p.dim() == 2 for p in decay["params"]) and all(
+        p.dim() == 1 for p in no_decay["params"]
+    )
     # tied embedding counted once; 4 matrices per block + wte + wpe
     assert len(decay["params"]) == 4 * 2 + 2
     names = {id(p): n for n, p in model.named_parameters()}
-    assert {names[id(p)] for p in no_decay["params"]} >= {"transformer.ln_f.weight", "transformer.h.0.attn.c_attn.bias"}
+    assert {names[id(p)] for p in no_decay["params"]} >= {
+        "transformer.ln_f.weight",
+        "transformer.h.0.attn.c_attn.bias",
+    }
     total = sum(p.numel() for g in (decay, no_decay) for p in g["params"])
     assert total == model.num_params()
 
 
 def test_a_continued_run_keeps_its_schedule_length(tiny_config):
-    cfg = tiny_config.replace(max_lr=1.0, min_lr=0.1, warmup_steps=10, max_steps=200,
-                              lr_decay_steps=110)
+    cfg = tiny_config.replace(
+        max_lr=1.0, min_lr=0.1, warmup_steps=10, max_steps=200, lr_decay_steps=110
+    )
     assert get_lr(60, cfg) == pytest.approx(0.55)  # the cosine still ends at step 110
     assert get_lr(150, cfg) == 0.1  # the extra steps train at min_lr
 
 
 def test_cpu_uses_the_fused_adamw_and_it_matches_the_loop(tiny_config, monkeypatch):
     """The fused kernel on a CPU takes the same steps as PyTorch's per-tensor loop."""
+
     def trained(fused: bool):
         monkeypatch.setattr(optim, "FUSED_ADAMW_DEVICES", ("cuda", "cpu") if fused else ("cuda",))
         torch.manual_seed(0)

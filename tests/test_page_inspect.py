@@ -9,24 +9,27 @@ import os
 import numpy as np
 import pytest
 import streamlit as st
+from conftest import ROOT
+from inspect_runs import make_old_run, memorized_run, untrained_run
 from streamlit.testing.v1 import AppTest
 
-from conftest import ROOT
-from core.inspect_model import load_model
-from core.logit_lens import logit_lens_text
-from core.rundir import RunDir
-from core.surprise import random_val_passage, surprise, surprise_diff
-from core.tokens import encode_for_model
+from core.data.tokens import encode_for_model
+from core.inspect.logit_lens import logit_lens_text
+from core.inspect.surprise import random_val_passage, surprise, surprise_diff
+from core.store.checkpoint import load_model
+from core.store.rundir import RunDir
 from dashboard import token_view as tv
 from dashboard.checkpoint_picker import NO_BEST, NO_SNAPSHOTS
-from inspect_runs import make_old_run, memorized_run, untrained_run
 
 PAGE = "views/inspect.py"
 
 
 def texts(at) -> str:
-    return " ".join(str(e.value) for kind in ("info", "error", "warning", "caption", "markdown")
-                    for e in at.get(kind))
+    return " ".join(
+        str(e.value)
+        for kind in ("info", "error", "warning", "caption", "markdown")
+        for e in at.get(kind)
+    )
 
 
 def decode(values):
@@ -111,8 +114,9 @@ def test_random_val_passage_and_the_difference_view(open_app, memorized, model):
     assert body.count('class="pop"') == len(d.tokens)
     assert tv.delta_colour(d.tokens[1].delta_bits) in body
     easiest = frame(at, "change")
-    assert list(easiest["change"]) == [round(t.delta_bits, 2) for t in d.easiest
-                                       if t.delta_bits < 0]
+    assert list(easiest["change"]) == [
+        round(t.delta_bits, 2) for t in d.easiest if t.delta_bits < 0
+    ]
 
 
 def test_logit_lens_heatmap_and_a_chosen_cell(open_app, memorized, model):
@@ -150,8 +154,10 @@ def test_attention_grid_head_labels_and_one_large_head(open_app, memorized, mode
     assert len(heads) == 2 * 2  # n_layer x n_head
     titles = [a["text"] for a in grid["layout"]["annotations"]]
     assert titles[:4] == [o for o in at.selectbox(key="ins_head").options]
-    assert all(t.startswith(f"L{layer} H{head}") for t, (layer, head) in
-               zip(titles, [(1, 1), (1, 2), (2, 1), (2, 2)]))
+    assert all(
+        t.startswith(f"L{layer} H{head}")
+        for t, (layer, head) in zip(titles, [(1, 1), (1, 2), (2, 1), (2, 2)])
+    )
     at.selectbox(key="ins_head").set_value(at.selectbox(key="ins_head").options[2]).run()
     big = figure(at, 1)
     assert big["layout"]["title"]["text"] == "layer 2, head 1"
@@ -177,8 +183,9 @@ def test_the_run_is_preselected_from_the_session(monkeypatch, runs_dir, trained_
     assert at.selectbox(key="ins_run").value == "first"
 
 
-def test_playground_and_inspect_link_to_each_other_on_the_same_checkpoint(open_app, runs_dir,
-                                                                         trained_run):
+def test_playground_and_inspect_link_to_each_other_on_the_same_checkpoint(
+    open_app, runs_dir, trained_run
+):
     make_old_run(trained_run, runs_dir, "first")
     make_old_run(trained_run, runs_dir, "second")
     at = open_app("views/playground.py", runs_dir)

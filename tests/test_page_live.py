@@ -11,9 +11,9 @@ import numpy as np
 import pytest
 from streamlit.testing.v1 import AppTest
 
-from core import rundir
-from core.metrics import MetricsReader
-from core.rundir import RunDir
+from core.store import rundir
+from core.store.metrics import MetricsReader
+from core.store.rundir import RunDir
 
 
 def _array(value):
@@ -32,7 +32,9 @@ def _trace(figures, name):
         for trace in fig["data"]:
             if trace.get("name") == name:
                 return trace, fig
-    raise AssertionError(f"no trace named {name!r} in {[t.get('name') for f in figures for t in f['data']]}")
+    raise AssertionError(
+        f"no trace named {name!r} in {[t.get('name') for f in figures for t in f['data']]}"
+    )
 
 
 def _open_live(monkeypatch, runs_dir, **state):
@@ -53,9 +55,22 @@ def _metric(at, label):
 def _train_lines(run, steps, start=1):
     with open(run.metrics_path, "a", buffering=1) as f:
         for s in range(start, start + steps):
-            f.write(json.dumps(dict(kind="train", step=s, time=time.time() - 100 + s, loss=5.0 / s,
-                                    lr=1e-3, grad_norm=0.8, dt_ms=250.0, tokens_per_sec=1024.0,
-                                    tokens_seen=s * 256)) + "\n")
+            f.write(
+                json.dumps(
+                    dict(
+                        kind="train",
+                        step=s,
+                        time=time.time() - 100 + s,
+                        loss=5.0 / s,
+                        lr=1e-3,
+                        grad_norm=0.8,
+                        dt_ms=250.0,
+                        tokens_per_sec=1024.0,
+                        tokens_seen=s * 256,
+                    )
+                )
+                + "\n"
+            )
 
 
 def test_no_runs_points_to_new_run(runs_dir, monkeypatch):
@@ -72,8 +87,18 @@ def test_running_run_updates_incrementally(runs_dir, tiny_config, monkeypatch):
     _train_lines(run, 30)
     with open(run.metrics_path, "a", buffering=1) as f:
         f.write(json.dumps(dict(kind="eval", step=30, time=time.time(), val_loss=0.9)) + "\n")
-        f.write(json.dumps(dict(kind="sample", step=30, time=time.time(), prompt="ROMEO:",
-                                text=" *bold* _it_ # $x$")) + "\n")
+        f.write(
+            json.dumps(
+                dict(
+                    kind="sample",
+                    step=30,
+                    time=time.time(),
+                    prompt="ROMEO:",
+                    text=" *bold* _it_ # $x$",
+                )
+            )
+            + "\n"
+        )
     at = _open_live(monkeypatch, runs_dir, live_smoothing=0.0)
 
     assert _metric(at, "State").endswith("running")
@@ -129,7 +154,9 @@ def test_completed_run_shows_all_charts(trained_run, monkeypatch):
 
 def test_failed_run_shows_error(runs_dir, tiny_config, monkeypatch):
     run = RunDir.create(runs_dir, "broken", tiny_config)
-    run.write_status(state="failed", error="TrainingDiverged: loss is nan at step 3", reason="error")
+    run.write_status(
+        state="failed", error="TrainingDiverged: loss is nan at step 3", reason="error"
+    )
     run.log_path.write_text("Traceback (most recent call last):\nTrainingDiverged: loss is nan\n")
     at = _open_live(monkeypatch, runs_dir)
     assert _metric(at, "State").endswith("failed")
@@ -178,18 +205,31 @@ def _two_segments(run, gap_s=86_400.0):
     for s in range(1, 21):
         t = t0 + 2 * s + (gap_s if s > 10 else 0)
         if s == 11:
-            records.append(dict(kind="start", step=10, time=t - 2, resumed=True, world_size=1,
-                                max_steps=40))
-        records.append(dict(kind="train", step=s, time=t, loss=4.0 - s * 0.1, lr=1e-3,
-                            grad_norm=0.5, dt_ms=2000.0, tokens_per_sec=100.0, tokens_seen=s * 64,
-                            train_time_s=2.0 * s))
+            records.append(
+                dict(kind="start", step=10, time=t - 2, resumed=True, world_size=1, max_steps=40)
+            )
+        records.append(
+            dict(
+                kind="train",
+                step=s,
+                time=t,
+                loss=4.0 - s * 0.1,
+                lr=1e-3,
+                grad_norm=0.5,
+                dt_ms=2000.0,
+                tokens_per_sec=100.0,
+                tokens_seen=s * 64,
+                train_time_s=2.0 * s,
+            )
+        )
     _write(run, records)
 
 
 def test_elapsed_is_training_time_and_resumes_are_marked(runs_dir, tiny_config, monkeypatch):
     run = RunDir.create(runs_dir, "resumed", tiny_config.replace(max_steps=40))
-    run.write_status(state="stopped", step=20, max_steps=40, started=time.time() - 200,
-                     ended=time.time())
+    run.write_status(
+        state="stopped", step=20, max_steps=40, started=time.time() - 200, ended=time.time()
+    )
     _two_segments(run)
     at = _open_live(monkeypatch, runs_dir)
     # 20 steps of 2 s: the Runs table's figure, not the day between the stop and the resume.
@@ -198,7 +238,9 @@ def test_elapsed_is_training_time_and_resumes_are_marked(runs_dir, tiny_config, 
     _, loss_fig = _trace(figures, "train")
     marks = [s for s in loss_fig["layout"]["shapes"] if s.get("xref") == "x"]
     assert [(m["x0"], m["line"]["dash"]) for m in marks] == [(10, "dot")]
-    assert any(a["text"] == "resumed at 10" and a["x"] == 10 for a in loss_fig["layout"]["annotations"])
+    assert any(
+        a["text"] == "resumed at 10" and a["x"] == 10 for a in loss_fig["layout"]["annotations"]
+    )
     _, lr_fig = _trace(figures, "learning rate")
     assert [s["x0"] for s in lr_fig["layout"]["shapes"] if s.get("xref") == "x"] == [10]
     at.segmented_control(key="live_x").set_value("time").run()  # training time: no day-long gap
@@ -210,8 +252,10 @@ def test_elapsed_is_training_time_and_resumes_are_marked(runs_dir, tiny_config, 
 def test_log_scale_fits_the_data_with_short_ticks(runs_dir, tiny_config, monkeypatch):
     run = RunDir.create(runs_dir, "far", tiny_config.replace(target_loss=0.1))
     run.write_status(state="completed")
-    _write(run, [dict(kind="train", step=s, time=1000.0 + s, loss=10.0 * 0.95 ** s)
-                 for s in range(1, 31)])  # 9.5 down to 2.15: far above the target 0.1
+    _write(
+        run,
+        [dict(kind="train", step=s, time=1000.0 + s, loss=10.0 * 0.95**s) for s in range(1, 31)],
+    )  # 9.5 down to 2.15: far above the target 0.1
     at = _open_live(monkeypatch, runs_dir, live_log=True, live_smoothing=0.0)
     _, fig = _trace(_figures(at), "train")
     y = fig["layout"]["yaxis"]
@@ -226,8 +270,9 @@ def test_log_scale_fits_the_data_with_short_ticks(runs_dir, tiny_config, monkeyp
 def test_log_scale_target_label_sits_on_its_line(runs_dir, tiny_config, monkeypatch):
     run = RunDir.create(runs_dir, "near", tiny_config.replace(target_loss=0.5))
     run.write_status(state="completed")
-    _write(run, [dict(kind="train", step=s, time=1000.0 + s, loss=3.0 * 0.9 ** s)
-                 for s in range(1, 21)])  # down to 0.36, below the target
+    _write(
+        run, [dict(kind="train", step=s, time=1000.0 + s, loss=3.0 * 0.9**s) for s in range(1, 21)]
+    )  # down to 0.36, below the target
     at = _open_live(monkeypatch, runs_dir, live_log=True, live_smoothing=0.0)
     _, fig = _trace(_figures(at), "train")
     line = next(s for s in fig["layout"]["shapes"] if s["xref"] == "paper")
@@ -254,16 +299,41 @@ def test_legend_of_several_runs_is_clear_of_the_title(runs_dir, tiny_config, mon
 # --- issue 13: copy rate, best val, overfitting ---------------------------------------------
 def _overfitting_run(runs_dir, tiny_config, patience=0, copy=True):
     """Train loss falls all along; val loss is best at step 30 and rises at 40, 50, 60."""
-    run = RunDir.create(runs_dir, "overfit", tiny_config.replace(
-        max_steps=100, early_stop_patience=patience, target_loss=0.0))
+    run = RunDir.create(
+        runs_dir,
+        "overfit",
+        tiny_config.replace(max_steps=100, early_stop_patience=patience, target_loss=0.0),
+    )
     run.write_status(state="completed")
-    records = [dict(kind="train", step=s, time=1000.0 + s, loss=3.0 - s * 0.02) for s in range(1, 61)]
-    for step, val, rate in ((10, 2.9, 0.0), (20, 2.7, 0.01), (30, 2.6, 0.05), (40, 2.65, 0.2),
-                            (50, 2.7, 0.35), (60, 2.8, 0.5)):
-        records.append(dict(kind="eval", step=step, time=1000.0 + step, val_loss=val,
-                            **(dict(copy_rate=rate, longest_copy=step, copy_min_len=8) if copy else {})))
-        records.append(dict(kind="sample", step=step, time=1000.0 + step, prompt="ROMEO:",
-                            text=f"\nline one at {step}\n  *two* <b>x</b>"))
+    records = [
+        dict(kind="train", step=s, time=1000.0 + s, loss=3.0 - s * 0.02) for s in range(1, 61)
+    ]
+    for step, val, rate in (
+        (10, 2.9, 0.0),
+        (20, 2.7, 0.01),
+        (30, 2.6, 0.05),
+        (40, 2.65, 0.2),
+        (50, 2.7, 0.35),
+        (60, 2.8, 0.5),
+    ):
+        records.append(
+            dict(
+                kind="eval",
+                step=step,
+                time=1000.0 + step,
+                val_loss=val,
+                **(dict(copy_rate=rate, longest_copy=step, copy_min_len=8) if copy else {}),
+            )
+        )
+        records.append(
+            dict(
+                kind="sample",
+                step=step,
+                time=1000.0 + step,
+                prompt="ROMEO:",
+                text=f"\nline one at {step}\n  *two* <b>x</b>",
+            )
+        )
     _write(run, sorted(records, key=lambda r: r["step"]))
     return run
 
@@ -301,12 +371,16 @@ def test_overlays_can_be_hidden(runs_dir, tiny_config, monkeypatch):
 
 
 # --- issue 14: sample timeline and the batch behind a step ------------------------------------
-def test_sample_timeline_newest_first_with_val_loss_and_copy_rate(runs_dir, tiny_config, monkeypatch):
+def test_sample_timeline_newest_first_with_val_loss_and_copy_rate(
+    runs_dir, tiny_config, monkeypatch
+):
     _overfitting_run(runs_dir, tiny_config)
     at = _open_live(monkeypatch, runs_dir)
     headings = [m.value for m in at.markdown if m.value.startswith("**step ")]
-    assert headings[:2] == ["**step 60** · val loss 2.8000 · copied 50%",
-                            "**step 50** · val loss 2.7000 · copied 35%"]
+    assert headings[:2] == [
+        "**step 60** · val loss 2.8000 · copied 50%",
+        "**step 50** · val loss 2.7000 · copied 35%",
+    ]
     assert len(headings) == 6
     # Verbatim in a code block: newlines kept, markdown and HTML characters not interpreted.
     assert at.code[0].value == "ROMEO:\nline one at 60\n  *two* <b>x</b>"
@@ -318,14 +392,18 @@ def test_batch_view_shows_tokens_with_their_losses(trained_run, monkeypatch):
 
     import torch
 
-    from core import inspect_batch
+    from core.inspect import batch as inspect_batch
 
     x = torch.tensor([[27, 373, 11]])  # "<" first: escaped, never read as HTML
-    monkeypatch.setattr(inspect_batch, "step_batches", lambda cfg, step, world_size: [
-        types.SimpleNamespace(number=8, x=x, y=x + 1)])
+    monkeypatch.setattr(
+        inspect_batch,
+        "step_batches",
+        lambda cfg, step, world_size: [types.SimpleNamespace(number=8, x=x, y=x + 1)],
+    )
     monkeypatch.setattr(inspect_batch, "batch_checksum", lambda xs: "feedc0de")
-    monkeypatch.setattr(inspect_batch, "window_losses",
-                        lambda model, x, y: np.array([[0.5, 4.0, 9.5]]))
+    monkeypatch.setattr(
+        inspect_batch, "window_losses", lambda model, x, y: np.array([[0.5, 4.0, 9.5]])
+    )
     at = _open_live(monkeypatch, trained_run.path.parent, selected_run="trained")
     at.number_input(key="live_batch_trained").set_value(3).run()
     captions = " ".join(c.value for c in at.caption)
@@ -336,13 +414,13 @@ def test_batch_view_shows_tokens_with_their_losses(trained_run, monkeypatch):
 
 
 def test_batch_view_with_core_inspect_batch(trained_run, monkeypatch):
-    from core import inspect_batch
+    from core.data.walker import batch_checksum, step_batches
 
     at = _open_live(monkeypatch, trained_run.path.parent, selected_run="trained")
     at.number_input(key="live_batch_trained").set_value(7).run()
     assert not at.exception, at.exception
     cfg = trained_run.read_config()
-    checksum = inspect_batch.batch_checksum(b.x for b in inspect_batch.step_batches(cfg, 7, 1))
+    checksum = batch_checksum(b.x for b in step_batches(cfg, 7, 1))
     assert f"Checksum {checksum}" in " ".join(c.value for c in at.caption)
     assert "checkpoint of step 5" in " ".join(c.value for c in at.caption)
     spans = " ".join(h.proto.body for h in at.get("html"))
@@ -374,7 +452,7 @@ def test_stop_on_the_live_page_writes_a_stop_request(runs_dir, tiny_config, monk
 
 
 def test_resume_only_where_it_does_something(runs_dir, tiny_config, monkeypatch):
-    from core import launcher
+    from core.runs import launcher
 
     resumed = []
     monkeypatch.setattr(launcher, "resume", lambda run, max_steps=None: resumed.append(run.run_id))
@@ -413,8 +491,13 @@ def test_view_survives_navigation_and_is_in_the_url(runs_dir, tiny_config, monke
     at.slider(key="live_smoothing").set_value(0.8).run()
     at.toggle(key="live_log").set_value(True).run()
     at.pills(key="live_show").set_value(["val", "resumes"]).run()
-    assert at.query_params == {"runs": "two,one", "x": "tokens", "smooth": "0.8", "log": "1",
-                               "show": "val,resumes"}
+    assert at.query_params == {
+        "runs": "two,one",
+        "x": "tokens",
+        "smooth": "0.8",
+        "log": "1",
+        "show": "val,resumes",
+    }
     at.switch_page("views/runs.py").run()
     at.switch_page("views/live.py").run()
     assert at.multiselect(key="live_runs").value == ["two", "one"]
@@ -440,33 +523,55 @@ def test_system_metrics_are_charted_beside_throughput(runs_dir, tiny_config, mon
     run = RunDir.create(runs_dir, "sys", tiny_config)
     run.write_status(state="completed")
     _train_lines(run, 6)
-    _write(run, [dict(kind="system", step=s, time=1000.0 + s, cpu_percent=95.0 + s, rss_mb=500.0 + s,
-                      **(dict(gpu_mem_mb=2048.0, gpu_util=80.0) if s > 3 else {}))
-                 for s in range(1, 7)])
+    _write(
+        run,
+        [
+            dict(
+                kind="system",
+                step=s,
+                time=1000.0 + s,
+                cpu_percent=95.0 + s,
+                rss_mb=500.0 + s,
+                **(dict(gpu_mem_mb=2048.0, gpu_util=80.0) if s > 3 else {}),
+            )
+            for s in range(1, 7)
+        ],
+    )
     at = _open_live(monkeypatch, runs_dir)
     cpu, fig = _trace(_figures(at), "CPU %")
     assert fig["layout"]["title"]["text"] == "CPU and memory"
     np.testing.assert_allclose(_array(cpu["y"]), 95.0 + np.arange(1, 7))
     memory, _ = _trace(_figures(at), "memory")
-    assert memory["yaxis"] == "y2" and fig["layout"]["yaxis2"]["title"]["text"] == "resident memory (MiB)"
+    assert (
+        memory["yaxis"] == "y2"
+        and fig["layout"]["yaxis2"]["title"]["text"] == "resident memory (MiB)"
+    )
     gpu, gpu_fig = _trace(_figures(at), "GPU memory")
     assert gpu_fig["layout"]["title"]["text"] == "GPU" and _array(gpu["x"]).tolist() == [4, 5, 6]
     titles = [f["layout"].get("title", {}).get("text") for f in _figures(at)]
     # Two columns under the loss chart (listed column by column): throughput beside system.
-    assert titles[1:] == ["Learning rate", "Throughput", "Step time",
-                          "Gradient norm", "CPU and memory", "GPU"]
+    assert titles[1:] == [
+        "Learning rate",
+        "Throughput",
+        "Step time",
+        "Gradient norm",
+        "CPU and memory",
+        "GPU",
+    ]
 
 
 def test_continue_training_from_the_live_page(trained_run, monkeypatch, tmp_path):
     import shutil
 
-    from core import launcher
+    from core.runs import launcher
 
     runs = tmp_path / "more-runs"
     runs.mkdir()
     shutil.copytree(trained_run.path, runs / "trained")
     calls = []
-    monkeypatch.setattr(launcher, "continue_run", lambda run, n, t: calls.append((run.run_id, n, t)))
+    monkeypatch.setattr(
+        launcher, "continue_run", lambda run, n, t: calls.append((run.run_id, n, t))
+    )
     at = _open_live(monkeypatch, runs, selected_run="trained")
     assert at.button(key="live_resume_trained").disabled  # completed: Resume would do nothing
     assert at.number_input(key="live_more_steps_trained").value == 24  # twice max_steps

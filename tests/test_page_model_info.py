@@ -1,10 +1,9 @@
 """Model info page (AppTest): no runs, no checkpoint, and a trained run's figures."""
 
-
-from core.inspect_model import load_model
-from core.metrics import summarize
+from core.store.checkpoint import load_model
+from core.store.metrics import summarize
+from core.store.rundir import RunDir
 from dashboard.run_table import format_duration
-from core.rundir import RunDir
 
 PAGE = "views/model_info.py"
 
@@ -48,8 +47,10 @@ def test_trained_run(open_app, trained_run):
     assert len(at.get("download_button")) == 3
     arch = at.table[0].value
     assert arch.loc["layers", "value"] == "2"
-    assert at.table[1].value.loc["token embedding (wte, tied with lm_head)", "parameters"] \
+    assert (
+        at.table[1].value.loc["token embedding (wte, tied with lm_head)", "parameters"]
         == f"{50304 * 32:,}"
+    )
     hp = at.dataframe[0].value
     assert dict(zip(hp["setting"], hp["value"]))["max_lr"] == "0.003"
 

@@ -5,13 +5,15 @@ import socket
 import time
 
 import pytest
+from conftest import make_tiny_config
 from streamlit.testing.v1 import AppTest
 
-from conftest import make_tiny_config
-from core import data, estimate, launcher, metrics, throughput
-from core.config import TrainConfig, preset
-from core.param_count import param_count
-from core.rundir import RunDir
+from core.config import TrainConfig, cache_dir, preset
+from core.model.param_count import param_count
+from core.runs import launcher
+from core.store import metrics
+from core.store.rundir import RunDir
+from core.train import estimate, throughput
 from dashboard import new_run_form
 from dashboard.run_table import format_duration
 from dashboard.state import SELECTED_RUN
@@ -64,10 +66,13 @@ def test_invalid_fields_show_errors_disable_launch_and_create_nothing(page, runs
     assert list(runs_dir.iterdir()) == []
 
 
-@pytest.mark.parametrize("content, message", [
-    (b"\xff\xfe caf\xe9 " * 500, "not UTF-8"),
-    (b"too short", "at least 1,024 bytes"),
-])
+@pytest.mark.parametrize(
+    "content, message",
+    [
+        (b"\xff\xfe caf\xe9 " * 500, "not UTF-8"),
+        (b"too short", "at least 1,024 bytes"),
+    ],
+)
 def test_bad_uploads_are_refused(page, runs_dir, content, message):
     page.radio(key="nr_data_source").set_value("upload a .txt file").run()
     page.get("file_uploader")[0].upload("data.txt", content, "text/plain")
@@ -128,9 +133,10 @@ def test_an_upload_is_stored_by_core_outside_the_runs_directory(page, runs_dir, 
     assert not errors(page)
     page.button(key="nr_launch").click().run()
     run = RunDir(runs_dir / "from-upload")
-    stored = data.cache_dir() / "uploads"
+    stored = cache_dir() / "uploads"
     assert run.read_config().data.startswith(str(stored)) and run.read_config().data.endswith(
-        "-my-notes.txt")
+        "-my-notes.txt"
+    )
     assert [p.name for p in runs_dir.iterdir()] == ["from-upload"]  # nothing else written there
     assert wait_until_done(run) == "completed"
 
@@ -173,7 +179,7 @@ def test_measured_time_says_measured_once(runs_dir):
 
 def test_preset_note_and_estimate_are_one_figure(page):
     from core.config import PRESET_NOTES
-    from core.param_count import param_count
+    from core.model.param_count import param_count
 
     name = page.selectbox(key="nr_preset").value
     cfg = preset(name)
@@ -186,8 +192,10 @@ def test_preset_note_and_estimate_are_one_figure(page):
 def test_a_field_error_keeps_the_rows_of_three(page):
     page.number_input(key="nr_n_embd").set_value(33).run()
     leaves = [c for c in page.columns if not c.columns]
-    fields = {id(c): [w.key for kind in ("number_input", "text_input", "selectbox")
-                      for w in c.get(kind)] for c in leaves}
+    fields = {
+        id(c): [w.key for kind in ("number_input", "text_input", "selectbox") for w in c.get(kind)]
+        for c in leaves
+    }
     assert all(len(keys) <= 1 for keys in fields.values()), fields  # one field per cell
     assert not any(c.error for c in leaves if fields[id(c)])  # the message spans the row
     assert any("does not divide by n_head" in e.value for e in page.error)
@@ -203,6 +211,7 @@ def test_a_link_with_a_preset_opens_the_form_filled(runs_dir):
 
 
 # --- launch after the current run, and the queue on disk ----------------------------------------
+
 
 @pytest.fixture
 def busy(runs_dir, small_text):
@@ -223,8 +232,9 @@ def test_only_launch_while_nothing_trains(page):
 
 
 def test_launch_after_the_current_run_queues_it_and_the_queue_outlives_the_app(
-        busy, runs_dir, small_text):
-    from core import run_queue
+    busy, runs_dir, small_text
+):
+    from core.runs import queue as run_queue
 
     at = open_new_run()
     assert at.button(key="nr_launch").label == "Launch now"
@@ -249,6 +259,7 @@ def test_launch_after_the_current_run_queues_it_and_the_queue_outlives_the_app(
 
 # --- before launch: the data X-ray, disk, time --------------------------------------------------
 
+
 def metric_values(at) -> dict:
     return {m.label: m.value for m in at.metric}
 
@@ -271,12 +282,13 @@ def test_data_xray_of_the_default_run(page):
 def test_a_long_run_is_warned_that_it_will_memorize(page):
     page.selectbox(key="nr_preset").set_value("gpt2-124m").run()
     assert xray_of(page)["epochs"] == "216 (in 2,000 steps)"
-    assert page.warning[0].value == ("2,000 steps x 32,768 tokens = 216 epochs of this text: "
-                                     "expect it to memorize.")
+    assert page.warning[0].value == (
+        "2,000 steps x 32,768 tokens = 216 epochs of this text: expect it to memorize."
+    )
 
 
 def test_disk_figures(page):
-    from core.estimate import checkpoint_disk_mb
+    from core.train.estimate import checkpoint_disk_mb
 
     nano = preset("nano", snapshot_interval=0)
     page.number_input(key="nr_snapshot_interval").set_value(0).run()
@@ -292,8 +304,13 @@ def test_disk_figures(page):
     assert "free where the run is written" in disk
 
 
-FIXED_PROBE = throughput.Probe(train_tokens_per_sec=1000.0, eval_tokens_per_sec=3000.0,
-                               sample_s_per_token=0.001, seconds=0.1, load_avg=0.5)
+FIXED_PROBE = throughput.Probe(
+    train_tokens_per_sec=1000.0,
+    eval_tokens_per_sec=3000.0,
+    sample_s_per_token=0.001,
+    seconds=0.1,
+    load_avg=0.5,
+)
 
 
 @pytest.fixture
@@ -302,8 +319,9 @@ def probes(monkeypatch):
     import streamlit as st
 
     calls = []
-    monkeypatch.setattr(throughput, "probe",
-                        lambda cfg, where: calls.append((cfg.n_embd, where)) or FIXED_PROBE)
+    monkeypatch.setattr(
+        throughput, "probe", lambda cfg, where: calls.append((cfg.n_embd, where)) or FIXED_PROBE
+    )
     st.cache_data.clear()  # a probe cached by an earlier test would hide the call
     yield calls
     st.cache_data.clear()
@@ -313,8 +331,10 @@ def test_an_unseen_small_shape_is_timed_by_a_probe(runs_dir, probes):
     at = open_new_run(preset="nano")
     assert probes == [(128, "cpu")]  # nano's shape, once (the note and the panel share it)
     note = caption_text(at)
-    assert "Measured: a few real training steps of this shape just now (1,000 tokens/s, " \
-           "machine load 0.5)" in note
+    assert (
+        "Measured: a few real training steps of this shape just now (1,000 tokens/s, "
+        "machine load 0.5)" in note
+    )
     est = estimate.estimate(preset("nano"), n_tokens=338_025, probe=FIXED_PROBE)
     assert metric_values(at)["Estimated time"] == format_duration(est.time_s)
     at.number_input(key="nr_n_embd").set_value(96).run()
@@ -333,6 +353,7 @@ def test_a_big_shape_is_timed_only_when_asked(runs_dir, probes):
 
 
 # --- start from another run or GPT-2 -------------------------------------------------------------
+
 
 @pytest.fixture
 def trained(runs_dir, trained_run):

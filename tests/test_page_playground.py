@@ -11,25 +11,31 @@ import re
 import numpy as np
 import pytest
 import torch
+from inspect_runs import PROMPT, make_old_run, memorized_run, untrained_run
 
-from core import sampling as S
-from core.data import get_tokenizer
-from core.inspect_model import load_model
-from core.memorization import load_index
-from core.rundir import RunDir
+from core.data.corpus import load_index
+from core.data.dataset import get_tokenizer
+from core.data.tokens import encode_prompt
+from core.generate import sampling as S
+from core.store.checkpoint import load_model
+from core.store.rundir import RunDir
 from dashboard import token_view as tv
 from dashboard.training_text import copy_report
-from inspect_runs import PROMPT, make_old_run, memorized_run, untrained_run
 
 PAGE = "views/playground.py"
 # A newline token: a visible '↵' box with its popover, then the real line break after the box.
-NEWLINE_BOX = re.compile(r'<span class="t[^"]*" tabindex="0" style="background:[^"]+">'
-                         r'<span class="g">↵</span><span class="pop">(.*?)</span></span>\n')
+NEWLINE_BOX = re.compile(
+    r'<span class="t[^"]*" tabindex="0" style="background:[^"]+">'
+    r'<span class="g">↵</span><span class="pop">(.*?)</span></span>\n'
+)
 
 
 def texts(at) -> str:
-    return " ".join(str(e.value) for kind in ("info", "error", "warning", "caption", "markdown")
-                    for e in at.get(kind))
+    return " ".join(
+        str(e.value)
+        for kind in ("info", "error", "warning", "caption", "markdown")
+        for e in at.get(kind)
+    )
 
 
 def decode(values):
@@ -195,7 +201,7 @@ def test_next_token_view_top_k_top_p_log_scale_and_training_text(open_app, memor
     fig = json.loads(at.get("plotly_chart")[0].proto.spec)
     raw, sampled = (decode(t["x"]) for t in fig["data"])
     model = load_model(memorized.latest_checkpoint()).model
-    prompt_ids, _ = S.encode_prompt(PROMPT + "\nBefore we", model.config.block_size)
+    prompt_ids, _ = encode_prompt(PROMPT + "\nBefore we", model.config.block_size)
     logits = S.next_token_logits(model, prompt_ids)
     expected = S.probabilities(logits, 1.0, 3, 1.0)
     assert sum(p > 0 for p in sampled) == 3 and sum(sampled) == pytest.approx(1.0, abs=1e-5)
@@ -235,8 +241,12 @@ def test_time_travel_generates_from_each_checkpoint(open_app, memorized):
     items = at.session_state.pg_tt_result["items"]
     assert [i["step"] for i in items] == [0, 30, 90, 120]
     headers = [m.value for m in at.markdown if m.value.startswith("**step ")]
-    assert headers == ["**step 0** (snapshot)", "**step 30** (snapshot)",
-                       "**step 90** (snapshot)", "**step 120**"]
+    assert headers == [
+        "**step 0** (snapshot)",
+        "**step 30** (snapshot)",
+        "**step 90** (snapshot)",
+        "**step 120**",
+    ]
     val = {e.value for e in at.caption if e.value.startswith("val loss")}
     assert "val loss not measured" in val  # step 0: before any eval
     assert any(v[9:].replace(".", "").isdigit() for v in val)
@@ -283,13 +293,14 @@ def test_a_bad_prompt_keeps_the_previous_result(open_app, memorized):
 def test_an_over_long_prompt_marks_what_the_model_saw(open_app, memorized):
     at = open_app(PAGE, memorized.path.parent)
     long_prompt = "one two three four five six seven eight nine ten " * 6  # context: 32 tokens
-    ids, dropped = S.encode_prompt(long_prompt, 32)
+    ids, dropped = encode_prompt(long_prompt, 32)
     generate(at, long_prompt, 10, pg_colour=True)
     assert not at.exception
     assert dropped > 20 and f"the first {dropped} are dropped" in texts(at)
     body = token_view(at)
-    dropped = re.search(r'<span class="dropped"[^>]*>(.*?)</span><span class="pr">(.*?)</span>',
-                        body, re.S)
+    dropped = re.search(
+        r'<span class="dropped"[^>]*>(.*?)</span><span class="pr">(.*?)</span>', body, re.S
+    )
     assert dropped and dropped.group(1) + dropped.group(2) == long_prompt
     assert dropped.group(2) == get_tokenizer().decode(ids)  # exactly what the model read
 

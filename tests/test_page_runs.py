@@ -11,20 +11,20 @@ import time
 import numpy as np
 import pytest
 import streamlit
-from streamlit.testing.v1 import AppTest
-
 from conftest import ROOT, make_tiny_config
-from core import rundir
-from core.rundir import RunDir
+from streamlit.testing.v1 import AppTest
+from test_run_table import write_metrics
+
+from core.store import rundir
+from core.store.rundir import RunDir
 from dashboard import run_table
 from dashboard.colors import run_color
 from dashboard.state import SELECTED_RUN
-from test_run_table import write_metrics
 
 # Stands in for an engine: running until it sees STOP, then ends as 'stopped' like the real one.
 FAKE_ENGINE = """
 import os, sys, time
-from core.rundir import RunDir
+from core.store.rundir import RunDir
 run = RunDir(sys.argv[1])
 run.write_status(state="running", pid=os.getpid(), launcher_pid=os.getpid())
 print("ready", flush=True)
@@ -46,14 +46,19 @@ def runs(runs_dir, small_text, monkeypatch):
     done.write_status(state="completed", step=4, started=time.time() - 65, ended=time.time())
     broken = RunDir.create(runs_dir, "broken", cfg.replace(max_lr=1e-2))
     broken.write_status(state="failed", error="TrainingDiverged: loss is nan at step 2")
-    gone = subprocess.run([sys.executable, "-c", "import os; print(os.getpid())"],
-                          capture_output=True, text=True).stdout.strip()
+    gone = subprocess.run(
+        [sys.executable, "-c", "import os; print(os.getpid())"], capture_output=True, text=True
+    ).stdout.strip()
     crashed = RunDir.create(runs_dir, "crashed", cfg)
     crashed.write_status(state="running", pid=int(gone), step=2)
     live = RunDir.create(runs_dir, "live", cfg)
-    engine = subprocess.Popen([sys.executable, "-c", FAKE_ENGINE, str(live.path)], cwd=ROOT,
-                              env=dict(os.environ, PYTHONPATH=str(ROOT)), stdout=subprocess.PIPE,
-                              start_new_session=True)
+    engine = subprocess.Popen(
+        [sys.executable, "-c", FAKE_ENGINE, str(live.path)],
+        cwd=ROOT,
+        env=dict(os.environ, PYTHONPATH=str(ROOT)),
+        stdout=subprocess.PIPE,
+        start_new_session=True,
+    )
     assert engine.stdout.readline().strip() == b"ready"  # it is the status's only writer now
     time.sleep(1.1)  # the crashed run's heartbeat goes stale
     yield {"done": done, "broken": broken, "crashed": crashed, "live": live}
@@ -97,7 +102,11 @@ def test_table_shows_every_state(runs, runs_dir):
     at = open_runs_page(runs_dir)
     table = at.dataframe[0].value.set_index("name")
     assert table["state"].to_dict() == {
-        "done": "completed", "broken": "failed", "crashed": "crashed", "live": "running"}
+        "done": "completed",
+        "broken": "failed",
+        "crashed": "crashed",
+        "live": "running",
+    }
     assert table.loc["done", "best loss"] == 3.0 and table.loc["done", "last loss"] == 3.5
     assert table.loc["done", "best val loss"] == 3.9 and table.loc["done", "tokens seen"] == 1024
     assert table.loc["done", "training time"] == "1m 05s"  # from the records, not wall time
@@ -136,8 +145,6 @@ def test_delete_asks_for_confirmation(runs, runs_dir):
     assert "done" not in list(at.dataframe[0].value["name"])
 
 
-
-
 def test_open_live_view_sets_the_selected_run(runs, runs_dir):
     at = open_runs_page(runs_dir)
     at.selectbox(key="runs_selected").set_value("done").run()
@@ -174,7 +181,8 @@ def test_selected_run_and_compare_follow_active_runs(runs, runs_dir, monkeypatch
     timers = dict(calls)
     assert timers["table_panel"] and timers["selected_panel"] and timers["compare_panel"]
     assert "State: **running**" in at.markdown[0].value or any(
-        "State: **running**" in m.value for m in at.markdown)
+        "State: **running**" in m.value for m in at.markdown
+    )
     calls.clear()
     at.selectbox(key="runs_selected").set_value("done").run()
     at.multiselect(key="runs_compare").set_value(["done", "broken"]).run()
@@ -213,8 +221,9 @@ def test_compare_has_the_live_pages_chart_choices(runs, runs_dir):
 
 
 def test_the_view_is_in_the_url(runs, runs_dir):
-    at = open_runs_page(runs_dir, run="broken", compare=["done", "nope", "broken"],
-                        states=["failed", "completed"])
+    at = open_runs_page(
+        runs_dir, run="broken", compare=["done", "nope", "broken"], states=["failed", "completed"]
+    )
     assert at.selectbox(key="runs_selected").value == "broken"
     assert at.multiselect(key="runs_compare").value == ["done", "broken"]  # unknown run dropped
     assert set(at.dataframe[0].value["name"]) == {"done", "broken"}
@@ -238,6 +247,7 @@ def test_compare_selection_survives_visiting_another_page(runs, runs_dir):
 
 # --- resume, continue, title and note, new run from this one ------------------------------------
 
+
 @pytest.fixture
 def trained(runs_dir, trained_run):
     """A completed run with checkpoints up to its max_steps (12), inside runs_dir."""
@@ -256,8 +266,9 @@ def test_resume_is_disabled_on_a_completed_run_with_the_reason(trained, runs_dir
 
 def test_continue_training_passes_the_chosen_values(trained, runs_dir, monkeypatch):
     calls = []
-    monkeypatch.setattr("core.launcher.continue_run",
-                        lambda run, n, t: calls.append((run.run_id, n, t)))
+    monkeypatch.setattr(
+        "core.runs.launcher.continue_run", lambda run, n, t: calls.append((run.run_id, n, t))
+    )
     at = open_runs_page(runs_dir, run="trained")
     assert at.number_input(key="runs_more_steps_trained").value == 24  # twice max_steps
     note = " ".join(c.value for c in at.caption)
@@ -274,8 +285,10 @@ def test_title_and_note_are_stored_and_shown(runs, runs_dir):
     at.text_input(key="runs_title_done").input("baseline *3e-3*")
     at.text_area(key="runs_note_done").input("no warmup\nloss flat after step 3")
     at.button(key="runs_notes_save_done").click().run()
-    assert runs["done"].read_notes() == {"title": "baseline *3e-3*",
-                                         "note": "no warmup\nloss flat after step 3"}
+    assert runs["done"].read_notes() == {
+        "title": "baseline *3e-3*",
+        "note": "no warmup\nloss flat after step 3",
+    }
     table = at.dataframe[0].value
     assert list(table.columns)[:2] == ["name", "title"]
     assert table.set_index("name").loc["done", "title"] == "baseline *3e-3*"
@@ -312,15 +325,16 @@ def test_new_run_from_this_one_fills_the_form_once(runs, runs_dir, small_text):
 
 # --- the run queue ----------------------------------------------------------------------------
 
+
 def queue_of(runs_dir) -> list[str]:
-    from core import run_queue
+    from core.runs import queue as run_queue
 
     return run_queue.queued(runs_dir)
 
 
 def test_queue_panel_lists_moves_removes_and_clears(runs, runs_dir, small_text):
     """While 'live' trains nothing starts: the panel shows the queue and changes it."""
-    from core import run_queue
+    from core.runs import queue as run_queue
 
     for name in ("q1", "q2", "q3"):
         run_queue.enqueue(make_tiny_config(small_text), runs_dir, name)
@@ -328,7 +342,8 @@ def test_queue_panel_lists_moves_removes_and_clears(runs, runs_dir, small_text):
     listed = [m.value for m in at.markdown if "`q" in m.value]
     assert [line.split("`")[1] for line in listed] == ["q1", "q2", "q3"]
     assert "Stopping the current run lets the next one start" in " ".join(
-        c.value for c in at.caption)
+        c.value for c in at.caption
+    )
     assert at.button(key="runs_q_up_q1").disabled and at.button(key="runs_q_down_q3").disabled
     table = at.dataframe[0].value.set_index("name")
     assert table.loc["q2", "state"] == "waiting"
@@ -348,11 +363,13 @@ def test_queue_panel_lists_moves_removes_and_clears(runs, runs_dir, small_text):
 
 def test_the_app_starts_the_next_queued_run_on_a_page_load(runs_dir, small_text, monkeypatch):
     """Nothing trains: the first page load starts the queue's first run (and says so)."""
-    from core import launcher, run_queue
+    from core.runs import launcher
+    from core.runs import queue as run_queue
 
     started = []
-    monkeypatch.setattr(launcher, "launch_prepared", lambda run: started.append(run.run_id)
-                        or run.run_id)
+    monkeypatch.setattr(
+        launcher, "launch_prepared", lambda run: started.append(run.run_id) or run.run_id
+    )
     run_queue.enqueue(make_tiny_config(small_text), runs_dir, "first")
     run_queue.enqueue(make_tiny_config(small_text), runs_dir, "second")
     at = open_runs_page(runs_dir)
@@ -361,7 +378,7 @@ def test_the_app_starts_the_next_queued_run_on_a_page_load(runs_dir, small_text,
 
 
 def test_a_broken_queue_never_breaks_a_page(runs_dir, monkeypatch):
-    from core import run_queue
+    from core.runs import queue as run_queue
 
     def broken(root):
         raise OSError("disk on fire")

@@ -1,11 +1,11 @@
-"""core/param_count.py: parameter counts from a config alone, equal to the model's own count."""
+"""core/model/param_count.py: parameter counts from a config alone, equal to the model's own count."""
 
 import pytest
 import torch
 
 from core.config import PRESETS, preset
-from core.model import GPT, ModelConfig
-from core.param_count import model_shape, param_count, param_counts
+from core.model.gpt import GPT, ModelConfig
+from core.model.param_count import model_shape, param_count, param_counts
 
 
 @pytest.mark.parametrize("name", list(PRESETS))

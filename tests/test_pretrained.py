@@ -1,19 +1,19 @@
-"""core.pretrained: start from a Hugging Face GPT-2 folder or another run's weights."""
+"""core.store.pretrained: start from a Hugging Face GPT-2 folder or another run's weights."""
 
 import json
 
 import pytest
 import torch
-
-from core import checkpoint, export, pretrained
-from core.config import ConfigError
-from core.engine import train
-from core.metrics import read_all
-from core.model import GPT, ModelConfig
-from core.preflight import check_runnable
-from core.rundir import RunDir
-from core.train import main as train_main
 from conftest import make_tiny_config
+
+from core.config import ConfigError
+from core.model.gpt import GPT, ModelConfig
+from core.runs.preflight import check_runnable
+from core.store import checkpoint, export, pretrained
+from core.store.metrics import read_all
+from core.store.rundir import RunDir
+from core.train.cli import main as train_main
+from core.train.engine import train
 
 transformers = pytest.importorskip("transformers")
 
@@ -22,8 +22,16 @@ transformers = pytest.importorskip("transformers")
 def hf_folder(tmp_path_factory):
     """A randomly initialised GPT2LMHeadModel saved by transformers' own save_pretrained."""
     torch.manual_seed(0)
-    cfg = transformers.GPT2Config(n_layer=2, n_head=2, n_embd=32, n_positions=64, vocab_size=50257,
-                                  resid_pdrop=0.0, embd_pdrop=0.0, attn_pdrop=0.0)
+    cfg = transformers.GPT2Config(
+        n_layer=2,
+        n_head=2,
+        n_embd=32,
+        n_positions=64,
+        vocab_size=50257,
+        resid_pdrop=0.0,
+        embd_pdrop=0.0,
+        attn_pdrop=0.0,
+    )
     model = transformers.GPT2LMHeadModel(cfg).eval()
     folder = tmp_path_factory.mktemp("hf") / "tiny-gpt2"
     model.save_pretrained(folder)
@@ -39,7 +47,8 @@ def _ours(source: str) -> GPT:
 def test_transformers_folder_gives_the_same_logits(hf_folder):
     folder, hf = hf_folder
     assert pretrained.source_shape(str(folder)) == dict(
-        n_layer=2, n_head=2, n_embd=32, vocab_size=50257, block_size=64)
+        n_layer=2, n_head=2, n_embd=32, vocab_size=50257, block_size=64
+    )
     ids = torch.randint(0, 50257, (2, 40))
     with torch.no_grad():
         ours = _ours(str(folder))(ids)[0]
@@ -63,14 +72,25 @@ def test_our_own_hf_export_round_trips(trained_run, tmp_path):
 def test_a_run_starts_from_the_source_weights(hf_folder, small_text, runs_dir):
     folder, hf = hf_folder
     shape = pretrained.source_shape(str(folder))
-    cfg = make_tiny_config(small_text, **shape, seq_len=32, max_steps=1, max_lr=1e-12,
-                           min_lr=0.0, warmup_steps=0, grad_accum_steps=1, eval_interval=0,
-                           init_from=str(folder))
+    cfg = make_tiny_config(
+        small_text,
+        **shape,
+        seq_len=32,
+        max_steps=1,
+        max_lr=1e-12,
+        min_lr=0.0,
+        warmup_steps=0,
+        grad_accum_steps=1,
+        eval_interval=0,
+        init_from=str(folder),
+    )
     run = RunDir.create(runs_dir, "finetune", cfg)
     assert train(str(run.path)) == "completed"
     first = [r for r in read_all(run.metrics_path) if r["kind"] == "train"][0]
-    from core import data
-    x, y = data.BatchWalker(data.split(data.load_tokens(cfg.data), cfg.val_fraction)[0], 4, 32).batch(0)
+    from core.data import dataset as data
+    from core.data.walker import BatchWalker
+
+    x, y = BatchWalker(data.split(data.load_tokens(cfg.data), cfg.val_fraction)[0], 4, 32).batch(0)
     with torch.no_grad():
         expected = torch.nn.functional.cross_entropy(hf(x).logits.flatten(0, 1), y.flatten()).item()
     assert first["loss"] == pytest.approx(expected, rel=1e-5)
@@ -78,9 +98,28 @@ def test_a_run_starts_from_the_source_weights(hf_folder, small_text, runs_dir):
 
 def test_the_command_line_takes_the_shape_from_the_source(hf_folder, small_text, runs_dir, capsys):
     folder, _ = hf_folder
-    args = ["--preset", "nano", "--init-from", str(folder), "--data", str(small_text),
-            "--max-steps", "1", "--seq-len", "32", "--micro-batch-size", "2", "--eval-interval", "0",
-            "--device", "cpu", "--runs-dir", str(runs_dir), "--name", "ft"]
+    args = [
+        "--preset",
+        "nano",
+        "--init-from",
+        str(folder),
+        "--data",
+        str(small_text),
+        "--max-steps",
+        "1",
+        "--seq-len",
+        "32",
+        "--micro-batch-size",
+        "2",
+        "--eval-interval",
+        "0",
+        "--device",
+        "cpu",
+        "--runs-dir",
+        str(runs_dir),
+        "--name",
+        "ft",
+    ]
     assert train_main(args) == 0
     cfg = RunDir(runs_dir / "ft").read_config()
     assert (cfg.n_layer, cfg.n_embd, cfg.vocab_size, cfg.block_size) == (2, 32, 50257, 64)

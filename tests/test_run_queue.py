@@ -9,13 +9,15 @@ import sys
 import threading
 
 import pytest
-
 from conftest import ROOT, make_tiny_config
-from core import launcher, run_queue, rundir
-from core import train as cli
-from core.config import ConfigError
-from core.rundir import RunDir
 from test_launcher import WAIT_S, wait_for
+
+from core.config import ConfigError
+from core.runs import launcher
+from core.runs import queue as run_queue
+from core.store import rundir
+from core.store.rundir import RunDir
+from core.train import cli
 
 
 @pytest.fixture
@@ -40,11 +42,17 @@ def states(runs_dir) -> dict:
 
 
 def test_queued_runs_start_in_order_when_the_current_one_ends_and_survive_a_failure(
-        queue_dir, small_text, tmp_path):
+    queue_dir, small_text, tmp_path
+):
     runs = queue_dir
-    current = RunDir(runs / launcher.launch(
-        make_tiny_config(small_text, max_steps=100_000, eval_interval=0, checkpoint_interval=0),
-        runs, "current"))
+    current = RunDir(
+        runs
+        / launcher.launch(
+            make_tiny_config(small_text, max_steps=100_000, eval_interval=0, checkpoint_interval=0),
+            runs,
+            "current",
+        )
+    )
     doomed_text = tmp_path / "doomed.txt"
     shutil.copy(small_text, doomed_text)
     quick = dict(max_steps=3, eval_interval=0, checkpoint_interval=0)
@@ -56,13 +64,21 @@ def test_queued_runs_start_in_order_when_the_current_one_ends_and_survive_a_fail
     wait_for(lambda: current.read_status().get("state") == "running", "the current run to start")
     assert run_queue.start_next(runs) is None  # something is training: nothing starts
     assert run_queue.queued(runs) == ["doomed", "sooner", "later"]
-    assert states(runs) == {"current": "running", "doomed": "waiting", "sooner": "waiting",
-                            "later": "waiting"}
+    assert states(runs) == {
+        "current": "running",
+        "doomed": "waiting",
+        "sooner": "waiting",
+        "later": "waiting",
+    }
 
     assert launcher.stop(current, timeout=WAIT_S) == "stopped"  # its engine starts the queue
     wait_for(lambda: ended(RunDir(runs / "later")), "the last queued run to end")
-    assert states(runs) == {"current": "stopped", "doomed": "failed", "sooner": "completed",
-                            "later": "completed"}
+    assert states(runs) == {
+        "current": "stopped",
+        "doomed": "failed",
+        "sooner": "completed",
+        "later": "completed",
+    }
     doomed, sooner, later = (RunDir(runs / r).read_status() for r in ("doomed", "sooner", "later"))
     assert "neither 'tinyshakespeare' nor an existing file" in doomed["error"]
     assert doomed["ended"] <= sooner["started"] < sooner["ended"] <= later["started"]
@@ -86,9 +102,18 @@ def test_order_move_remove_clear_and_a_fresh_process_reads_the_queue(runs_dir, s
         run_queue.move("a", runs_dir=runs_dir)
 
     fresh = subprocess.run(
-        [sys.executable, "-c", "import json, sys; from core import run_queue; "
-         "print(json.dumps(run_queue.queued(sys.argv[1])))", str(runs_dir)],
-        cwd=ROOT, capture_output=True, text=True, timeout=60)
+        [
+            sys.executable,
+            "-c",
+            "import json, sys; from core.runs import queue as run_queue; "
+            "print(json.dumps(run_queue.queued(sys.argv[1])))",
+            str(runs_dir),
+        ],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
     assert json.loads(fresh.stdout) == ["a", "c", "b"], fresh.stderr
 
     run_queue.remove("c", runs_dir)  # a never-started run: its directory goes too
@@ -124,7 +149,9 @@ def test_a_waiting_run_is_never_crashed_and_cannot_be_resumed(runs_dir, small_te
     assert launcher.state_of(run) == "waiting"
     assert [r.run_id for r in rundir.list_run_dirs(runs_dir)] == ["w"]
     assert launcher.can_resume(run) == (
-        False, "waiting in the run queue: it starts when the runs before it end")
+        False,
+        "waiting in the run queue: it starts when the runs before it end",
+    )
     with pytest.raises(ConfigError, match="no checkpoint"):
         launcher.continue_run(run, 20)
 
@@ -143,7 +170,8 @@ class FakePopen:
 
 
 def test_start_next_starts_one_run_at_a_time_even_when_called_twice_at_once(
-        runs_dir, small_text, monkeypatch):
+    runs_dir, small_text, monkeypatch
+):
     assert run_queue.start_next(runs_dir) is None
     assert list(runs_dir.iterdir()) == []  # no queue: nothing written
     FakePopen.calls.clear()
@@ -169,7 +197,7 @@ def test_start_next_starts_one_run_at_a_time_even_when_called_twice_at_once(
     for t in threads:
         t.join(timeout=60)
     assert sorted(results, key=str) == [None, "one"]
-    (args, env), = FakePopen.calls
+    ((args, env),) = FakePopen.calls
     assert str((runs_dir / "one").resolve()) in args and args[1:3] == ["-m", "core.train"]
     assert not {"RANK", "WORLD_SIZE", "MASTER_PORT"} & set(env)
     # its config is damaged, so that is what it shows; its status records the failed start
@@ -185,7 +213,8 @@ def test_start_next_starts_one_run_at_a_time_even_when_called_twice_at_once(
 
 
 def test_the_training_process_starts_the_queue_and_never_fails_because_of_it(
-        runs_dir, small_text, monkeypatch, capsys):
+    runs_dir, small_text, monkeypatch, capsys
+):
     calls = []
 
     def broken_start_next(path):
@@ -193,10 +222,30 @@ def test_the_training_process_starts_the_queue_and_never_fails_because_of_it(
         raise RuntimeError("queue exploded")
 
     monkeypatch.setattr(run_queue, "start_next", broken_start_next)
-    flags = ["--preset", "nano", "--n-embd", "32", "--block-size", "32", "--seq-len", "32",
-             "--micro-batch-size", "4", "--max-steps", "2", "--eval-interval", "0",
-             "--data", str(small_text), "--device", "cpu", "--runs-dir", str(runs_dir),
-             "--name", "solo"]
+    flags = [
+        "--preset",
+        "nano",
+        "--n-embd",
+        "32",
+        "--block-size",
+        "32",
+        "--seq-len",
+        "32",
+        "--micro-batch-size",
+        "4",
+        "--max-steps",
+        "2",
+        "--eval-interval",
+        "0",
+        "--data",
+        str(small_text),
+        "--device",
+        "cpu",
+        "--runs-dir",
+        str(runs_dir),
+        "--name",
+        "solo",
+    ]
     assert cli.main(flags) == 0
     assert calls == [runs_dir]
     err = capsys.readouterr().err

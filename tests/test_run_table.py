@@ -5,22 +5,33 @@ import io
 import json
 
 import pytest
-
 from conftest import make_tiny_config
-from core import metrics
-from core.launcher import RunInfo
-from core.param_count import param_count
-from core.rundir import RunDir
+
+from core.model.param_count import param_count
+from core.runs.launcher import RunInfo
+from core.store import metrics
+from core.store.rundir import RunDir
 from dashboard import run_table
 from dashboard.colors import PALETTE, run_color
 
 
 def write_metrics(run: RunDir, losses, vals=()):
-    lines = [dict(kind="train", step=i + 1, loss=x, lr=1e-3, tokens_per_sec=100.0,
-                  tokens_seen=(i + 1) * 256, dt_ms=10.0, time=1.0 + i, train_time_s=16.25 * (i + 1))
-             for i, x in enumerate(losses)]
+    lines = [
+        dict(
+            kind="train",
+            step=i + 1,
+            loss=x,
+            lr=1e-3,
+            tokens_per_sec=100.0,
+            tokens_seen=(i + 1) * 256,
+            dt_ms=10.0,
+            time=1.0 + i,
+            train_time_s=16.25 * (i + 1),
+        )
+        for i, x in enumerate(losses)
+    ]
     lines += [dict(kind="eval", step=s, val_loss=v) for s, v in vals]
-    lines.append(dict(kind="sample", step=len(losses), text="ROMEO: hi, \"there\"\n"))
+    lines.append(dict(kind="sample", step=len(losses), text='ROMEO: hi, "there"\n'))
     run.metrics_path.write_text("".join(json.dumps(r) + "\n" for r in lines))
 
 
@@ -32,8 +43,9 @@ def test_rows_follow_the_column_order(tmp_path, small_text):
     cfg = make_tiny_config(small_text)
     run = RunDir.create(tmp_path, "r", cfg)
     write_metrics(run, [5.0, 4.0, 4.5], vals=[(2, 4.2)])
-    row = run_table.summary_row(info_of(run, step=3, max_steps=12, created=50.0),
-                                metrics.summarize(run.metrics_path), cfg)
+    row = run_table.summary_row(
+        info_of(run, step=3, max_steps=12, created=50.0), metrics.summarize(run.metrics_path), cfg
+    )
     assert list(row) == [c for c in run_table.COLUMNS if c in row]
     assert set(run_table.HYPERPARAMETER_COLUMNS) <= set(row)
     assert row["params (M)"] == round(param_count(cfg) / 1e6, 2)
@@ -47,9 +59,18 @@ def test_compare_rows_summarise_each_run(tmp_path, small_text):
     b = RunDir.create(tmp_path, "b", make_tiny_config(small_text))
     write_metrics(a, [5.0, 3.0, 3.5, 3.2], vals=[(2, 4.0), (4, 3.6)])
     rows = run_table.compare_rows([info_of(a), info_of(b, "running")])
-    assert rows[0] == {"run": "a", "title": "", "state": "completed", "steps": 4, "final loss": 3.2,
-                       "best loss": 3.0, "best val loss": 3.6, "best val step": 4,
-                       "training time": "1m 05s", "tokens seen": 1024}
+    assert rows[0] == {
+        "run": "a",
+        "title": "",
+        "state": "completed",
+        "steps": 4,
+        "final loss": 3.2,
+        "best loss": 3.0,
+        "best val loss": 3.6,
+        "best val step": 4,
+        "training time": "1m 05s",
+        "tokens seen": 1024,
+    }
     assert rows[1]["steps"] == 0 and rows[1]["final loss"] is None
     assert rows[1]["training time"] == ""
     assert all(list(r) == list(run_table.COMPARE_COLUMNS) for r in rows)
@@ -70,7 +91,8 @@ def test_title_and_note_cells(tmp_path, small_text):
 
 def test_escape_md_shows_text_as_itself():
     assert run_table.escape_md("a_b *c* `d` [e](f) #1") == (
-        "a\\_b \\*c\\* \\`d\\` \\[e\\]\\(f\\) \\#1")
+        "a\\_b \\*c\\* \\`d\\` \\[e\\]\\(f\\) \\#1"
+    )
 
 
 def test_differing_hyperparameters(small_text):
@@ -100,16 +122,21 @@ def test_summary_is_incremental_and_csv_has_every_record(tmp_path, small_text):
 
 def test_crashed_row_explains_itself(tmp_path, small_text):
     run = RunDir.create(tmp_path, "r", make_tiny_config(small_text))
-    info = RunInfo(run, {"state": "running", "started": 100.0, "step": 7, "max_steps": 12,
-                         "created": 50.0}, "crashed")
+    info = RunInfo(
+        run,
+        {"state": "running", "started": 100.0, "step": 7, "max_steps": 12, "created": 50.0},
+        "crashed",
+    )
     row = run_table.summary_row(info, metrics.RunSummary(), None)
     assert row["state"] == "crashed" and row["progress"] == pytest.approx(7 / 12)
     assert "process gone" in row["error"] and row["training time"] == ""  # no step recorded
     assert "model" not in row  # no config: no hyperparameter columns
 
 
-@pytest.mark.parametrize("seconds, text", [(None, ""), (float("nan"), ""), (-1, ""), (12.4, "12s"),
-                                           (185, "3m 05s"), (3720, "1h 02m")])
+@pytest.mark.parametrize(
+    "seconds, text",
+    [(None, ""), (float("nan"), ""), (-1, ""), (12.4, "12s"), (185, "3m 05s"), (3720, "1h 02m")],
+)
 def test_format_duration(seconds, text):
     assert run_table.format_duration(seconds) == text
 

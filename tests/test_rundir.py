@@ -4,9 +4,9 @@ import subprocess
 import time
 
 import pytest
+
 from core.config import ConfigError, preset
-from core.rundir import (RunDir, default_run_name, list_run_dirs, pid_alive,
-                         process_start_time)
+from core.store.rundir import RunDir, default_run_name, list_run_dirs, pid_alive, process_start_time
 
 
 def test_create_writes_config_and_queued_status(runs_dir):
@@ -74,7 +74,7 @@ def test_a_stop_sent_while_starting_survives_the_start(runs_dir):
 
 
 def test_same_process_tells_a_reused_pid():
-    from core.rundir import same_process
+    from core.store.rundir import same_process
 
     me = process_start_time(os.getpid())
     assert me and same_process(os.getpid(), me) is True

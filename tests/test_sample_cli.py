@@ -1,4 +1,4 @@
-"""`python -m core.sample`: streams a continuation; bad input is one stderr line and exit 2."""
+"""`python -m core.generate`: streams a continuation; bad input is one stderr line and exit 2."""
 
 import os
 import subprocess
@@ -7,15 +7,23 @@ from pathlib import Path
 
 import pytest
 
-from core.rundir import RunDir
-from core.sample import main
+from core.generate.cli import main
+from core.store.rundir import RunDir
 
 ROOT = Path(__file__).resolve().parent.parent
 
 
 def test_prints_prompt_and_continuation(trained_run, capsys):
-    args = ["--run-dir", str(trained_run.path), "--prompt", "ROMEO:", "--max-new-tokens", "6",
-            "--seed", "3"]
+    args = [
+        "--run-dir",
+        str(trained_run.path),
+        "--prompt",
+        "ROMEO:",
+        "--max-new-tokens",
+        "6",
+        "--seed",
+        "3",
+    ]
     assert main(args) == 0
     first = capsys.readouterr().out
     assert first.startswith("ROMEO:") and len(first) > len("ROMEO:\n")
@@ -27,18 +35,34 @@ def test_prints_prompt_and_continuation(trained_run, capsys):
 
 def test_named_checkpoint_and_long_prompt_notice(trained_run, capsys):
     name = trained_run.checkpoints()[0][1].name
-    assert main(["--run-dir", str(trained_run.path), "--checkpoint", name, "--prompt",
-                 "to be or not to be " * 20, "--max-new-tokens", "3"]) == 0
+    assert (
+        main(
+            [
+                "--run-dir",
+                str(trained_run.path),
+                "--checkpoint",
+                name,
+                "--prompt",
+                "to be or not to be " * 20,
+                "--max-new-tokens",
+                "3",
+            ]
+        )
+        == 0
+    )
     assert "were dropped" in capsys.readouterr().err
 
 
-@pytest.mark.parametrize("extra, message", [
-    (["--temperature", "0"], "temperature"),
-    (["--temperature", "-1"], "temperature"),
-    (["--top-k", "60000"], "top_k"),
-    (["--max-new-tokens", "0"], "max_new_tokens"),
-    (["--checkpoint", "missing.pt"], "does not exist"),
-])
+@pytest.mark.parametrize(
+    "extra, message",
+    [
+        (["--temperature", "0"], "temperature"),
+        (["--temperature", "-1"], "temperature"),
+        (["--top-k", "60000"], "top_k"),
+        (["--max-new-tokens", "0"], "max_new_tokens"),
+        (["--checkpoint", "missing.pt"], "does not exist"),
+    ],
+)
 def test_bad_input_exits_2(trained_run, capsys, extra, message):
     assert main(["--run-dir", str(trained_run.path), "--prompt", "hi"] + extra) == 2
     err = capsys.readouterr().err
@@ -55,24 +79,61 @@ def test_empty_prompt_and_no_checkpoint(runs_dir, tiny_config, trained_run, caps
 
 def test_module_runs_from_the_command_line(trained_run):
     done = subprocess.run(
-        [sys.executable, "-m", "core.sample", "--run-dir", str(trained_run.path), "--prompt",
-         "ROMEO:", "--max-new-tokens", "4", "--temperature", "0"],
-        cwd=ROOT, capture_output=True, text=True, env=os.environ, timeout=120)
+        [
+            sys.executable,
+            "-m",
+            "core.generate",
+            "--run-dir",
+            str(trained_run.path),
+            "--prompt",
+            "ROMEO:",
+            "--max-new-tokens",
+            "4",
+            "--temperature",
+            "0",
+        ],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        env=os.environ,
+        timeout=120,
+    )
     assert done.returncode == 2 and done.stderr.startswith("error: temperature")
 
 
 def test_show_copies_lists_spans_from_the_training_text(tmp_path, runs_dir, capsys):
     from conftest import make_tiny_config
-    from core.engine import train
+
+    from core.train.engine import train
 
     text = tmp_path / "verse.txt"
-    text.write_text(("ROMEO:\nBut soft, what light through yonder window breaks?\n"
-                     "It is the east, and Juliet is the sun.\n\n") * 40)
-    run = RunDir.create(runs_dir, "copies", make_tiny_config(
-        text, max_steps=60, max_lr=1e-2, min_lr=1e-3, eval_interval=0, val_fraction=0.2))
+    text.write_text(
+        (
+            "ROMEO:\nBut soft, what light through yonder window breaks?\n"
+            "It is the east, and Juliet is the sun.\n\n"
+        )
+        * 40
+    )
+    run = RunDir.create(
+        runs_dir,
+        "copies",
+        make_tiny_config(
+            text, max_steps=60, max_lr=1e-2, min_lr=1e-3, eval_interval=0, val_fraction=0.2
+        ),
+    )
     assert train(str(run.path)) == "completed"
-    args = ["--run-dir", str(run.path), "--prompt", "ROMEO:\nBut soft", "--max-new-tokens", "30",
-            "--greedy", "--show-copies", "--min-len", "6"]
+    args = [
+        "--run-dir",
+        str(run.path),
+        "--prompt",
+        "ROMEO:\nBut soft",
+        "--max-new-tokens",
+        "30",
+        "--greedy",
+        "--show-copies",
+        "--min-len",
+        "6",
+    ]
     assert main(args) == 0
     out = capsys.readouterr().out
     assert "--- copied from the training data ---" in out

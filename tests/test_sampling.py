@@ -1,13 +1,14 @@
-"""core.sampling: cached vs uncached generation, sampling controls, streaming, next-token view."""
+"""core.generate.sampling: cached vs uncached generation, sampling controls, streaming, next-token view."""
 
 import math
 
 import pytest
 import torch
 
-from core import sampling as S
-from core.data import EOT_TOKEN
-from core.model import GPT, ModelConfig
+from core.data.dataset import EOT_TOKEN
+from core.data.tokens import encode_prompt
+from core.generate import sampling as S
+from core.model.gpt import GPT, ModelConfig
 
 
 @pytest.fixture(scope="module")
@@ -32,8 +33,11 @@ def test_cached_and_uncached_logits_match_past_the_context(model):
     runs = {}
     for cache in (True, False):
         g = torch.Generator().manual_seed(3)
-        runs[cache] = list(S.generate_ids(model, prompt, 7, temperature=1.0, top_k=50,
-                                          generator=g, use_cache=cache))
+        runs[cache] = list(
+            S.generate_ids(
+                model, prompt, 7, temperature=1.0, top_k=50, generator=g, use_cache=cache
+            )
+        )
     assert len(runs[True]) == 7  # 5 + 7 tokens: the window slides past block_size=8
     for (id_c, lg_c), (id_u, lg_u) in zip(runs[True], runs[False]):
         assert id_c.item() == id_u.item()
@@ -43,26 +47,38 @@ def test_cached_and_uncached_logits_match_past_the_context(model):
 def test_top_k_one_is_greedy(model):
     ids = torch.randint(0, 50257, (1, 5))
     seq = ids
-    for next_id, _ in S.generate_ids(model, ids, 5, temperature=1.0, top_k=1,
-                                     generator=torch.Generator().manual_seed(1)):
+    for next_id, _ in S.generate_ids(
+        model, ids, 5, temperature=1.0, top_k=1, generator=torch.Generator().manual_seed(1)
+    ):
         logits, _ = model(seq[:, -8:])
         assert next_id.item() == S.mask_padding(logits[0, -1]).argmax().item()
         seq = torch.cat([seq, next_id], dim=1)
 
 
 def test_greedy_setting_ignores_the_seed(model):
-    texts = {"".join(e.text for e in S.stream_tokens(
-        model, [464, 3290], S.SamplingSettings(temperature=1.5, max_new_tokens=5, seed=seed,
-                                               greedy=True, stop_at_eot=False)))
-             for seed in (1, 2, 3)}
+    texts = {
+        "".join(
+            e.text
+            for e in S.stream_tokens(
+                model,
+                [464, 3290],
+                S.SamplingSettings(
+                    temperature=1.5, max_new_tokens=5, seed=seed, greedy=True, stop_at_eot=False
+                ),
+            )
+        )
+        for seed in (1, 2, 3)
+    }
     assert len(texts) == 1
 
 
 def test_same_seed_same_text_and_other_seed_other_text(model):
     def run(seed):
-        s = S.SamplingSettings(temperature=1.0, top_k=0, max_new_tokens=6, seed=seed,
-                               stop_at_eot=False)
+        s = S.SamplingSettings(
+            temperature=1.0, top_k=0, max_new_tokens=6, seed=seed, stop_at_eot=False
+        )
         return [e.token_id for e in S.stream_tokens(model, [464, 3290], s)]
+
     assert run(5) == run(5)
     assert run(5) != run(6)
 
@@ -72,14 +88,20 @@ def test_padding_is_never_emitted_and_end_of_text_stops():
     assert [e.token_id for e in events] == [EOT_TOKEN]  # not 50300, and it stopped at once
     assert events[0].eot and events[0].text == ""
     assert events[0].prob > 0.99 and all(t != "" for t, _ in events[0].top[:1])
-    events = list(S.stream_tokens(rigged_model(), [464],
-                                  S.SamplingSettings(max_new_tokens=4, stop_at_eot=False)))
+    events = list(
+        S.stream_tokens(
+            rigged_model(), [464], S.SamplingSettings(max_new_tokens=4, stop_at_eot=False)
+        )
+    )
     assert len(events) == 4 and events[0].text == "<|endoftext|>"
 
 
 def test_stream_events_carry_probabilities_and_alternatives(model):
-    events = list(S.stream_tokens(model, [464], S.SamplingSettings(max_new_tokens=4, seed=2,
-                                                                   stop_at_eot=False)))
+    events = list(
+        S.stream_tokens(
+            model, [464], S.SamplingSettings(max_new_tokens=4, seed=2, stop_at_eot=False)
+        )
+    )
     assert [e.index for e in events] == list(range(4))
     for e in events:
         assert 0 < e.prob <= 1
@@ -89,7 +111,7 @@ def test_stream_events_carry_probabilities_and_alternatives(model):
 
 
 def test_utf8_stream_holds_back_split_characters():
-    from core.data import get_tokenizer
+    from core.data.dataset import get_tokenizer
 
     u = S.Utf8Stream()
     assert u.push(b"\xc3") == ""  # first byte of 'é'
@@ -104,15 +126,15 @@ def test_utf8_stream_holds_back_split_characters():
 
 
 def test_prompt_is_cropped_from_the_left():
-    ids, dropped = S.encode_prompt("to be or not to be " * 10, block_size=16)
+    ids, dropped = encode_prompt("to be or not to be " * 10, block_size=16)
     assert len(ids) == 16 and dropped > 0
-    ids, dropped = S.encode_prompt("<|endoftext|>", block_size=16)
+    ids, dropped = encode_prompt("<|endoftext|>", block_size=16)
     assert ids == [EOT_TOKEN] and dropped == 0
 
 
 def test_next_token_probabilities_sorted_entropy_and_temperature(model):
     logits = S.next_token_logits(model, [464, 3290, 318])
-    assert torch.isinf(logits[S.GPT2_VOCAB:]).all()
+    assert torch.isinf(logits[S.GPT2_VOCAB :]).all()
     hot, cold = S.next_token(logits, 1.5, k=10), S.next_token(logits, 0.2, k=10)
     for nt in (hot, cold):
         probs = [p for _, _, p in nt.top]
@@ -125,13 +147,16 @@ def test_next_token_probabilities_sorted_entropy_and_temperature(model):
     assert [i for i, _, _ in cold.top[:3]] == [i for i, _, _ in hot.top[:3]]
 
 
-@pytest.mark.parametrize("settings, match", [
-    (S.SamplingSettings(temperature=0), "temperature"),
-    (S.SamplingSettings(temperature=-1), "temperature"),
-    (S.SamplingSettings(top_k=60000), "top_k"),
-    (S.SamplingSettings(top_p=0), "top_p"),
-    (S.SamplingSettings(max_new_tokens=0), "max_new_tokens"),
-])
+@pytest.mark.parametrize(
+    "settings, match",
+    [
+        (S.SamplingSettings(temperature=0), "temperature"),
+        (S.SamplingSettings(temperature=-1), "temperature"),
+        (S.SamplingSettings(top_k=60000), "top_k"),
+        (S.SamplingSettings(top_p=0), "top_p"),
+        (S.SamplingSettings(max_new_tokens=0), "max_new_tokens"),
+    ],
+)
 def test_bad_settings_are_refused_by_name(model, settings, match):
     with pytest.raises(ValueError, match=match):
         list(S.stream_tokens(model, [464], settings))
@@ -139,7 +164,7 @@ def test_bad_settings_are_refused_by_name(model, settings, match):
 
 def test_empty_prompt_is_refused():
     with pytest.raises(ValueError, match="prompt is empty"):
-        S.encode_prompt("  \n", 16)
+        encode_prompt("  \n", 16)
 
 
 def test_readable_token():

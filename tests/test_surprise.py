@@ -1,14 +1,14 @@
-"""core.surprise: per-token surprise, totals, a val passage, and the difference of two models."""
+"""core.inspect.surprise: per-token surprise, totals, a val passage, and the difference of two models."""
 
 import math
 
 import pytest
 import torch
 
-from core import data
 from core.config import GPT2_VOCAB
-from core.model import GPT, ModelConfig
-from core.surprise import random_val_passage, surprise, surprise_diff, token_surprise
+from core.data import dataset as data
+from core.inspect.surprise import random_val_passage, surprise, surprise_diff, token_surprise
+from core.model.gpt import GPT, ModelConfig
 from tests.conftest import make_tiny_config
 
 TEXT = "First Citizen:\nBefore we proceed any further, hear me speak.\n\nAll:\nSpeak, speak."
@@ -66,13 +66,15 @@ def test_totals_and_token_fields(model):
     total_bits = sum(t.bits for t in result.tokens[1:])
     assert result.bits_per_char == pytest.approx(total_bits / result.chars_scored)
     for t in result.tokens[1:]:
-        assert t.prob == pytest.approx(2 ** -t.bits, rel=1e-5)
-        assert len(t.top) == 4 and [p for _, _, p in t.top] == sorted((p for _, _, p in t.top),
-                                                                       reverse=True)
+        assert t.prob == pytest.approx(2**-t.bits, rel=1e-5)
+        assert len(t.top) == 4 and [p for _, _, p in t.top] == sorted(
+            (p for _, _, p in t.top), reverse=True
+        )
         assert (t.rank == 1) == (t.top[0][0] == t.token_id)
     worst = result.most_surprising
-    assert len(worst) == 10 and [t.bits for t in worst] == sorted((t.bits for t in worst),
-                                                                  reverse=True)
+    assert len(worst) == 10 and [t.bits for t in worst] == sorted(
+        (t.bits for t in worst), reverse=True
+    )
     assert worst[0].bits == max(t.bits for t in result.tokens[1:])
 
 
@@ -105,7 +107,7 @@ def test_random_val_passage_is_from_the_val_split(small_text):
     a, b = random_val_passage(cfg, 40, seed=1), random_val_passage(cfg, 40, seed=1)
     assert a == b and a.n_tokens == 40
     _, val = data.split(data.load_tokens(cfg.data), cfg.val_fraction)
-    assert a.text == data.get_tokenizer().decode([int(t) for t in val[a.start:a.start + 40]])
+    assert a.text == data.get_tokenizer().decode([int(t) for t in val[a.start : a.start + 40]])
     others = {random_val_passage(cfg, 40, seed=s).start for s in range(2, 8)}
     assert len(others) > 1
     whole = random_val_passage(cfg, 10**6, seed=0)

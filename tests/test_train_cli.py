@@ -3,26 +3,35 @@ import subprocess
 import sys
 
 import pytest
-
 from conftest import ROOT
-from core import train as cli
-from core.rundir import RunDir, list_run_dirs
+
+from core.store.rundir import RunDir, list_run_dirs
+from core.train import cli
 
 
 def run_cli(*args, env_extra=None):
     env = {**os.environ, "OMP_NUM_THREADS": "1", **(env_extra or {})}
-    return subprocess.run([sys.executable, "-m", "core.train", *args], cwd=ROOT, env=env,
-                          capture_output=True, text=True, timeout=120)
+    return subprocess.run(
+        [sys.executable, "-m", "core.train", *args],
+        cwd=ROOT,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
 
 
-@pytest.mark.parametrize("flags, message", [
-    (["--n-embd", "100", "--n-head", "12"], "n_embd: 100 does not divide by n_head=12"),
-    (["--micro-batch-size", "-2"], "micro_batch_size: must be a positive whole number"),
-    (["--seq-len", "2048"], "seq_len: 2048 is above block_size=128"),
-    (["--device", "tpu"], "device: unknown device 'tpu'"),
-    (["--data", "/no/such/file.txt"], "neither 'tinyshakespeare' nor an existing file"),
-    (["--name", "../../etc"], "invalid run name"),
-])
+@pytest.mark.parametrize(
+    "flags, message",
+    [
+        (["--n-embd", "100", "--n-head", "12"], "n_embd: 100 does not divide by n_head=12"),
+        (["--micro-batch-size", "-2"], "micro_batch_size: must be a positive whole number"),
+        (["--seq-len", "2048"], "seq_len: 2048 is above block_size=128"),
+        (["--device", "tpu"], "device: unknown device 'tpu'"),
+        (["--data", "/no/such/file.txt"], "neither 'tinyshakespeare' nor an existing file"),
+        (["--name", "../../etc"], "invalid run name"),
+    ],
+)
 def test_bad_values_exit_2_with_a_clear_line_and_create_nothing(runs_dir, flags, message, capsys):
     assert cli.main(["--preset", "nano", "--runs-dir", str(runs_dir), *flags]) == 2
     err = capsys.readouterr().err
@@ -38,9 +47,25 @@ def test_unparseable_value_exits_2(runs_dir):
 
 def test_help_lists_every_field_with_defaults():
     text = cli.build_parser().format_help()
-    for flag in ("--n-layer", "--micro-batch-size", "--grad-accum-steps", "--max-steps",
-                 "--target-loss", "--max-lr", "--device", "--dtype", "--compile", "--no-compile",
-                 "--data", "--preset", "--config", "--run-dir", "--runs-dir", "--name", "--resume"):
+    for flag in (
+        "--n-layer",
+        "--micro-batch-size",
+        "--grad-accum-steps",
+        "--max-steps",
+        "--target-loss",
+        "--max-lr",
+        "--device",
+        "--dtype",
+        "--compile",
+        "--no-compile",
+        "--data",
+        "--preset",
+        "--config",
+        "--run-dir",
+        "--runs-dir",
+        "--name",
+        "--resume",
+    ):
         assert flag in text
     assert "(gpt2-124m: 0.0006)" in text
 
@@ -51,9 +76,28 @@ def test_resume_needs_an_existing_run(runs_dir, capsys):
 
 
 def test_cli_trains_prints_step_lines_and_resumes_further(runs_dir, small_text):
-    flags = ["--preset", "nano", "--n-embd", "32", "--block-size", "32", "--seq-len", "32",
-             "--micro-batch-size", "4", "--max-steps", "6", "--eval-interval", "3",
-             "--sample-tokens", "4", "--data", str(small_text), "--device", "cpu"]
+    flags = [
+        "--preset",
+        "nano",
+        "--n-embd",
+        "32",
+        "--block-size",
+        "32",
+        "--seq-len",
+        "32",
+        "--micro-batch-size",
+        "4",
+        "--max-steps",
+        "6",
+        "--eval-interval",
+        "3",
+        "--sample-tokens",
+        "4",
+        "--data",
+        str(small_text),
+        "--device",
+        "cpu",
+    ]
     result = run_cli(*flags, "--runs-dir", str(runs_dir), "--name", "cli")
     assert result.returncode == 0, result.stderr
     assert "step     6 | loss " in result.stdout and "run completed" in result.stdout

@@ -5,11 +5,16 @@ import dataclasses
 import pandas as pd
 import streamlit as st
 
-from core import checkpoint
-from core import export
 from core.config import TrainConfig
-from core.inspect_model import (architecture, human_bytes, load_model, meta_breakdown,
-                                parameter_breakdown, sizes, training_results)
+from core.inspect.model_info import (
+    architecture,
+    meta_breakdown,
+    parameter_breakdown,
+    training_results,
+)
+from core.store import checkpoint, export
+from core.store.checkpoint import load_model, sizes
+from core.units import human_bytes
 from dashboard.checkpoint_picker import pick_checkpoint, pick_run
 from dashboard.run_table import format_duration
 
@@ -20,8 +25,12 @@ st.title("Model info")
 def _checkpoint_facts(path: str, mtime: float) -> dict:
     """Breakdown and sizes from the checkpoint's real tensors (the state itself is not kept)."""
     ckpt = checkpoint.load(path)
-    return {"breakdown": parameter_breakdown(ckpt.model), "sizes": sizes(ckpt),
-            "step": ckpt.step, "config": ckpt.config}
+    return {
+        "breakdown": parameter_breakdown(ckpt.model),
+        "sizes": sizes(ckpt),
+        "step": ckpt.step,
+        "config": ckpt.config,
+    }
 
 
 c_run, c_ckpt = st.columns([3, 2])
@@ -43,9 +52,11 @@ except ValueError as e:
     st.error(f"Cannot read the run's config: {e}")
     st.stop()
 if facts is None:
-    st.info(f"Run **{run.run_id}** has no checkpoint yet ({run.effective_state()}): the "
-            "architecture and parameter counts below come from its config; sizes and export "
-            "appear after the first checkpoint.")
+    st.info(
+        f"Run **{run.run_id}** has no checkpoint yet ({run.effective_state()}): the "
+        "architecture and parameter counts below come from its config; sizes and export "
+        "appear after the first checkpoint."
+    )
 
 breakdown = facts["breakdown"] if facts else meta_breakdown(cfg)
 total = dict(breakdown)["total"]
@@ -57,8 +68,11 @@ with left:
 with right:
     st.subheader("Parameters")
     st.metric("Total parameters", f"{total:,}", help="The tied embedding is counted once")
-    rows = [{"component": name, "parameters": f"{n:,}", "share": f"{n / total:.1%}"}
-            for name, n in breakdown if name != "total"]
+    rows = [
+        {"component": name, "parameters": f"{n:,}", "share": f"{n / total:.1%}"}
+        for name, n in breakdown
+        if name != "total"
+    ]
     st.table(pd.DataFrame(rows).set_index("component"))
 
 st.subheader("Size")
@@ -67,10 +81,16 @@ if facts:
     a, b, c, d = st.columns(4)
     a.metric("Weights, fp32", human_bytes(sz["fp32"]))
     b.metric("Weights, bf16", human_bytes(sz["bf16"]))
-    c.metric("Weights + AdamW state", human_bytes(sz["fp32_with_optimizer"]),
-             help=f"optimizer moments: {human_bytes(sz['optimizer'])}")
-    d.metric("Checkpoint file", human_bytes(sz.get("checkpoint_file", 0)),
-             help="weights, optimizer state, RNG and data position, as written by training")
+    c.metric(
+        "Weights + AdamW state",
+        human_bytes(sz["fp32_with_optimizer"]),
+        help=f"optimizer moments: {human_bytes(sz['optimizer'])}",
+    )
+    d.metric(
+        "Checkpoint file",
+        human_bytes(sz.get("checkpoint_file", 0)),
+        help="weights, optimizer state, RNG and data position, as written by training",
+    )
 else:
     st.caption(f"fp32 weights will take {human_bytes(total * 4)}; bf16 {human_bytes(total * 2)}.")
 
@@ -84,27 +104,47 @@ def _fmt(value, pattern: str, none: str = "-") -> str:
 
 a, b, c, d = st.columns(4)
 a.metric("Initial loss", _fmt(r["initial_loss"], "{:.4f}"))
-b.metric("Final loss", _fmt(r["final_loss"], "{:.4f}"),
-         _fmt(r["loss_reduction"], "-{:.1%}", none=None), delta_color="inverse")
-c.metric("Best val loss", _fmt(r["best_val_loss"], "{:.4f}"),
-         help=_fmt(r["best_val_step"], "at step {}", none=None))
+b.metric(
+    "Final loss",
+    _fmt(r["final_loss"], "{:.4f}"),
+    _fmt(r["loss_reduction"], "-{:.1%}", none=None),
+    delta_color="inverse",
+)
+c.metric(
+    "Best val loss",
+    _fmt(r["best_val_loss"], "{:.4f}"),
+    help=_fmt(r["best_val_step"], "at step {}", none=None),
+)
 d.metric("Best val perplexity", _fmt(r["best_val_perplexity"], "{:,.1f}"))
 a, b, c, d = st.columns(4)
 a.metric("Steps", f"{r['steps']:,}" + (f" / {r['max_steps']:,}" if r["max_steps"] else ""))
-b.metric("Training time", format_duration(r["total_time_s"]) or "-",
-         help="Time spent training, summed over every stop and resume (not wall time)")
+b.metric(
+    "Training time",
+    format_duration(r["total_time_s"]) or "-",
+    help="Time spent training, summed over every stop and resume (not wall time)",
+)
 c.metric("Mean step time", _fmt(r["mean_step_ms"], "{:,.1f} ms"))
 d.metric("Mean tokens/s", _fmt(r["mean_tokens_per_sec"], "{:,.0f}"))
 a, b = st.columns([1, 3])
 a.metric("Peak memory", _fmt(r["peak_mem_mb"], "{:,.0f} MiB"))
-b.markdown(f"**State:** {r['state']}  \n**Stop reason:** "
-           f"{r['stop_reason'] or 'not finished yet'}")
+b.markdown(f"**State:** {r['state']}  \n**Stop reason:** {r['stop_reason'] or 'not finished yet'}")
 
 st.subheader("Training hyperparameters")
-hp = [{"group": f.metadata["group"], "setting": f.name, "value": str(getattr(cfg, f.name)),
-       "meaning": f.metadata["help"]} for f in dataclasses.fields(TrainConfig)]
-st.dataframe(pd.DataFrame(hp), hide_index=True, height=35 * (len(hp) + 1) + 3,
-             column_config={"meaning": st.column_config.TextColumn(width="large")})
+hp = [
+    {
+        "group": f.metadata["group"],
+        "setting": f.name,
+        "value": str(getattr(cfg, f.name)),
+        "meaning": f.metadata["help"],
+    }
+    for f in dataclasses.fields(TrainConfig)
+]
+st.dataframe(
+    pd.DataFrame(hp),
+    hide_index=True,
+    height=35 * (len(hp) + 1) + 3,
+    column_config={"meaning": st.column_config.TextColumn(width="large")},
+)
 
 st.subheader("Export")
 if facts is None:
@@ -116,6 +156,7 @@ else:
         def build() -> bytes:  # runs on click: the model is loaded only when asked for
             loaded = load_model(path)
             return export.safetensors_bytes(loaded.model, loaded.config, dtype, step)
+
         return build
 
     def _hf() -> bytes:
@@ -123,15 +164,32 @@ else:
         return export.hf_zip_bytes(loaded.model, loaded.config, name=f"{name}-step{step}")
 
     a, b, c = st.columns(3)
-    a.download_button("Weights, fp32 (.safetensors)", _safetensors("float32"),
-                      file_name=f"{name}-step{step}-fp32.safetensors", key="mi_dl_fp32",
-                      mime="application/octet-stream", on_click="ignore")
-    b.download_button("Weights, bf16 (.safetensors)", _safetensors("bfloat16"),
-                      file_name=f"{name}-step{step}-bf16.safetensors", key="mi_dl_bf16",
-                      mime="application/octet-stream", on_click="ignore")
-    c.download_button("Hugging Face GPT-2 folder (.zip)", _hf,
-                      file_name=f"{name}-step{step}-hf.zip", key="mi_dl_hf",
-                      mime="application/zip", on_click="ignore")
-    st.caption("The Hugging Face folder loads with `transformers.GPT2LMHeadModel."
-               "from_pretrained(folder)`. From the command line: `python -m core.export "
-               f"--run-dir {run.path} --format hf --out FOLDER`.")
+    a.download_button(
+        "Weights, fp32 (.safetensors)",
+        _safetensors("float32"),
+        file_name=f"{name}-step{step}-fp32.safetensors",
+        key="mi_dl_fp32",
+        mime="application/octet-stream",
+        on_click="ignore",
+    )
+    b.download_button(
+        "Weights, bf16 (.safetensors)",
+        _safetensors("bfloat16"),
+        file_name=f"{name}-step{step}-bf16.safetensors",
+        key="mi_dl_bf16",
+        mime="application/octet-stream",
+        on_click="ignore",
+    )
+    c.download_button(
+        "Hugging Face GPT-2 folder (.zip)",
+        _hf,
+        file_name=f"{name}-step{step}-hf.zip",
+        key="mi_dl_hf",
+        mime="application/zip",
+        on_click="ignore",
+    )
+    st.caption(
+        "The Hugging Face folder loads with `transformers.GPT2LMHeadModel."
+        "from_pretrained(folder)`. From the command line: `python -m core.store.export "
+        f"--run-dir {run.path} --format hf --out FOLDER`."
+    )

@@ -10,10 +10,15 @@ from pathlib import Path
 
 import streamlit as st
 
-from core import data, device, estimate, launcher, pretrained, run_queue, throughput
+from core import device
 from core.config import PRESETS, ConfigError, TrainConfig, check_run_id, preset
-from core.param_count import param_count
-from core.rundir import ACTIVE_STATES, WAITING, RunDir, list_run_dirs, name_taken
+from core.data import dataset as data
+from core.model.param_count import param_count
+from core.runs import launcher
+from core.runs import queue as run_queue
+from core.store import pretrained
+from core.store.rundir import ACTIVE_STATES, WAITING, RunDir, list_run_dirs, name_taken
+from core.train import estimate, throughput
 from dashboard import new_run_form, run_actions, state
 from dashboard.run_table import escape_md, format_duration
 
@@ -61,7 +66,7 @@ def source_fingerprint(source: str) -> tuple:
 
 @st.cache_data(show_spinner="Timing a few real training steps of this shape...", max_entries=64)
 def probe_shape(key: tuple) -> tuple[throughput.Probe | None, str | None]:
-    """(core.throughput's timing of the shape in key (new_run_form.probe_key), None), or
+    """(core.train.throughput's timing of the shape in key (new_run_form.probe_key), None), or
     (None, why it failed); kept per shape for the server's life."""
     fields = dict(key)
     where = fields.pop("device")
@@ -73,10 +78,10 @@ def probe_shape(key: tuple) -> tuple[throughput.Probe | None, str | None]:
 
 @st.cache_data(show_spinner="X-raying the training text...", max_entries=32)
 def data_xray(key: tuple, n_params: int, data_mtime: float):
-    """core.memorization's data X-ray for the config fields in key (new_run_form.xray_key)."""
-    from core import memorization
+    """core.data.corpus's data X-ray for the config fields in key (new_run_form.xray_key)."""
+    from core.data.xray import data_xray
 
-    return memorization.data_xray(TrainConfig(**dict(key)), n_params)
+    return data_xray(TrainConfig(**dict(key)), n_params)
 
 
 def mtime(setting: str) -> float:
@@ -108,7 +113,8 @@ def fill_from_run(prefill: dict, runs_root) -> None:
         return
     st.session_state.update(new_run_form.prefill_values(cfg, runs_root))
     st.session_state[PREFIX + "run_name"] = launcher.default_run_name(
-        new_run_form.copy_name(prefill["run_id"]), runs_root)
+        new_run_form.copy_name(prefill["run_id"]), runs_root
+    )
     st.session_state[FROM_RUN] = (prefill["run_id"], None)
 
 
@@ -136,22 +142,34 @@ def init_form(runs_root) -> None:
 
 def save_form(value_keys: list[str]) -> None:
     """Remember the form for when the user comes back from another page."""
-    keys = [*value_keys, PRESET_KEY, PREFIX + "run_name", PREFIX + "data_source",
-            PREFIX + "data_path", PREFIX + "start", PREFIX + "start_run", PREFIX + "start_hf"]
+    keys = [
+        *value_keys,
+        PRESET_KEY,
+        PREFIX + "run_name",
+        PREFIX + "data_source",
+        PREFIX + "data_path",
+        PREFIX + "start",
+        PREFIX + "start_run",
+        PREFIX + "start_hf",
+    ]
     st.session_state[SAVED] = {k: st.session_state[k] for k in keys if k in st.session_state}
 
 
 # --- reading the form --------------------------------------------------------------------------
 
+
 def data_setting(source: str, path: str, upload) -> tuple[str, str | None]:
     """(the config's data value, a problem or None) for the chosen source; a valid upload is
-    stored first (core.data keeps it outside the runs directory) and its stored path used."""
+    stored first (core.data.dataset keeps it outside the runs directory) and its stored path used."""
     if source == SOURCES[0]:
         return "tinyshakespeare", None
     if source == SOURCES[1]:
         path = (path or "").strip()
-        return path, (None if path else "give the path of a .txt file, or of a folder of .txt "
-                      "files, on this machine")
+        return path, (
+            None
+            if path
+            else "give the path of a .txt file, or of a folder of .txt files, on this machine"
+        )
     if upload is None:
         return "", "upload a UTF-8 .txt file (at least 1 KB)"
     raw = upload.getvalue()
@@ -183,8 +201,9 @@ def device_choice(cfg: TrainConfig, problems: dict):
         return None
     gpus = len(cuda_devices())
     if cfg.nproc > 1 and choice.type == "cuda" and cfg.nproc > gpus:
-        problems["nproc"] = (f"{cfg.nproc} processes but {gpus} GPU(s) visible: use at most "
-                             "one process per GPU")
+        problems["nproc"] = (
+            f"{cfg.nproc} processes but {gpus} GPU(s) visible: use at most one process per GPU"
+        )
     return choice
 
 
@@ -200,8 +219,11 @@ def run_name_problem(run_name: str, runs_root) -> str | None:
 
 def runs_with_checkpoints(runs_root) -> list[str]:
     """The runs of this runs directory a new run can start from (those with a checkpoint)."""
-    return [r.run_id for r in list_run_dirs(runs_root)
-            if r.checkpoints() or r.best_checkpoint_path.is_file()]
+    return [
+        r.run_id
+        for r in list_run_dirs(runs_root)
+        if r.checkpoints() or r.best_checkpoint_path.is_file()
+    ]
 
 
 def start_source(runs_root) -> tuple[str, str | None]:
@@ -217,8 +239,9 @@ def start_source(runs_root) -> tuple[str, str | None]:
         return str((Path(runs_root) / st.session_state[PREFIX + "start_run"]).resolve()), None
     if mode == START_FROM[2]:
         source = (st.session_state.get(PREFIX + "start_hf") or "").strip()
-        return source, None if source else ("give a Hugging Face GPT-2 folder, or a hub name "
-                                            "such as gpt2")
+        return source, None if source else (
+            "give a Hugging Face GPT-2 folder, or a hub name such as gpt2"
+        )
     return "", None
 
 
@@ -243,8 +266,9 @@ def read_form(runs_root) -> dict:
     base = preset(st.session_state[PRESET_KEY])
     values = {k: st.session_state.get(k) for k in new_run_form.widget_values(base)}
     source = st.session_state.get(PREFIX + "data_source", SOURCES[0])
-    setting, data_problem = data_setting(source, st.session_state.get(PREFIX + "data_path"),
-                                         st.session_state.get(PREFIX + "upload"))
+    setting, data_problem = data_setting(
+        source, st.session_state.get(PREFIX + "data_path"), st.session_state.get(PREFIX + "upload")
+    )
     cfg, problems = new_run_form.parse(values, setting or "tinyshakespeare", base, init_from)
     problems.pop("data", None)
     if start_problem:
@@ -259,9 +283,17 @@ def read_form(runs_root) -> dict:
     name_problem = run_name_problem(run_name, runs_root)
     if name_problem:
         problems["run_name"] = name_problem
-    return dict(cfg=cfg, problems=problems, tokens=tokens, choice=choice, source=source,
-                run_name=run_name, value_keys=list(values), init_from=init_from,
-                shape_locked=bool(init_from) and not start_problem)
+    return dict(
+        cfg=cfg,
+        problems=problems,
+        tokens=tokens,
+        choice=choice,
+        source=source,
+        run_name=run_name,
+        value_keys=list(values),
+        init_from=init_from,
+        shape_locked=bool(init_from) and not start_problem,
+    )
 
 
 def probe_for(cfg: TrainConfig, choice, runs_root) -> throughput.Probe | None:
@@ -271,8 +303,9 @@ def probe_for(cfg: TrainConfig, choice, runs_root) -> throughput.Probe | None:
     if estimate.measured_throughput(cfg, runs_root):
         return None
     key = new_run_form.probe_key(cfg, str(choice.device))
-    if (param_count(cfg) >= new_run_form.PROBE_AUTO_PARAMS
-            and key not in st.session_state.get(PROBED, ())):
+    if param_count(cfg) >= new_run_form.PROBE_AUTO_PARAMS and key not in st.session_state.get(
+        PROBED, ()
+    ):
         return None
     probe, problem = probe_shape(key)
     if problem:
@@ -281,16 +314,21 @@ def probe_for(cfg: TrainConfig, choice, runs_root) -> throughput.Probe | None:
 
 
 def estimate_of(cfg: TrainConfig, tokens, choice, runs_root) -> estimate.Estimate:
-    """core.estimate's figures for cfg on the chosen device (one place for every figure shown),
+    """core.train.estimate's figures for cfg on the chosen device (one place for every figure shown),
     with a probe of its shape where one is due (probe_for)."""
     return estimate.estimate(
-        cfg, n_tokens=len(tokens) if tokens is not None else None, runs_dir=runs_root,
-        dtype=choice.dtype, device_type=choice.type,
+        cfg,
+        n_tokens=len(tokens) if tokens is not None else None,
+        runs_dir=runs_root,
+        dtype=choice.dtype,
+        device_type=choice.type,
         peak_flops=device.peak_flops(choice, cfg.peak_flops).value or None,
-        probe=probe_for(cfg, choice, runs_root))
+        probe=probe_for(cfg, choice, runs_root),
+    )
 
 
 # --- drawing the form --------------------------------------------------------------------------
+
 
 def field_error(name: str, problems: dict) -> None:
     if name in problems:
@@ -317,32 +355,51 @@ def render_field(f, locked: bool = False) -> None:
 def start_inputs(form: dict, runs_root) -> None:
     """Where the weights come from: scratch, another run's checkpoint, or GPT-2 (a Hugging Face
     folder or hub name). A source decides the model's shape."""
-    st.radio("Start from", START_FROM, key=PREFIX + "start", horizontal=True,
-             help="Random weights, or fine-tune existing ones (nanoGPT's init_from)")
+    st.radio(
+        "Start from",
+        START_FROM,
+        key=PREFIX + "start",
+        horizontal=True,
+        help="Random weights, or fine-tune existing ones (nanoGPT's init_from)",
+    )
     mode = st.session_state.get(PREFIX + "start")
     if mode == START_FROM[1]:
         runs = runs_with_checkpoints(runs_root)
         if runs:
-            st.selectbox("Run", runs, key=PREFIX + "start_run",
-                         help="Its best checkpoint (best val loss), else its newest")
+            st.selectbox(
+                "Run",
+                runs,
+                key=PREFIX + "start_run",
+                help="Its best checkpoint (best val loss), else its newest",
+            )
     elif mode == START_FROM[2]:
         st.session_state.setdefault(PREFIX + "start_hf", "gpt2")
-        st.text_input("Hugging Face folder or hub name", key=PREFIX + "start_hf",
-                      help="A folder holding GPT-2's config.json and model.safetensors (or "
-                           "pytorch_model.bin), or a hub name such as gpt2 already downloaded")
+        st.text_input(
+            "Hugging Face folder or hub name",
+            key=PREFIX + "start_hf",
+            help="A folder holding GPT-2's config.json and model.safetensors (or "
+            "pytorch_model.bin), or a hub name such as gpt2 already downloaded",
+        )
     field_error("init_from", form["problems"])
     if form["shape_locked"]:
-        st.caption("The source decides the model's shape: "
-                   + ", ".join(f"{name} {st.session_state[PREFIX + name]:,}"
-                               for name in new_run_form.SHAPE_FIELDS) + " (read-only below).")
+        st.caption(
+            "The source decides the model's shape: "
+            + ", ".join(
+                f"{name} {st.session_state[PREFIX + name]:,}" for name in new_run_form.SHAPE_FIELDS
+            )
+            + " (read-only below)."
+        )
 
 
 def data_inputs(source: str, tokens, problems: dict) -> None:
     """The training text: tiny shakespeare, a local path or an upload, and its token count."""
     st.radio("Training text", SOURCES, key=PREFIX + "data_source", horizontal=True)
     if source == SOURCES[1]:
-        st.text_input("Path of a .txt file or a folder of them", key=PREFIX + "data_path",
-                      placeholder="/home/me/corpus.txt")
+        st.text_input(
+            "Path of a .txt file or a folder of them",
+            key=PREFIX + "data_path",
+            placeholder="/home/me/corpus.txt",
+        )
     elif source == SOURCES[2]:
         st.file_uploader("A UTF-8 .txt file", type=["txt"], key=PREFIX + "upload")
     field_error("data", problems)
@@ -356,8 +413,9 @@ def field_groups(form: dict, runs_root) -> None:
     locked = set(new_run_form.SHAPE_FIELDS) if form["shape_locked"] else set()
     for group in new_run_form.GROUPS:
         fields = [f for f in groups[group] if f.name not in new_run_form.SPECIAL]
-        expanded = group in ("model", "batch", "data") or any(f.name in problems
-                                                              for f in groups[group])
+        expanded = group in ("model", "batch", "data") or any(
+            f.name in problems for f in groups[group]
+        )
         with st.expander(group.capitalize(), expanded=expanded):
             if group == "model":
                 start_inputs(form, runs_root)
@@ -365,8 +423,10 @@ def field_groups(form: dict, runs_root) -> None:
                 data_inputs(form["source"], form["tokens"], problems)
             if group == "device" and form["choice"]:
                 choice = form["choice"]
-                st.info(f"This machine: **{choice.device}**, **{choice.dtype}**, compile "
-                        f"**{'on' if choice.compile else 'off'}** ({choice.why})")
+                st.info(
+                    f"This machine: **{choice.device}**, **{choice.dtype}**, compile "
+                    f"**{'on' if choice.compile else 'off'}** ({choice.why})"
+                )
             for row in new_run_form.rows_of(fields):
                 for column, f in zip(st.columns(new_run_form.ROW), row):
                     with column:
@@ -376,46 +436,68 @@ def field_groups(form: dict, runs_root) -> None:
 
 
 def preset_and_name(form: dict, runs_root) -> None:
-    """The preset (with its note, figures from core.estimate) and the run name."""
+    """The preset (with its note, figures from core.train.estimate) and the run name."""
     top = st.columns(2)
-    name = top[0].selectbox("Preset", list(PRESETS), key=PRESET_KEY, on_change=apply_preset_choice,
-                            args=(runs_root,), help="Fills every field below")
+    name = top[0].selectbox(
+        "Preset",
+        list(PRESETS),
+        key=PRESET_KEY,
+        on_change=apply_preset_choice,
+        args=(runs_root,),
+        help="Fills every field below",
+    )
     chosen = preset(name)
     est = None
     if form["choice"] is not None:
         est = estimate_of(chosen, form["tokens"], form["choice"], runs_root)
     top[0].caption(new_run_form.preset_note(name, est, chosen.max_steps))
     with top[1]:
-        st.text_input("Run name", key=PREFIX + "run_name",
-                      help="Letters, digits, '-' and '_': also the run's folder name")
+        st.text_input(
+            "Run name",
+            key=PREFIX + "run_name",
+            help="Letters, digits, '-' and '_': also the run's folder name",
+        )
         field_error("run_name", form["problems"])
 
 
 # --- what the run means: estimate, data X-ray, disk ---------------------------------------------
+
 
 def estimate_metrics(est: estimate.Estimate, cfg: TrainConfig, choice) -> None:
     """Parameters and the time, with where the time comes from; a bigger model not timed yet
     gets a button that times a few real steps of its shape."""
     a, b = st.columns(2)
     a.metric("Parameters", f"{est.params / 1e6:,.2f} M")
-    b.metric("Estimated time", format_duration(est.time_s) if est.time_s else "unknown",
-             help=est.time_source)
+    b.metric(
+        "Estimated time",
+        format_duration(est.time_s) if est.time_s else "unknown",
+        help=est.time_source,
+    )
     st.caption(new_run_form.time_note(est))
-    if est.time_is_guess and est.params >= new_run_form.PROBE_AUTO_PARAMS:
-        if st.button("Time a few real steps", key=PREFIX + "probe",
-                     help="Builds this model and times a few training steps of it on this "
-                          "machine (a minute or more for GPT-2 124M on a CPU)"):
-            key = new_run_form.probe_key(cfg, str(choice.device))
-            st.session_state.setdefault(PROBED, set()).add(key)
-            st.rerun()
+    probe_allowed = est.time_is_guess and est.params >= new_run_form.PROBE_AUTO_PARAMS
+    if probe_allowed and st.button(
+        "Time a few real steps",
+        key=PREFIX + "probe",
+        help="Builds this model and times a few training steps of it "
+        "on this machine (a minute or more for GPT-2 124M on a CPU)",
+    ):
+        key = new_run_form.probe_key(cfg, str(choice.device))
+        st.session_state.setdefault(PROBED, set()).add(key)
+        st.rerun()
 
 
-XRAY_ROWS = ("tokens in the data", "train / val tokens", "tokens per optimizer step",
-             "steps per epoch", "epochs", "parameters per training token")
+XRAY_ROWS = (
+    "tokens in the data",
+    "train / val tokens",
+    "tokens per optimizer step",
+    "steps per epoch",
+    "epochs",
+    "parameters per training token",
+)
 
 
 def xray_panel(cfg: TrainConfig, n_params: int) -> None:
-    """core.memorization's data X-ray: sizes, passes over the text, parameters per training
+    """core.data.corpus's data X-ray: sizes, passes over the text, parameters per training
     token, the longest passages the text repeats, and a warning when it will likely memorize."""
     st.markdown("**Data X-ray**")
     try:
@@ -423,19 +505,27 @@ def xray_panel(cfg: TrainConfig, n_params: int) -> None:
     except (data.DataError, OSError, ValueError) as e:
         st.caption(f"No X-ray of this data: {e}")
         return
-    st.table({"figure": list(XRAY_ROWS), "value": new_run_form.xray_values(x, cfg)},
-             hide_index=True)
+    st.table(
+        {"figure": list(XRAY_ROWS), "value": new_run_form.xray_values(x, cfg)}, hide_index=True
+    )
     if x.warning:
         st.warning(x.warning[:1].upper() + x.warning[1:] + ".")
     if x.repeats:
         with st.expander("Longest passages repeated inside the text"):
             for r in x.repeats:
                 where = r.location
-                lines = (f"line {where.line:,}" if where.line == where.end_line
-                         else f"lines {where.line:,}-{where.end_line:,}")
+                lines = (
+                    f"line {where.line:,}"
+                    if where.line == where.end_line
+                    else f"lines {where.line:,}-{where.end_line:,}"
+                )
                 speaker = f", {where.speaker}" if where.speaker else ""
-                st.markdown(escape_md(f"{r.length:,} tokens, {r.count:,} times; first at "
-                                      f"{where.file} {lines}{speaker}"))
+                st.markdown(
+                    escape_md(
+                        f"{r.length:,} tokens, {r.count:,} times; first at "
+                        f"{where.file} {lines}{speaker}"
+                    )
+                )
                 st.code(r.text, language=None, wrap_lines=True)  # the text as itself
 
 
@@ -454,16 +544,23 @@ def disk_panel(cfg: TrainConfig, runs_root) -> None:
     """The disk the run's checkpoints and snapshots need at most, beside the free space."""
     need = new_run_form.disk_need(cfg)
     a, b = st.columns(2)
-    a.metric("Checkpoints on disk", new_run_form.format_mib(need["checkpoints"]),
-             help="at most keep_checkpoints + 1 full checkpoints (the newest is written before "
-                  "the oldest goes; all of them with keep_checkpoints 0) and best.pt: fp32 "
-                  "weights and AdamW's two moments, 12 bytes a parameter")
+    a.metric(
+        "Checkpoints on disk",
+        new_run_form.format_mib(need["checkpoints"]),
+        help="at most keep_checkpoints + 1 full checkpoints (the newest is written before "
+        "the oldest goes; all of them with keep_checkpoints 0) and best.pt: fp32 "
+        "weights and AdamW's two moments, 12 bytes a parameter",
+    )
     count = estimate.snapshot_count(cfg)
-    b.metric("Snapshots", new_run_form.format_mib(need["snapshots"]) if count else "off",
-             help=f"{count:,} half-precision snapshots of "
-                  f"{new_run_form.format_mib(need['snapshot'])}, capped at "
-                  f"snapshot_cap_mb = {cfg.snapshot_cap_mb:,} MiB (the oldest go first)"
-             if count else "snapshot_interval is 0: no weights-only snapshots")
+    b.metric(
+        "Snapshots",
+        new_run_form.format_mib(need["snapshots"]) if count else "off",
+        help=f"{count:,} half-precision snapshots of "
+        f"{new_run_form.format_mib(need['snapshot'])}, capped at "
+        f"snapshot_cap_mb = {cfg.snapshot_cap_mb:,} MiB (the oldest go first)"
+        if count
+        else "snapshot_interval is 0: no weights-only snapshots",
+    )
     free = free_mib(runs_root)
     text = f"Disk needed at most: {new_run_form.format_mib(need['total'])}"
     if free is not None:
@@ -477,16 +574,24 @@ def disk_panel(cfg: TrainConfig, runs_root) -> None:
 def estimate_tables(est: estimate.Estimate, cfg: TrainConfig) -> None:
     """Memory per process (in MiB, as computed) and how the figures are estimated."""
     st.markdown("**Estimated memory per process**")
-    st.table({"part": list(est.memory_mb),
-              "MiB": [f"{v:,.1f}" for v in est.memory_mb.values()]}, hide_index=True)
+    st.table(
+        {"part": list(est.memory_mb), "MiB": [f"{v:,.1f}" for v in est.memory_mb.values()]},
+        hide_index=True,
+    )
     with st.expander("How these are estimated"):
         formula = estimate.ACTIVATION_FORMULA.replace("*", "\\*")  # products, not emphasis
-        st.markdown(f"- {formula}\n"
-                    f"- {est.flops_per_token / 1e6:,.1f} MFLOPs per token (6N + 12·L·H·Q·T); "
-                    f"{est.total_tokens:,} tokens in {cfg.max_steps:,} steps.")
-        st.table({"component": list(est.params_by_component),
-                  "parameters": [f"{n:,}" for n in est.params_by_component.values()]},
-                 hide_index=True)
+        st.markdown(
+            f"- {formula}\n"
+            f"- {est.flops_per_token / 1e6:,.1f} MFLOPs per token (6N + 12·L·H·Q·T); "
+            f"{est.total_tokens:,} tokens in {cfg.max_steps:,} steps."
+        )
+        st.table(
+            {
+                "component": list(est.params_by_component),
+                "parameters": [f"{n:,}" for n in est.params_by_component.values()],
+            },
+            hide_index=True,
+        )
 
 
 def estimate_panel(form: dict, runs_root) -> None:
@@ -494,8 +599,10 @@ def estimate_panel(form: dict, runs_root) -> None:
     st.subheader("What this run means")
     problems = form["problems"]
     if problems:
-        st.error("Fix these fields to launch:\n\n" + "\n".join(
-            f"- **{name}**: {why}" for name, why in problems.items()))
+        st.error(
+            "Fix these fields to launch:\n\n"
+            + "\n".join(f"- **{name}**: {why}" for name, why in problems.items())
+        )
         return
     cfg = form["cfg"]
     est = estimate_of(cfg, form["tokens"], form["choice"], runs_root)
@@ -507,6 +614,7 @@ def estimate_panel(form: dict, runs_root) -> None:
 
 # --- launch ------------------------------------------------------------------------------------
 
+
 def something_training(runs_root) -> bool:
     """Whether a run in runs_root is training, starting or waiting in the queue."""
     return any(r.effective_state() in (*ACTIVE_STATES, WAITING) for r in list_run_dirs(runs_root))
@@ -517,15 +625,26 @@ def launch_buttons(form: dict, runs_root) -> str | None:
     "Launch now" under it. Returns "now", "queue" or None (nothing pressed)."""
     blocked = bool(form["problems"])
     if not something_training(runs_root):
-        pressed = st.button("Launch", key=PREFIX + "launch", type="primary", disabled=blocked,
-                            width="stretch")
+        pressed = st.button(
+            "Launch", key=PREFIX + "launch", type="primary", disabled=blocked, width="stretch"
+        )
         return "now" if pressed else None
-    later = st.button("Launch after the current run ends", key=PREFIX + "enqueue",
-                      type="primary", disabled=blocked, width="stretch",
-                      help="Queue it: it starts by itself when the runs before it have ended")
-    now = st.button("Launch now", key=PREFIX + "launch", disabled=blocked, width="stretch",
-                    help="Start it beside the run that trains: on a small machine two runs at "
-                         "once halve each other's speed")
+    later = st.button(
+        "Launch after the current run ends",
+        key=PREFIX + "enqueue",
+        type="primary",
+        disabled=blocked,
+        width="stretch",
+        help="Queue it: it starts by itself when the runs before it have ended",
+    )
+    now = st.button(
+        "Launch now",
+        key=PREFIX + "launch",
+        disabled=blocked,
+        width="stretch",
+        help="Start it beside the run that trains: on a small machine two runs at "
+        "once halve each other's speed",
+    )
     return "queue" if later else "now" if now else None
 
 
@@ -539,10 +658,15 @@ def queued_note(runs_root) -> None:
         st.session_state.pop(QUEUED, None)
         return
     place = waiting.index(run_id) + 1
-    ahead = "next, once the current run ends" if place == 1 else \
-        f"after the {place - 1} queued run{'s' if place > 2 else ''} before it"
-    st.success(f"Queued **{run_id}**: number {place} of {len(waiting)} in the queue; it starts "
-               f"{ahead}. The Runs page shows the queue and can reorder it.")
+    ahead = (
+        "next, once the current run ends"
+        if place == 1
+        else f"after the {place - 1} queued run{'s' if place > 2 else ''} before it"
+    )
+    st.success(
+        f"Queued **{run_id}**: number {place} of {len(waiting)} in the queue; it starts "
+        f"{ahead}. The Runs page shows the queue and can reorder it."
+    )
 
 
 def launch(form: dict, runs_root, when: str) -> None:
@@ -574,8 +698,10 @@ def from_run_note() -> None:
         if problem:
             st.error(f"Could not copy the settings of {run_id}: {problem}")
         else:
-            st.info(f"Filled in from run **{escape_md(run_id)}**: change what you want, name it, "
-                    "and launch.")
+            st.info(
+                f"Filled in from run **{escape_md(run_id)}**: change what you want, name it, "
+                "and launch."
+            )
 
 
 def main() -> None:

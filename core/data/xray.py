@@ -1,0 +1,98 @@
+"""The data X-ray: before a run, how often it will see its data and what the data repeats."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+
+from core.data.corpus import CorpusIndex, Location, _cache_path, _cached, decode, load_index
+
+MEMORIZE_EPOCHS = 4.0  # more passes over the same text than this: expect verbatim recall
+
+
+# --- before a run: the data X-ray --------------------------------------------------------------
+@dataclass
+class Repeat:
+    """A passage the training text holds more than once: where, how long (tokens), how often,
+    and its text (of a passage over 500 tokens, the first 500)."""
+
+    offset: int
+    length: int
+    count: int
+    text: str
+    location: Location
+
+
+@dataclass
+class DataXray:
+    """What a run will do with its data: sizes, passes over it, parameters per training token,
+    the longest passages the training text repeats, and a warning when it will likely memorize."""
+
+    tokens: int
+    train_tokens: int
+    val_tokens: int
+    tokens_per_step: int
+    steps_per_epoch: float
+    epochs: float
+    params_per_token: float
+    repeats: list[Repeat]
+    warning: str | None
+
+
+def data_xray(cfg, n_params: int, top: int = 3, index: CorpusIndex | None = None) -> DataXray:
+    """The data X-ray for a config (data, val_fraction, micro_batch_size, seq_len,
+    grad_accum_steps, nproc, max_steps) and the model's parameter count. Epochs count as the
+    engine's batch walker reads: whole micro batches of the train split, in order, wrapping."""
+    index = index or load_index(cfg.data, cfg.val_fraction)
+    n_train, n_val = len(index.train), len(index.val)
+    micro = cfg.micro_batch_size * cfg.seq_len
+    accum = cfg.grad_accum_steps
+    if getattr(cfg, "total_batch_tokens", 0):
+        accum = max(cfg.total_batch_tokens // (micro * cfg.nproc), 1)
+    per_step = micro * accum * cfg.nproc
+    chunks = max(n_train - 1, 0) // micro  # micro batches per pass over the train split
+    steps_per_epoch = chunks / (accum * cfg.nproc)
+    epochs = cfg.max_steps / steps_per_epoch if chunks else float("inf")
+    warning = None
+    if not chunks:
+        warning = (
+            f"the training split has {n_train:,} tokens, fewer than one micro batch "
+            f"({cfg.micro_batch_size} x {cfg.seq_len}): use more text"
+        )
+    elif epochs > MEMORIZE_EPOCHS:
+        warning = (
+            f"{cfg.max_steps:,} steps x {per_step:,} tokens = {epochs:,.0f} epochs of this "
+            "text: expect it to memorize"
+        )
+    repeats = [
+        Repeat(
+            o,
+            n,
+            index.train.count(index.train.tokens[o : o + n]),
+            decode(index.train.tokens[o : o + min(n, 500)]),
+            index.locate(o, n),
+        )
+        for o, n in _cached_repeats(index, top)
+    ]
+    return DataXray(
+        len(index.tokens),
+        n_train,
+        n_val,
+        per_step,
+        steps_per_epoch,
+        epochs,
+        n_params / max(n_train, 1),
+        repeats,
+        warning,
+    )
+
+
+def _cached_repeats(index: CorpusIndex, top: int) -> list[tuple[int, int]]:
+    tag = f"{index.key}-val{float(index.val_fraction)!r}"
+    found = _cached(
+        _cache_path(tag, f"train-repeats{top}"),
+        lambda: np.array(index.train.repeats(top), np.int64).reshape(-1, 2),
+        lambda a: a.dtype == np.int64 and a.ndim == 2 and a.shape[1] == 2,
+    )
+    return [(int(o), int(n)) for o, n in found]

@@ -1,0 +1,162 @@
+"""The run queue: runs that start one after another, each when nothing else in the runs
+directory is training (on a small machine two runs at once halve each other's speed).
+
+The queue is a file in the runs directory (named by core/store/rundir.py), not memory, so it survives
+an app restart; every change happens under an fcntl lock, so the app and the engines never lose
+an update. A queued run is a real run directory in the state 'waiting' (it shows in the runs
+table); `start_next` turns the first one 'queued' and launches it. Two callers start the next
+run: the training process when it ends, whatever its end state (core/train/cli.py), and the app on
+each page load (which covers an engine that crashed). Both may call at any time: the check
+"nothing active" and the pop happen under the lock, so two calls at once start one run.
+
+File format (queue.json): {"version": 1, "runs": ["run_id", ...]}, first to start first.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import fcntl
+import json
+import os
+import time
+from pathlib import Path
+
+from core.runs import launcher
+from core.config import ConfigError, TrainConfig, check_run_id
+from core.runs.preflight import check_runnable
+from core.store.rundir import ACTIVE_STATES, WAITING, RunDir, default_run_name, default_runs_dir, queue_lock_path, queue_path
+
+VERSION = 1
+
+
+def _root(runs_dir: str | Path | None) -> Path:
+    return Path(runs_dir or default_runs_dir())
+
+
+@contextlib.contextmanager
+def _locked(root: Path):
+    """Hold the queue's lock (flock: it also excludes other threads of this process, since each
+    call opens the lock file anew)."""
+    root.mkdir(parents=True, exist_ok=True)
+    with open(queue_lock_path(root), "a") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        try:
+            yield
+        finally:
+            fcntl.flock(lock, fcntl.LOCK_UN)
+
+
+def _read(root: Path) -> list[str]:
+    """The queued run ids as stored. A missing or unreadable file is an empty queue (the next
+    change rewrites it)."""
+    try:
+        values = json.loads(queue_path(root).read_text())
+    except (FileNotFoundError, json.JSONDecodeError, UnicodeDecodeError):
+        return []
+    runs = values.get("runs") if isinstance(values, dict) else None
+    return [r for r in runs if isinstance(r, str)] if isinstance(runs, list) else []
+
+
+def _write(root: Path, run_ids: list[str]) -> None:
+    path = queue_path(root)
+    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+    tmp.write_text(json.dumps({"version": VERSION, "runs": run_ids}))
+    os.replace(tmp, path)
+
+
+def _is_waiting(root: Path, run_id: str) -> bool:
+    run = RunDir(root / run_id)
+    return run.exists() and run.read_status().get("state") == WAITING
+
+
+def enqueue(config: TrainConfig, runs_dir: str | Path | None = None,
+            name: str | None = None) -> str:
+    """Validate config exactly as launcher.launch does, create runs_dir/name in the state
+    'waiting' and append it to the queue; nothing starts (start_next does). Raises ConfigError
+    (or core.data.dataset.DataError) before anything is created; returns the run id."""
+    root = _root(runs_dir)
+    check_runnable(config)
+    name = check_run_id(name) if name else None
+    with _locked(root):
+        run = RunDir.create(root, name or default_run_name("run", root), config, state=WAITING)
+        _write(root, _read(root) + [run.run_id])
+    return run.run_id
+
+
+def queued(runs_dir: str | Path | None = None) -> list[str]:
+    """The run ids waiting to start, first to start first (entries whose run directory was
+    deleted or already started are left out)."""
+    root = _root(runs_dir)
+    return [r for r in _read(root) if _is_waiting(root, r)]
+
+
+def move(run_id: str, offset: int | None = None, index: int | None = None,
+         runs_dir: str | Path | None = None) -> list[str]:
+    """Move a queued run by offset (-1: one earlier, +1: one later) or to index (0: first);
+    give exactly one. Positions past either end stop there. Returns the new order; raises
+    ConfigError when the run is not in the queue."""
+    if (offset is None) == (index is None):
+        raise ConfigError("move: give either offset or index")
+    root = _root(runs_dir)
+    with _locked(root):
+        run_ids = queued(root)
+        if run_id not in run_ids:
+            raise ConfigError(f"run {run_id!r} is not in the queue (it started or was removed)")
+        old = run_ids.index(run_id)
+        new = old + offset if index is None else index
+        run_ids.insert(max(0, min(len(run_ids) - 1, new)), run_ids.pop(old))
+        _write(root, run_ids)
+    return run_ids
+
+
+def remove(run_id: str, runs_dir: str | Path | None = None) -> None:
+    """Take a run out of the queue and delete its run directory (it never started, so nothing
+    is lost but its config). Raises ConfigError when it is not in the queue."""
+    root = _root(runs_dir)
+    with _locked(root):
+        run_ids = queued(root)
+        if run_id not in run_ids:
+            raise ConfigError(f"run {run_id!r} is not in the queue (it started or was removed)")
+        run_ids.remove(run_id)
+        _write(root, run_ids)
+        RunDir(root / run_id).delete()
+
+
+def clear(runs_dir: str | Path | None = None) -> list[str]:
+    """Empty the queue, deleting each waiting run's directory; returns the ids removed."""
+    root = _root(runs_dir)
+    if not queue_path(root).exists():
+        return []
+    with _locked(root):
+        run_ids = queued(root)
+        _write(root, [])
+        for run_id in run_ids:
+            RunDir(root / run_id).delete()
+    return run_ids
+
+
+def start_next(runs_dir: str | Path | None = None) -> str | None:
+    """When no run in runs_dir is active (queued or running; crashed ones do not count) and the
+    queue holds a waiting run, take the first one off the queue and launch it; returns its id,
+    else None. Safe to call at any time, from any process: the check and the pop happen under
+    the queue's lock. A run that cannot be started is marked failed and the next one tried."""
+    root = _root(runs_dir)
+    if not queue_path(root).exists():
+        return None  # no queue here: touch nothing (a CLI run's parent may be any folder)
+    with _locked(root):
+        if any(info.state in ACTIVE_STATES for info in launcher.list_runs(root)):
+            return None
+        run_ids = _read(root)
+        while run_ids:
+            run_id = run_ids.pop(0)
+            if not _is_waiting(root, run_id):
+                continue  # deleted, or started some other way
+            _write(root, run_ids)
+            run = RunDir(root / run_id)
+            try:
+                return launcher.launch_prepared(run)
+            except (OSError, ConfigError) as e:  # e.g. a config.json edited into nonsense
+                run.write_status(state="failed", reason="error", ended=time.time(),
+                                 error=f"the run queue could not start it: {e}")
+        _write(root, run_ids)
+        return None

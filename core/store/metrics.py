@@ -1,0 +1,438 @@
+"""The records of metrics.jsonl: their kinds and fields, the writer, the reader and the summary.
+
+This module alone knows the record format; the engine writes through `MetricsLog` and every
+page, command and benchmark reads through `MetricsReader`, `clean` and `RunSummary`. To add a
+metric, add its field to a kind in `KINDS` (or a new kind), write it in the engine, and fold it
+into `RunSummary.update` if a table should show it.
+
+A line is one JSON object with a `kind`. Readers skip what they cannot use, never fail: a torn
+or malformed line, a record that is not an object, a field of the wrong type (dropped), and a
+record of a kind they do not know (kept by `clean`, ignored by the summary and the charts), so
+runs written by a newer engine stay readable.
+"""
+
+from __future__ import annotations
+
+import csv
+import io
+import json
+import math
+import os
+import threading
+from dataclasses import asdict, dataclass, field, fields
+from pathlib import Path
+
+NUMBER, TEXT, FLAG = (int, float), (str,), (bool,)
+
+# kind -> {field: accepted types}. Every record also has `step` (int) and `time` (unix seconds).
+KINDS: dict[str, dict[str, tuple]] = {
+    # One optimizer step. train_time_s is the training time summed over every process segment
+    # of the run (stops and resumes included); batch_checksum names the tokens it trained on.
+    "train": dict(
+        loss=NUMBER,
+        lr=NUMBER,
+        grad_norm=NUMBER,
+        dt_ms=NUMBER,
+        tokens_per_sec=NUMBER,
+        tokens_seen=NUMBER,
+        mfu=NUMBER,
+        peak_mem_mb=NUMBER,
+        train_time_s=NUMBER,
+        batch_checksum=TEXT,
+    ),
+    # A validation estimate; copy_rate is the share of sampled tokens found verbatim in the
+    # training text (spans of >= copy_min_len tokens), longest_copy the longest such span.
+    "eval": dict(val_loss=NUMBER, copy_rate=NUMBER, longest_copy=NUMBER, copy_min_len=NUMBER),
+    # A text sample from the fixed prompt.
+    "sample": dict(prompt=TEXT, text=TEXT),
+    # A process began training the run (a start or a resume): the segments of its time line;
+    # and the peak FLOP/s its MFU figures are measured against, with where that peak comes from.
+    "start": dict(
+        resumed=FLAG, world_size=NUMBER, max_steps=NUMBER, peak_flops=NUMBER, peak_source=TEXT
+    ),
+    # Process resources, at most once a second.
+    "system": dict(cpu_percent=NUMBER, rss_mb=NUMBER, gpu_mem_mb=NUMBER, gpu_util=NUMBER),
+}
+
+
+def clean(record) -> dict | None:
+    """A record as readers may trust it, or None when it is unusable (not an object, no kind,
+    no integer step). Fields of a known kind with the wrong type are dropped; non-finite numbers
+    stay (a diverged loss is a fact to show)."""
+    if not isinstance(record, dict) or not isinstance(record.get("kind"), str):
+        return None
+    step = record.get("step")
+    if isinstance(step, bool) or not isinstance(step, (int, float)) or not math.isfinite(step):
+        return None
+    spec = KINDS.get(record["kind"])
+    if spec is None:
+        return record  # a newer kind: kept for exports, ignored by everything that draws
+    out = {"kind": record["kind"], "step": int(step)}
+    if isinstance(record.get("time"), NUMBER) and not isinstance(record["time"], bool):
+        out["time"] = record["time"]
+    for name, types in spec.items():
+        value = record.get(name)
+        if isinstance(value, types) and (types is FLAG or not isinstance(value, bool)):
+            out[name] = value
+    return out
+
+
+def parse_records(chunk: bytes) -> list[dict]:
+    """The clean records of complete JSON lines, skipping torn and malformed ones."""
+    records = []
+    for line in chunk.splitlines():
+        try:
+            record = clean(json.loads(line))
+        except ValueError:  # JSON or UTF-8 errors: a line torn by a crash
+            continue
+        if record is not None:
+            records.append(record)
+    return records
+
+
+class MetricsLog:
+    """The engine's writer: one line per record, flushed as written, checked against KINDS."""
+
+    def __init__(self, path: Path):
+        self._file = open(path, "a", buffering=1)
+
+    def write(self, kind: str, step: int, time: float, **values) -> dict:
+        unknown = set(values) - set(KINDS[kind])
+        assert not unknown, f"fields {unknown} are not declared for kind {kind!r} in KINDS"
+        record = {"kind": kind, "step": step, "time": time, **values}
+        self._file.write(json.dumps(record) + "\n")
+        return record
+
+    def close(self) -> None:
+        self._file.close()
+
+
+@dataclass
+class MetricsReader:
+    """Reads metrics.jsonl incrementally: remembers the byte offset and skips a torn last line.
+
+    A resume rewrites the file (a new inode, perhaps soon longer than before); the reader then
+    starts over from the top and says so, so that callers drop what they built from the old file.
+    """
+
+    path: Path
+    offset: int = 0
+    file_id: tuple | None = None  # (device, inode) of the file read so far
+
+    def read_new_bytes(self, limit: int | None = None) -> tuple[bytes, bool]:
+        """Complete lines appended since the last call (about `limit` bytes of them at most, so
+        a long file can be read in pieces), and whether the file was replaced since (then the
+        bytes start at the new file's start)."""
+        try:
+            with open(self.path, "rb") as f:
+                st = os.fstat(f.fileno())
+                restarted = (
+                    self.file_id not in (None, (st.st_dev, st.st_ino)) or st.st_size < self.offset
+                )
+                if restarted:
+                    self.offset = 0
+                self.file_id = (st.st_dev, st.st_ino)
+                f.seek(self.offset)
+                chunk = f.read(limit) if limit else f.read()
+                if limit and len(chunk) == limit and b"\n" not in chunk:
+                    chunk += f.readline()  # one line longer than the limit: take it whole
+        except (FileNotFoundError, IsADirectoryError):
+            return b"", False
+        end = chunk.rfind(b"\n") + 1  # a line without its newline is still being written
+        self.offset += end
+        return chunk[:end], restarted
+
+    def read_new(self) -> list[dict]:
+        """Clean records appended since the last call (complete lines only)."""
+        return parse_records(self.read_new_bytes()[0])
+
+
+def read_all(path: Path) -> list[dict]:
+    """Every clean record of a metrics file."""
+    return MetricsReader(Path(path)).read_new()
+
+
+def truncate_after(path: Path, step: int) -> None:
+    """On resume, drop records past the checkpoint's step so the log never has two of one step;
+    the file is replaced atomically (readers see a new inode and start over)."""
+    if not path.exists():
+        return
+    kept = [r for r in read_all(path) if r["step"] <= step]
+    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+    tmp.write_text("".join(json.dumps(r) + "\n" for r in kept))
+    os.replace(tmp, path)
+
+
+def last_step_time_ms(path: Path) -> float:
+    """The newest train record's step time, read from the file's tail (0 when none)."""
+    try:
+        with open(path, "rb") as f:
+            f.seek(max(0, os.fstat(f.fileno()).st_size - 8192))
+            tail = f.read()
+    except OSError:
+        return 0.0
+    lines = tail.splitlines()[1:] or tail.splitlines()  # the first line may be cut
+    for record in reversed(parse_records(b"\n".join(lines) + b"\n")):
+        if record["kind"] == "train" and "dt_ms" in record:
+            return float(record["dt_ms"])
+    return 0.0
+
+
+def _finite(x) -> bool:
+    return isinstance(x, (int, float)) and math.isfinite(x)
+
+
+@dataclass
+class RunSummary:
+    """What tables show about a run, folded from its records in one pass (and extended as
+    records arrive): last and best loss, best val loss and its step, tokens seen, training time
+    summed over every segment, throughput, the latest copy rate, where each segment began."""
+
+    last_step: int = 0
+    last_loss: float | None = None
+    first_loss: float | None = None
+    best_loss: float | None = None
+    best_val_loss: float | None = None
+    best_val_step: int | None = None
+    last_val_loss: float | None = None
+    tokens_seen: int = 0
+    train_time_s: float = 0.0
+    tokens_per_sec: float | None = None
+    timed_steps: int = 0  # steps after each segment's first (which pays for warm-up)
+    timed_ms: float = 0.0
+    timed_tokens_per_sec: float = 0.0
+    peak_mem_mb: float | None = None
+    copy_rate: float | None = None
+    longest_copy: int | None = None
+    segment_starts: list = field(default_factory=list)  # steps where a process began training
+    _segment_first: bool = True
+
+    def update(self, records: list[dict]) -> RunSummary:
+        for r in records:
+            fold = _FOLDS.get(r["kind"])
+            if fold:
+                fold(self, r)
+        return self
+
+    def _train(self, r: dict) -> None:
+        loss = r.get("loss")
+        if not _finite(loss):
+            return
+        self.last_step = max(self.last_step, r["step"])
+        self.first_loss = loss if self.first_loss is None else self.first_loss
+        self.last_loss = loss
+        self.best_loss = loss if self.best_loss is None else min(self.best_loss, loss)
+        self.tokens_seen = int(r.get("tokens_seen", self.tokens_seen))
+        self.train_time_s = float(
+            r.get("train_time_s", self.train_time_s + r.get("dt_ms", 0) / 1000)
+        )
+        self.tokens_per_sec = r.get("tokens_per_sec", self.tokens_per_sec)
+        if _finite(r.get("peak_mem_mb")):
+            self.peak_mem_mb = max(self.peak_mem_mb or 0.0, r["peak_mem_mb"])
+        if self._segment_first:
+            self._segment_first = False
+        else:
+            self.timed_steps += 1
+            self.timed_ms += r.get("dt_ms", 0.0)
+            self.timed_tokens_per_sec += r.get("tokens_per_sec", 0.0)
+
+    def _eval(self, r: dict) -> None:
+        v = r.get("val_loss")
+        if _finite(v):
+            self.last_val_loss = v
+            if self.best_val_loss is None or v < self.best_val_loss:
+                self.best_val_loss, self.best_val_step = v, r["step"]
+        if _finite(r.get("copy_rate")):
+            self.copy_rate = r["copy_rate"]
+            self.longest_copy = int(r.get("longest_copy", 0))
+
+    def _start(self, r: dict) -> None:
+        self.segment_starts.append(r["step"])
+        self._segment_first = True
+
+    @property
+    def mean_step_ms(self) -> float | None:
+        return self.timed_ms / self.timed_steps if self.timed_steps else None
+
+    @property
+    def mean_tokens_per_sec(self) -> float | None:
+        return self.timed_tokens_per_sec / self.timed_steps if self.timed_steps else None
+
+    def to_dict(self) -> dict:
+        return asdict(self)
+
+    @classmethod
+    def from_dict(cls, values: dict) -> RunSummary:
+        names = {f.name for f in fields(cls)}
+        return cls(**{k: v for k, v in values.items() if k in names})
+
+
+_FOLDS = {"train": RunSummary._train, "eval": RunSummary._eval, "start": RunSummary._start}
+
+
+SUMMARY_CHUNK_BYTES = 16 * 2**20  # summaries read long files in pieces of this size
+# The fields the summary folds, for the bulk parser (numbers as float64; null when absent).
+_BULK_NUMBERS = (
+    "step",
+    "loss",
+    "tokens_seen",
+    "train_time_s",
+    "tokens_per_sec",
+    "dt_ms",
+    "peak_mem_mb",
+    "val_loss",
+    "copy_rate",
+    "longest_copy",
+)
+
+
+def fold_bytes(summary: RunSummary, chunk: bytes) -> RunSummary:
+    """Fold complete JSON lines into summary: in bulk with pyarrow where it is installed and
+    every line parses, else record by record (the same result)."""
+    if not (len(chunk) > 1 << 16 and _fold_bulk(summary, chunk)):
+        summary.update(parse_records(chunk))
+    return summary
+
+
+def _fold_bulk(summary: RunSummary, chunk: bytes) -> bool:
+    """RunSummary.update for many lines at once: pyarrow parses them, numpy folds the train
+    records (the bulk of a file), eval and start records go one by one. False, with summary
+    untouched, when pyarrow is missing or any line is malformed (torn, not an object, a field
+    of the wrong type): the caller then takes the record-by-record path."""
+    try:
+        import numpy as np
+        import pyarrow as pa
+        import pyarrow.compute as pc
+        import pyarrow.json as pj
+    except ImportError:
+        return False
+    schema = pa.schema([("kind", pa.string())] + [(c, pa.float64()) for c in _BULK_NUMBERS])
+    try:
+        table = pj.read_json(
+            io.BytesIO(chunk),
+            parse_options=pj.ParseOptions(
+                explicit_schema=schema, unexpected_field_behavior="ignore"
+            ),
+        )
+    except (pa.ArrowInvalid, pa.ArrowTypeError, ValueError):
+        return False
+    kind, step = table.column("kind"), table.column("step")
+    if kind.null_count or step.null_count:
+        return False  # records clean() would drop: let the careful path drop them
+    steps = step.to_numpy()
+    if not np.isfinite(steps).all():
+        return False
+    col = {c: table.column(c).to_numpy(zero_copy_only=False) for c in _BULK_NUMBERS}  # null: NaN
+    is_kind = {
+        k: pc.equal(kind, k).to_numpy(zero_copy_only=False) for k in ("train", "eval", "start")
+    }
+    train_rows = np.flatnonzero(is_kind["train"] & np.isfinite(col["loss"]))
+    _fold_train(summary, train_rows, np.flatnonzero(is_kind["start"]), col)
+    for i in np.flatnonzero(is_kind["eval"]):
+        summary._eval(
+            {
+                "step": int(steps[i]),
+                **{
+                    c: float(col[c][i])
+                    for c in ("val_loss", "copy_rate", "longest_copy")
+                    if not np.isnan(col[c][i])
+                },
+            }
+        )
+    return True
+
+
+def _fold_train(s: RunSummary, rows, starts, col: dict) -> None:
+    """RunSummary._train over the train records at `rows` (finite loss, in file order) and the
+    segment starts at `starts` (row numbers in the same chunk), vectorised."""
+    import numpy as np
+
+    s.segment_starts.extend(int(col["step"][i]) for i in starts)
+    if not len(rows):
+        s._segment_first = s._segment_first or bool(len(starts))
+        return
+    first = np.zeros(len(rows), dtype=bool)  # each segment's first step pays for warm-up
+    after = np.searchsorted(rows, starts)  # the first train record after each start
+    first[after[after < len(rows)]] = True
+    first[0] |= s._segment_first
+    s._segment_first = bool(len(starts)) and starts[-1] > rows[-1]
+    loss, at = col["loss"][rows], lambda c: col[c][rows]
+    s.last_step = max(s.last_step, int(at("step").max()))
+    s.first_loss = float(loss[0]) if s.first_loss is None else s.first_loss
+    s.last_loss = float(loss[-1])
+    s.best_loss = float(loss.min()) if s.best_loss is None else min(s.best_loss, float(loss.min()))
+    dt = np.nan_to_num(at("dt_ms"), nan=0.0)
+    for name in ("tokens_seen", "tokens_per_sec"):
+        given = np.flatnonzero(~np.isnan(at(name)))
+        if len(given):
+            setattr(s, name, at(name)[given[-1]].item())
+    s.tokens_seen = int(s.tokens_seen)
+    given = np.flatnonzero(~np.isnan(at("train_time_s")))
+    if len(given):  # the last total written, plus the step times of records without one
+        s.train_time_s = float(at("train_time_s")[given[-1]] + dt[given[-1] + 1 :].sum() / 1000)
+    else:
+        s.train_time_s = float(s.train_time_s + dt.sum() / 1000)
+    mem = at("peak_mem_mb")[np.isfinite(at("peak_mem_mb"))]
+    if len(mem):
+        s.peak_mem_mb = max(s.peak_mem_mb or 0.0, float(mem.max()))
+    timed = ~first
+    s.timed_steps += int(timed.sum())
+    s.timed_ms += float(dt[timed].sum())
+    s.timed_tokens_per_sec += float(np.nan_to_num(at("tokens_per_sec"), nan=0.0)[timed].sum())
+
+
+def summarize(path: Path) -> RunSummary:
+    """The summary of every record in a metrics file (one pass, no cache)."""
+    return _SummaryEntry(Path(path)).refresh()
+
+
+class _SummaryEntry:
+    """A summary and the reader that feeds it, read in pieces (memory stays flat)."""
+
+    def __init__(self, path: Path):
+        self.reader, self.summary = MetricsReader(path), RunSummary()
+
+    def refresh(self) -> RunSummary:
+        while True:
+            chunk, restarted = self.reader.read_new_bytes(limit=SUMMARY_CHUNK_BYTES)
+            if restarted:  # a resume rewrote the file: forget the old records
+                self.summary = RunSummary()
+            if not chunk:
+                return self.summary
+            fold_bytes(self.summary, chunk)
+
+
+class SummaryCache:
+    """Per-file summaries kept up to date by reading only appended bytes; safe to share between
+    threads (Streamlit serves every browser session from one process)."""
+
+    def __init__(self):
+        self._lock = threading.Lock()
+        self._entries: dict[str, _SummaryEntry] = {}
+
+    def get(self, path: Path) -> RunSummary:
+        key = str(path)
+        with self._lock:
+            entry = self._entries.setdefault(key, _SummaryEntry(Path(path)))
+            return entry.refresh()
+
+
+_SUMMARIES = SummaryCache()
+
+
+def cached_summary(path: Path) -> RunSummary:
+    """The summary of a metrics file from this process's shared cache (appended bytes only)."""
+    return _SUMMARIES.get(path)
+
+
+def to_csv(records: list[dict]) -> str:
+    """Records as CSV, one row each; the `kind` column tells them apart, a field a kind lacks
+    stays empty."""
+    columns: list[str] = []
+    for r in records:
+        columns += [k for k in r if k not in columns]
+    out = io.StringIO()
+    writer = csv.DictWriter(out, fieldnames=columns or ["kind", "step"], lineterminator="\n")
+    writer.writeheader()
+    writer.writerows(records)
+    return out.getvalue()
