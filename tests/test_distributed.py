@@ -24,6 +24,7 @@ from core.runs import launcher
 from core.store import checkpoint
 from core.store.metrics import MetricsReader
 from core.store.rundir import RunDir
+from core.train.distributed import Dist
 from core.train.engine import train
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -287,7 +288,7 @@ class _Exited(Exception):
 def _fail_as(monkeypatch, run: RunDir, error: BaseException, rank: int, meanwhile=None) -> str:
     """Run the engine's failure path as `rank` of 2 with _fit raising error (after calling
     meanwhile, what other ranks do while this one trains); the status error."""
-    from core.train import engine
+    from core.train import engine, failure
 
     def fit(*args):
         if meanwhile:
@@ -298,11 +299,9 @@ def _fail_as(monkeypatch, run: RunDir, error: BaseException, rank: int, meanwhil
         raise _Exited(code)
 
     monkeypatch.setattr(engine, "_fit", fit)
-    monkeypatch.setattr(engine.os, "_exit", exit_)
+    monkeypatch.setattr(failure.os, "_exit", exit_)
     with pytest.raises(_Exited):
-        engine._fit_reporting_failure(
-            run, run.read_config(), engine.Dist(rank, rank, 2), False, None
-        )
+        engine._fit_reporting_failure(run, run.read_config(), Dist(rank, rank, 2), False, None)
     return run.read_status()["error"]
 
 

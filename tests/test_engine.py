@@ -12,6 +12,7 @@ from core.store.metrics import MetricsReader
 from core.store.rundir import RunDir
 from core.train import engine
 from core.train.optim import get_lr
+from core.train.system import SystemSampler
 
 
 def records(run, kind="train"):
@@ -181,7 +182,7 @@ def test_stop_request_saves_a_checkpoint_and_ends_stopped(runs_dir, tiny_config,
 
 def test_copy_rate_start_and_system_records(runs_dir, tiny_config, monkeypatch):
     monkeypatch.setattr(
-        engine._SystemSampler, "sample", lambda self, choice: {"cpu_percent": 95.0, "rss_mb": 321.0}
+        SystemSampler, "sample", lambda self, choice: {"cpu_percent": 95.0, "rss_mb": 321.0}
     )
     run, state = start(runs_dir, "records", tiny_config)
     assert state == "completed"

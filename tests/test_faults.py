@@ -21,6 +21,7 @@ from core.runs.preflight import check_runnable
 from core.store import checkpoint, metrics
 from core.store.rundir import RunDir, process_start_time
 from core.train import cli, engine, estimate
+from core.train.distributed import Dist
 
 
 def write_raw_status(run: RunDir, status) -> None:
@@ -326,9 +327,7 @@ def test_a_disk_too_full_for_a_status_temp_file_still_records_failed(
             )
 
         monkeypatch.setattr(engine, "_fit", full)
-        assert (
-            engine._fit_reporting_failure(run, tiny_config, engine.Dist(), False, None) == "failed"
-        )
+        assert engine._fit_reporting_failure(run, tiny_config, Dist(), False, None) == "failed"
         status = run.read_status()
         assert status["state"] == "failed" and "(needed ~10 MB, free 0 MB)" in status["error"]
 

@@ -22,7 +22,8 @@ from core.runs import launcher
 from core.runs.preflight import check_runnable
 from core.store import pretrained
 from core.store.rundir import RunDir, RunLock, default_run_name, default_runs_dir
-from core.train.engine import init_distributed, train
+from core.train.distributed import init_distributed
+from core.train.engine import train
 
 _held: list[RunLock] = []  # the writer lock of the run this process trains (see prepare)
 

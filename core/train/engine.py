@@ -7,16 +7,8 @@ every rank stops together (the stop and failure flags are all-reduced each step)
 from __future__ import annotations
 
 import contextlib
-import errno
 import math
-import os
-import resource
-import shutil
-import signal
-import sys
-import threading
 import time
-import traceback
 from dataclasses import dataclass, field
 
 import torch
@@ -30,95 +22,15 @@ from core.generate.sampling import generate_ids
 from core.model.gpt import GPT, ModelConfig, flops_per_token
 from core.store import checkpoint, metrics, pretrained
 from core.store.rundir import RunDir
+from core.train import failure
+from core.train.distributed import Dist, close_distributed, init_distributed
 from core.train.optim import get_lr, make_optimizer
+from core.train.process import Heartbeat, StopSignal, output_in_log, stop_requested
+from core.train.system import SystemSampler, peak_memory_mb
 
 
 class TrainingDiverged(RuntimeError):
     """The loss or gradient became NaN or infinite."""
-
-
-@dataclass(frozen=True)
-class Dist:
-    rank: int = 0
-    local_rank: int = 0
-    world_size: int = 1
-
-    @property
-    def master(self) -> bool:
-        return self.rank == 0
-
-
-def init_distributed(device_type_hint: str) -> Dist:
-    """Join the process group torchrun describes in the environment (NCCL on CUDA, gloo else)."""
-    if "RANK" not in os.environ or int(os.environ.get("WORLD_SIZE", "1")) == 1:
-        return Dist()
-    if not dist.is_initialized():
-        backend = "nccl" if device_type_hint != "cpu" and torch.cuda.is_available() else "gloo"
-        if backend == "nccl":
-            # Pin the rank to its GPU before the first collective: NCCL (broadcast_object_list
-            # too) uses the current device, and two ranks on one GPU is an NCCL error.
-            torch.cuda.set_device(int(os.environ.get("LOCAL_RANK", 0)))
-        dist.init_process_group(backend=backend)
-    return Dist(dist.get_rank(), int(os.environ.get("LOCAL_RANK", 0)), dist.get_world_size())
-
-
-class _Tee:
-    """Copy a stream into log.txt when the process was not started with its output there."""
-
-    def __init__(self, stream, log):
-        self.stream, self.log = stream, log
-
-    def write(self, text):
-        self.stream.write(text)
-        self.log.write(text)
-        return len(text)
-
-    def flush(self):
-        self.stream.flush()
-        self.log.flush()
-
-    def __getattr__(self, name):
-        return getattr(self.stream, name)
-
-
-@contextlib.contextmanager
-def _output_in_log(run: RunDir):
-    """Make sure stdout and stderr reach log.txt (the launcher already points them there)."""
-    try:
-        out, log_file = os.fstat(sys.stdout.fileno()), os.stat(run.log_path)
-        same = (out.st_dev, out.st_ino) == (log_file.st_dev, log_file.st_ino)
-    except (OSError, ValueError, AttributeError):  # no log yet, or stdout is not a real file
-        same = False
-    if same:
-        yield
-        return
-    saved = sys.stdout, sys.stderr
-    with open(run.log_path, "a", buffering=1) as log:
-        sys.stdout, sys.stderr = _Tee(sys.stdout, log), _Tee(sys.stderr, log)
-        try:
-            yield
-        finally:
-            sys.stdout, sys.stderr = saved
-
-
-class _StopSignal:
-    """SIGTERM / SIGINT ask for a clean stop at the end of the current step (while training in
-    the main thread; the previous handlers come back afterwards)."""
-
-    SIGNALS = (signal.SIGTERM, signal.SIGINT)
-
-    def __init__(self):
-        self.name = None
-        self._previous = {}
-        if threading.current_thread() is threading.main_thread():
-            self._previous = {sig: signal.signal(sig, self._handle) for sig in self.SIGNALS}
-
-    def _handle(self, signum, frame):
-        self.name = signal.Signals(signum).name
-
-    def restore(self) -> None:
-        for sig, handler in self._previous.items():
-            signal.signal(sig, handler)
 
 
 def train(run_dir: str, resume: bool = False) -> str:
@@ -126,78 +38,25 @@ def train(run_dir: str, resume: bool = False) -> str:
     run = RunDir(run_dir)
     cfg = run.read_config()
     ddp = init_distributed(cfg.device)
-    stop_signal = _StopSignal()
-    log = _output_in_log(run) if ddp.master else contextlib.nullcontext()
+    stop_signal = StopSignal()
+    log = output_in_log(run) if ddp.master else contextlib.nullcontext()
     try:
         with log:
             state = _fit_reporting_failure(run, cfg, ddp, resume, stop_signal)
     finally:
         stop_signal.restore()
-        if ddp.world_size > 1 and dist.is_initialized():
-            dist.destroy_process_group()
+        close_distributed(ddp)
     return state
 
 
 def _fit_reporting_failure(
-    run: RunDir, cfg: TrainConfig, ddp: Dist, resume: bool, stop_signal: _StopSignal
+    run: RunDir, cfg: TrainConfig, ddp: Dist, resume: bool, stop_signal: StopSignal
 ) -> str:
     began = time.time()
     try:
         return _fit(run, cfg, ddp, resume, stop_signal)
     except BaseException as e:
-        message = f"{type(e).__name__}: {e}"
-        if isinstance(e, OSError) and e.errno in (errno.ENOSPC, errno.EDQUOT):
-            if not isinstance(e, checkpoint.DiskFull):  # a log or metrics write hit the wall
-                with contextlib.suppress(OSError):
-                    free = shutil.disk_usage(run.path).free / 2**20
-                    message = (
-                        f"no space left on device (free {free:.0f} MB) writing "
-                        f"{e.filename or 'the run'}"
-                    )
-            message += "; free some space, then resume: it continues from the last checkpoint"
-        if ddp.world_size > 1 and _lost_peer(e):
-            message = (
-                f"rank {ddp.rank} lost contact with another rank, which crashed or was "
-                f"killed (torchrun's summary in log.txt names it): {message}"
-            )
-        elif ddp.world_size > 1:
-            message = f"rank {ddp.rank} failed: {message}"
-        with contextlib.suppress(OSError, ValueError):  # a full disk may refuse the log too
-            traceback.print_exc()
-            print(f"run failed: {message}", file=sys.stderr, flush=True)
-        # Any rank may report a failure: the others may be blocked in a collective. The first
-        # report is the cause; the ranks that then lose their peer must not overwrite it.
-        status = run.read_status()
-        if not (status.get("state") == "failed" and (status.get("ended") or 0) >= began):
-            try:
-                run.write_status(state="failed", error=message, reason="error", ended=time.time())
-            except OSError:  # no room for status.json's temp file: overwrite it in place
-                with contextlib.suppress(OSError):
-                    run.write_status_in_place(
-                        state="failed", error=message[:300], reason="error", ended=time.time()
-                    )
-        if ddp.world_size > 1:
-            with contextlib.suppress(OSError, ValueError):
-                sys.stdout.flush()
-            os._exit(1)  # do not wait for ranks stuck in a collective; torchrun ends them
-        return "failed"
-
-
-def _lost_peer(e: BaseException) -> bool:
-    """Whether a collective failed because another rank went away (gloo and NCCL say so only
-    in their messages, as plain RuntimeErrors)."""
-    text = str(e)
-    return isinstance(e, getattr(dist, "DistNetworkError", ())) or any(
-        s in text
-        for s in (
-            "Connection closed by peer",
-            "Connection reset by peer",
-            "Broken pipe",
-            "remote worker",
-            "remote process exited",
-            "communicator was aborted",
-        )
-    )
+        return failure.report(e, run, ddp, began)
 
 
 @dataclass
@@ -224,7 +83,7 @@ class _Trainer:
     last_saved: int = -1
     flops_per_token: float = 0.0
     peak_flops: float = 0.0
-    system: _SystemSampler = field(default_factory=lambda: _SystemSampler())
+    system: SystemSampler = field(default_factory=SystemSampler)
     corpus: object = None  # core.data.corpus.CorpusIndex on rank 0, for the copy rate
 
 
@@ -236,9 +95,9 @@ class _StepResult:
     dt: float
 
 
-def _fit(run: RunDir, cfg: TrainConfig, ddp: Dist, resume: bool, stop_signal: _StopSignal) -> str:
+def _fit(run: RunDir, cfg: TrainConfig, ddp: Dist, resume: bool, stop_signal: StopSignal) -> str:
     t = _setup(run, cfg, ddp, resume)
-    beat = _Heartbeat(run, t.step) if ddp.master else None
+    beat = Heartbeat(run, t.step) if ddp.master else None
     reason, state = None, "completed"
     if t.step >= cfg.max_steps:  # resumed at its end: nothing to train
         reason = f"max_steps {cfg.max_steps} reached"
@@ -250,7 +109,7 @@ def _fit(run: RunDir, cfg: TrainConfig, ddp: Dist, resume: bool, stop_signal: _S
             if ddp.master:
                 _log_step(t, result)
             reason = _finish_reason(t, result.loss)
-            stop = _stop_requested(run, ddp, stop_signal, t.choice.device)
+            stop = stop_requested(run, ddp, stop_signal, t.choice.device)
             if stop and not reason:
                 reason, state = stop, "stopped"
                 if ddp.master:
@@ -445,7 +304,7 @@ def _log_step(t: _Trainer, r: _StepResult) -> None:
         tokens_per_sec=tokens_per_sec,
         tokens_seen=t.step * tokens_per_step,
         train_time_s=t.train_time_s,
-        peak_mem_mb=_peak_memory_mb(t.choice),
+        peak_mem_mb=peak_memory_mb(t.choice),
         batch_checksum=checksum,
         **extra,
     )
@@ -535,90 +394,10 @@ def _save(t: _Trainer) -> None:
     print(f"step {t.step:5d} | saved checkpoint {path.name}", flush=True)
 
 
-class _Heartbeat:
-    """Stamps status.json with the step every second from a thread, so a long eval, sample or
-    checkpoint never makes a live run look crashed."""
-
-    def __init__(self, run: RunDir, step: int, interval: float = 1.0):
-        self.run, self.step, self.interval = run, step, interval
-        self._stopped = threading.Event()
-        self._thread = threading.Thread(target=self._beat, daemon=True, name="heartbeat")
-        self._thread.start()
-
-    def _beat(self) -> None:
-        while not self._stopped.wait(self.interval):
-            try:
-                self.run.write_status(step=self.step)
-            except OSError:  # a full disk: the final status write reports it
-                pass
-
-    def stop(self) -> None:
-        self._stopped.set()
-        self._thread.join()
-
-
-class _SystemSampler:
-    """Process CPU %, resident memory and GPU memory, for a `system` record at most once a second."""
-
-    def __init__(self):
-        self.last_wall, self.last_cpu = time.monotonic(), time.process_time()
-
-    def sample(self, choice) -> dict | None:
-        wall, cpu = time.monotonic(), time.process_time()
-        if wall - self.last_wall < 1.0:
-            return None
-        values = {
-            "cpu_percent": 100 * (cpu - self.last_cpu) / (wall - self.last_wall),
-            "rss_mb": _rss_mb(),
-        }
-        self.last_wall, self.last_cpu = wall, cpu
-        if choice.type == "cuda":
-            values["gpu_mem_mb"] = torch.cuda.memory_allocated(choice.device) / 2**20
-            with contextlib.suppress(Exception):  # needs pynvml; not every machine has it
-                values["gpu_util"] = float(torch.cuda.utilization(choice.device))
-        return values
-
-
 def _log_system(t: _Trainer) -> None:
     values = t.system.sample(t.choice)
     if values:
         t.log.write("system", t.step, time.time(), **values)
-
-
-def _rss_mb() -> float:
-    """Resident memory now (Linux /proc), else the peak the OS reports."""
-    try:
-        pages = int(open("/proc/self/statm").read().split()[1])
-        return pages * os.sysconf("SC_PAGE_SIZE") / 2**20
-    except (OSError, ValueError, IndexError):
-        return _peak_rss_mb()
-
-
-def _peak_rss_mb() -> float:
-    peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
-    return peak / 2**20 if sys.platform == "darwin" else peak / 1024  # bytes on macOS, KiB else
-
-
-def _peak_memory_mb(choice) -> float:
-    """Peak device memory on CUDA; elsewhere the process's peak resident memory."""
-    gpu = devices.peak_memory_mb(choice)
-    return gpu if gpu is not None else _peak_rss_mb()
-
-
-def _stop_requested(run: RunDir, ddp: Dist, stop_signal: _StopSignal, device) -> str | None:
-    """Why to stop now (STOP file on rank 0, or a signal on any rank), agreed by every rank."""
-    local = 0
-    if stop_signal.name:
-        local = 2
-    elif ddp.master and run.stop_requested():
-        local = 1
-    if ddp.world_size > 1:
-        flag = torch.tensor([local], device=device)
-        dist.all_reduce(flag, op=dist.ReduceOp.MAX)
-        local = int(flag.item())
-    return {0: None, 1: "stop requested", 2: f"signal {stop_signal.name or 'on another rank'}"}[
-        local
-    ]
 
 
 @torch.no_grad()
