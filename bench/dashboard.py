@@ -134,7 +134,7 @@ def refresh(series, args) -> dict:
     Returns the seconds each part took."""
     import plotly.io
 
-    from dashboard.live_data import build_figures
+    from dashboard.live_figures import build_figures
 
     t0 = time.perf_counter()
     new = series.refresh()
@@ -164,7 +164,7 @@ def refresh(series, args) -> dict:
 def bench_size(steps: int, args, root: Path) -> dict:
     from core.config import preset
     from core.store.rundir import RunDir
-    from dashboard.live_data import RunSeries
+    from dashboard.live_series import RunSeries
 
     run = RunDir.create(root, f"bench-{steps}", preset("nano", max_steps=steps * 2))
     writer = Writer(run)
@@ -208,7 +208,7 @@ def main(argv: list[str] | None = None) -> dict:
     import plotly.io  # noqa: F401
     import pyarrow.json  # noqa: F401
 
-    import dashboard.live_data  # noqa: F401
+    import dashboard.live_figures  # noqa: F401
 
     tmp = tempfile.TemporaryDirectory(prefix="bench-dashboard-")
     rows = [bench_size(steps, args, Path(tmp.name)) for steps in sorted(args.steps)]

@@ -23,7 +23,7 @@ WARM_UP_MODULES = (
     "core.device",
     "core.data.dataset",
     "core.train.estimate",
-    "dashboard.live_data",
+    "dashboard.live_figures",
     "plotly.graph_objects",
 )
 WARM_UP_DELAY_S = 1.0

@@ -9,7 +9,8 @@ from __future__ import annotations
 
 from collections.abc import Iterable, Mapping
 
-from dashboard.live_data import OVERLAYS, X_AXES
+from dashboard.live_figures import OVERLAYS
+from dashboard.live_series import X_AXES
 
 DEFAULTS = {"runs": [], "x": "step", "smoothing": 0.6, "log": False, "show": list(OVERLAYS)}
 SMOOTHING_MAX = 0.99

@@ -3,6 +3,7 @@
 import json
 import threading
 
+import numpy as np
 import pytest
 
 from core.store import metrics
@@ -233,3 +234,74 @@ def test_last_step_time_reads_the_tail(tmp_path):
     )
     assert metrics.last_step_time_ms(path) == 499.0
     assert metrics.last_step_time_ms(tmp_path / "none") == 0.0
+
+
+# --- the columnar reader -------------------------------------------------------------------
+
+
+def _bytes(records: list) -> bytes:
+    return _lines(*records).encode()
+
+
+def _mixed_records(n: int) -> list[dict]:
+    out = [dict(kind="start", step=0, time=0.0, resumed=False, world_size=1)]
+    for step in range(1, n + 1):
+        out.append(dict(kind="train", step=step, time=step, loss=5.0 - step / n, dt_ms=2.0))
+        if step % 50 == 0:
+            out.append(dict(kind="eval", step=step, time=step, val_loss=6.0 - step / n))
+            out.append(dict(kind="sample", step=step, time=step, prompt="A", text=f"s{step}"))
+            out.append(dict(kind="future_kind", step=step, anything=[1, 2]))
+    return out
+
+
+def _assert_same_columns(a: dict, b: dict) -> None:
+    assert a.keys() == b.keys()
+    for kind in a:
+        assert a[kind].keys() == b[kind].keys(), kind
+        for name, column in a[kind].items():
+            if isinstance(column, list):
+                assert column == b[kind][name], (kind, name)
+            else:
+                np.testing.assert_array_equal(column, b[kind][name], err_msg=f"{kind}.{name}")
+
+
+def test_bulk_and_careful_columns_agree_and_skip_unknown_kinds():
+    chunk = _bytes(_mixed_records(2000))
+    bulk = metrics.bulk_columns(chunk, metrics.every_field())
+    assert bulk is not None  # the fast path took it: the unknown kind did not stop it
+    careful = metrics.record_columns(metrics.parse_records(chunk), metrics.every_field())
+    _assert_same_columns(bulk, careful)
+    assert "future_kind" not in bulk
+    assert bulk["train"]["step"].tolist() == list(range(1, 2001))
+    assert bulk["sample"]["text"][:2] == ["s50", "s100"]
+    assert bulk["start"]["resumed"].tolist() == [0.0] and np.isnan(bulk["train"]["lr"]).all()
+    # `row` puts the kinds back in file order: the start record came first.
+    assert bulk["start"]["row"].tolist() == [0] and bulk["train"]["row"][0] == 1
+
+
+@pytest.mark.parametrize(
+    "bad", [b'{"kind": "train", "st', b"[1, 2]", b'{"kind": "train", "step": "x"}', b"123"]
+)
+def test_torn_and_malformed_lines_are_skipped_by_the_columnar_reader(monkeypatch, bad):
+    records = _mixed_records(300)
+    good = _bytes(records)
+    cut = good.index(b"\n", len(good) // 2) + 1
+    chunk = good[:cut] + bad + b"\n" + good[cut:]
+    assert metrics.bulk_columns(chunk, metrics.every_field()) is None  # declines: careful path
+    monkeypatch.setattr(metrics, "BULK_MIN_BYTES", 0)
+    columns = metrics.read_columns(chunk)
+    _assert_same_columns(columns, metrics.read_columns(good))
+    assert len(columns["train"]["step"]) == 300
+
+
+def test_read_columns_reads_only_the_fields_asked_for():
+    columns = metrics.read_columns(_bytes(_mixed_records(100)), {"eval": ("val_loss",)})
+    assert list(columns) == ["eval"]
+    assert sorted(columns["eval"]) == ["row", "step", "time", "val_loss"]
+
+
+def test_series_fields_are_the_numbers_and_flags_of_a_kind():
+    assert "batch_checksum" not in metrics.series_fields("train")
+    assert "loss" in metrics.series_fields("train") and "mfu" in metrics.series_fields("train")
+    assert metrics.series_fields("start")[0] == "resumed"
+    assert metrics.series_fields("sample") == ()

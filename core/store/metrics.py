@@ -1,9 +1,11 @@
 """The records of metrics.jsonl: their kinds and fields, the writer, the reader and the summary.
 
 This module alone knows the record format; the engine writes through `MetricsLog` and every
-page, command and benchmark reads through `MetricsReader`, `clean` and `RunSummary`. To add a
-metric, add its field to a kind in `KINDS` (or a new kind), write it in the engine, and fold it
-into `RunSummary.update` if a table should show it.
+page, command and benchmark reads through `MetricsReader`, `clean`, `read_columns` (many records
+at once, as numpy columns: the summary and the Live page's series) and `RunSummary`. To add a
+metric, add its field to a kind in `KINDS` (or a new kind) and write it in the engine: the Live
+page's series then has it as a column, for a chart to name; fold it into `RunSummary.update`
+(and `_SUMMARY_FIELDS`) if a table should show it.
 
 A line is one JSON object with a `kind`. Readers skip what they cannot use, never fail: a torn
 or malformed line, a record that is not an object, a field of the wrong type (dropped), and a
@@ -88,6 +90,111 @@ def parse_records(chunk: bytes) -> list[dict]:
         if record is not None:
             records.append(record)
     return records
+
+
+# --- columns: many records at once -----------------------------------------------------------
+# A chunk of lines as {kind: {name: column}}, for the kinds and fields asked for: numbers and
+# flags as float64 arrays (NaN where a record lacks the field, a flag 0 or 1), text as lists of
+# str ("" where absent), plus `step`, `time` and `row` (the record's place in the chunk, so
+# records of different kinds can be put back in file order).
+
+
+def series_fields(kind: str) -> tuple[str, ...]:
+    """The numeric and flag fields of a kind (what a chart can draw), in KINDS order."""
+    return tuple(name for name, types in KINDS[kind].items() if types is not TEXT)
+
+
+def every_field() -> dict[str, tuple[str, ...]]:
+    """Every known kind with all its fields: what read_columns reads by default."""
+    return {kind: tuple(spec) for kind, spec in KINDS.items()}
+
+
+def read_columns(chunk: bytes, want: dict[str, tuple[str, ...]] | None = None) -> dict:
+    """The records of complete JSON lines as columns per kind (see above): in bulk with pyarrow
+    for a large chunk, else (or when the bulk reader declines) record by record through clean,
+    the same result either way. Unknown kinds, torn and malformed lines are skipped."""
+    want = every_field() if want is None else want
+    tables = bulk_columns(chunk, want) if len(chunk) > BULK_MIN_BYTES else None
+    return tables if tables is not None else record_columns(parse_records(chunk), want)
+
+
+def record_columns(records: list[dict], want: dict[str, tuple[str, ...]]) -> dict:
+    """Clean records (see clean) as columns per kind of `want`."""
+    import numpy as np
+
+    by_kind = {kind: [] for kind in want}
+    for i, r in enumerate(records):
+        if r["kind"] in by_kind:
+            by_kind[r["kind"]].append((i, r))
+    tables = {}
+    for kind, names in want.items():
+        rows = by_kind[kind]
+        table = {"row": np.array([i for i, _ in rows], dtype=np.int64)}
+        for name in ("step", "time", *names):
+            values = [r.get(name) for _, r in rows]
+            table[name] = (
+                [v if isinstance(v, str) else "" for v in values]
+                if KINDS[kind].get(name) is TEXT
+                else np.array([np.nan if v is None else float(v) for v in values], dtype=float)
+            )
+        tables[kind] = table
+    return tables
+
+
+def bulk_columns(chunk: bytes, want: dict[str, tuple[str, ...]]) -> dict | None:
+    """read_columns for many lines at once, parsed by pyarrow's JSON reader (several times
+    faster than json.loads per line). None when pyarrow is missing or any line is one that
+    clean would treat with care (torn, not an object, no kind or step, a field of the wrong
+    type): the caller then reads record by record, which drops just that line or field."""
+    try:
+        import numpy as np
+        import pyarrow as pa
+        import pyarrow.compute as pc
+        import pyarrow.json as pj
+    except ImportError:
+        return None
+    types = {name: KINDS[kind].get(name) for kind, names in want.items() for name in names}
+    arrow = {TEXT: pa.string(), FLAG: pa.bool_()}
+    schema = pa.schema(
+        [("kind", pa.string()), ("step", pa.float64()), ("time", pa.float64())]
+        + [(name, arrow.get(t, pa.float64())) for name, t in types.items()]
+    )
+    try:
+        table = pj.read_json(
+            io.BytesIO(chunk),
+            parse_options=pj.ParseOptions(
+                explicit_schema=schema, unexpected_field_behavior="ignore"
+            ),
+        )
+    except (pa.ArrowInvalid, pa.ArrowTypeError, ValueError):
+        return None
+    kind, step = table.column("kind"), table.column("step")
+    if kind.null_count or step.null_count or not np.isfinite(step.to_numpy()).all():
+        return None  # records clean() would drop: let the careful path drop them
+    whole: dict = {}
+    return {
+        k: _bulk_table(table, np.flatnonzero(pc.equal(kind, k).to_numpy(False)), k, names, whole)
+        for k, names in want.items()
+    }
+
+
+def _bulk_table(table, rows, kind: str, names: tuple[str, ...], whole: dict) -> dict:
+    """The columns of one kind, its rows at `rows`; `whole` caches each numeric column of the
+    table as one numpy array (kinds share `step` and `time`)."""
+    import numpy as np
+    import pyarrow as pa
+
+    out = {"row": rows}
+    for name in ("step", "time", *names):
+        if KINDS[kind].get(name) is TEXT:
+            out[name] = [v or "" for v in table.column(name).take(rows).to_pylist()]
+            continue
+        if name not in whole:
+            column = table.column(name).cast(pa.float64())
+            whole[name] = column.to_numpy(zero_copy_only=False)
+        out[name] = whole[name][rows]
+    out["step"] = np.trunc(out["step"])  # clean keeps int(step)
+    return out
 
 
 class MetricsLog:
@@ -271,83 +378,50 @@ _FOLDS = {"train": RunSummary._train, "eval": RunSummary._eval, "start": RunSumm
 
 
 SUMMARY_CHUNK_BYTES = 16 * 2**20  # summaries read long files in pieces of this size
-# The fields the summary folds, for the bulk parser (numbers as float64; null when absent).
-_BULK_NUMBERS = (
-    "step",
-    "loss",
-    "tokens_seen",
-    "train_time_s",
-    "tokens_per_sec",
-    "dt_ms",
-    "peak_mem_mb",
-    "val_loss",
-    "copy_rate",
-    "longest_copy",
-)
+BULK_MIN_BYTES = 1 << 16  # below this, parsing line by line is as fast as pyarrow's start-up
+# The fields the summary folds, per kind.
+_SUMMARY_FIELDS = {
+    "train": ("loss", "tokens_seen", "train_time_s", "tokens_per_sec", "dt_ms", "peak_mem_mb"),
+    "eval": ("val_loss", "copy_rate", "longest_copy"),
+    "start": (),
+}
 
 
 def fold_bytes(summary: RunSummary, chunk: bytes) -> RunSummary:
     """Fold complete JSON lines into summary: in bulk with pyarrow where it is installed and
     every line parses, else record by record (the same result)."""
-    if not (len(chunk) > 1 << 16 and _fold_bulk(summary, chunk)):
+    if not (len(chunk) > BULK_MIN_BYTES and _fold_bulk(summary, chunk)):
         summary.update(parse_records(chunk))
     return summary
 
 
 def _fold_bulk(summary: RunSummary, chunk: bytes) -> bool:
-    """RunSummary.update for many lines at once: pyarrow parses them, numpy folds the train
-    records (the bulk of a file), eval and start records go one by one. False, with summary
-    untouched, when pyarrow is missing or any line is malformed (torn, not an object, a field
-    of the wrong type): the caller then takes the record-by-record path."""
-    try:
-        import numpy as np
-        import pyarrow as pa
-        import pyarrow.compute as pc
-        import pyarrow.json as pj
-    except ImportError:
+    """RunSummary.update for many lines at once: the columnar reader parses them, numpy folds
+    the train records (the bulk of a file), eval and start records go one by one. False, with
+    summary untouched, when the bulk reader cannot take the chunk (see bulk_columns): the caller
+    then takes the record-by-record path."""
+    import numpy as np
+
+    tables = bulk_columns(chunk, _SUMMARY_FIELDS)
+    if tables is None:
         return False
-    schema = pa.schema([("kind", pa.string())] + [(c, pa.float64()) for c in _BULK_NUMBERS])
-    try:
-        table = pj.read_json(
-            io.BytesIO(chunk),
-            parse_options=pj.ParseOptions(
-                explicit_schema=schema, unexpected_field_behavior="ignore"
-            ),
-        )
-    except (pa.ArrowInvalid, pa.ArrowTypeError, ValueError):
-        return False
-    kind, step = table.column("kind"), table.column("step")
-    if kind.null_count or step.null_count:
-        return False  # records clean() would drop: let the careful path drop them
-    steps = step.to_numpy()
-    if not np.isfinite(steps).all():
-        return False
-    col = {c: table.column(c).to_numpy(zero_copy_only=False) for c in _BULK_NUMBERS}  # null: NaN
-    is_kind = {
-        k: pc.equal(kind, k).to_numpy(zero_copy_only=False) for k in ("train", "eval", "start")
-    }
-    train_rows = np.flatnonzero(is_kind["train"] & np.isfinite(col["loss"]))
-    _fold_train(summary, train_rows, np.flatnonzero(is_kind["start"]), col)
-    for i in np.flatnonzero(is_kind["eval"]):
-        summary._eval(
-            {
-                "step": int(steps[i]),
-                **{
-                    c: float(col[c][i])
-                    for c in ("val_loss", "copy_rate", "longest_copy")
-                    if not np.isnan(col[c][i])
-                },
-            }
-        )
+    train, ev = tables["train"], tables["eval"]
+    _fold_train(summary, train, tables["start"])
+    for i in range(len(ev["step"])):
+        values = {c: float(ev[c][i]) for c in _SUMMARY_FIELDS["eval"] if not np.isnan(ev[c][i])}
+        summary._eval({"step": int(ev["step"][i]), **values})
     return True
 
 
-def _fold_train(s: RunSummary, rows, starts, col: dict) -> None:
-    """RunSummary._train over the train records at `rows` (finite loss, in file order) and the
-    segment starts at `starts` (row numbers in the same chunk), vectorised."""
+def _fold_train(s: RunSummary, train: dict, start: dict) -> None:
+    """RunSummary._train over the train columns (file order; rows without a finite loss are
+    skipped) and the segment starts of the same chunk, vectorised."""
     import numpy as np
 
-    s.segment_starts.extend(int(col["step"][i]) for i in starts)
+    keep = np.isfinite(train["loss"])
+    col = {c: v[keep] for c, v in train.items()}
+    rows, starts = col["row"], start["row"]
+    s.segment_starts.extend(int(step) for step in start["step"])
     if not len(rows):
         s._segment_first = s._segment_first or bool(len(starts))
         return
@@ -356,29 +430,29 @@ def _fold_train(s: RunSummary, rows, starts, col: dict) -> None:
     first[after[after < len(rows)]] = True
     first[0] |= s._segment_first
     s._segment_first = bool(len(starts)) and starts[-1] > rows[-1]
-    loss, at = col["loss"][rows], lambda c: col[c][rows]
-    s.last_step = max(s.last_step, int(at("step").max()))
+    loss = col["loss"]
+    s.last_step = max(s.last_step, int(col["step"].max()))
     s.first_loss = float(loss[0]) if s.first_loss is None else s.first_loss
     s.last_loss = float(loss[-1])
     s.best_loss = float(loss.min()) if s.best_loss is None else min(s.best_loss, float(loss.min()))
-    dt = np.nan_to_num(at("dt_ms"), nan=0.0)
+    dt = np.nan_to_num(col["dt_ms"], nan=0.0)
     for name in ("tokens_seen", "tokens_per_sec"):
-        given = np.flatnonzero(~np.isnan(at(name)))
+        given = np.flatnonzero(~np.isnan(col[name]))
         if len(given):
-            setattr(s, name, at(name)[given[-1]].item())
+            setattr(s, name, col[name][given[-1]].item())
     s.tokens_seen = int(s.tokens_seen)
-    given = np.flatnonzero(~np.isnan(at("train_time_s")))
+    given = np.flatnonzero(~np.isnan(col["train_time_s"]))
     if len(given):  # the last total written, plus the step times of records without one
-        s.train_time_s = float(at("train_time_s")[given[-1]] + dt[given[-1] + 1 :].sum() / 1000)
+        s.train_time_s = float(col["train_time_s"][given[-1]] + dt[given[-1] + 1 :].sum() / 1000)
     else:
         s.train_time_s = float(s.train_time_s + dt.sum() / 1000)
-    mem = at("peak_mem_mb")[np.isfinite(at("peak_mem_mb"))]
+    mem = col["peak_mem_mb"][np.isfinite(col["peak_mem_mb"])]
     if len(mem):
         s.peak_mem_mb = max(s.peak_mem_mb or 0.0, float(mem.max()))
     timed = ~first
     s.timed_steps += int(timed.sum())
     s.timed_ms += float(dt[timed].sum())
-    s.timed_tokens_per_sec += float(np.nan_to_num(at("tokens_per_sec"), nan=0.0)[timed].sum())
+    s.timed_tokens_per_sec += float(np.nan_to_num(col["tokens_per_sec"], nan=0.0)[timed].sum())
 
 
 def summarize(path: Path) -> RunSummary:

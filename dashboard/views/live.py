@@ -15,10 +15,9 @@ from core.store import metrics
 from core.store.rundir import ACTIVE_STATES, CRASHED, RunDir, list_run_dirs
 from dashboard import live_view, run_actions
 from dashboard.colors import run_color
-from dashboard.live_data import (
-    OVERLAYS,
+from dashboard.live_figures import OVERLAYS, build_figures
+from dashboard.live_series import (
     X_AXES,
-    build_figures,
     eta_seconds,
     overfitting_since,
     sample_timeline,

@@ -467,7 +467,8 @@ def hyperparameter_diff(infos: list[RunInfo]) -> None:
 def compare_chart(infos: list[RunInfo], axis: str, weight: float, log_y: bool) -> None:
     """The loss curves of the runs overlaid, drawn as the Live page draws them."""
     from dashboard.colors import run_color
-    from dashboard.live_data import build_figures, series_for
+    from dashboard.live_figures import build_figures
+    from dashboard.live_series import series_for
 
     store = st.session_state.setdefault("runs_compare_series", {})
     all_series = [series_for(store, info.run) for info in infos]
@@ -487,7 +488,7 @@ def compare_chart(infos: list[RunInfo], axis: str, weight: float, log_y: bool) -
 def compare_panel(runs_root, run_ids: list[str], was_active: bool) -> None:
     """A summary row per run, the hyperparameters that differ, and the loss curves with the
     Live page's chart choices (in the URL); reread on every refresh while any run trains."""
-    from dashboard.live_data import X_AXES
+    from dashboard.live_series import X_AXES
 
     infos = fresh_infos(runs_root, run_ids)
     dataframe(run_table.compare_rows(infos), "runs_compare_table", run_table.COMPARE_COLUMNS)

@@ -1,4 +1,5 @@
-"""dashboard.live_data: incremental metrics loading, derived series, figures, CSV, log tail."""
+"""dashboard.live_series (incremental metrics loading, derived series, log tail) and
+dashboard.live_figures (the figures drawn from them)."""
 
 import json
 
@@ -7,11 +8,11 @@ import pytest
 
 from core.store import metrics
 from core.store.rundir import RunDir
-from dashboard import live_data
-from dashboard.charts import ema_debiased
-from dashboard.live_data import (
+from dashboard import live_figures
+from dashboard.charts import MAX_BUCKETS, ema_debiased
+from dashboard.live_figures import build_figures
+from dashboard.live_series import (
     RunSeries,
-    build_figures,
     eta_seconds,
     overfitting_since,
     sample_timeline,
@@ -95,15 +96,15 @@ def test_bulk_parse_matches_line_by_line(run, monkeypatch):
         if s == 1500:
             records.append(dict(kind="start", step=s, time=1.0 * s, resumed=True, world_size=1))
     _append(run, records)
-    monkeypatch.setattr(live_data, "BULK_BYTES", 1024)
+    monkeypatch.setattr(metrics, "BULK_MIN_BYTES", 1024)
     bulk = RunSeries(run)
     n_bulk = bulk.refresh()
-    monkeypatch.setattr(live_data, "BULK_BYTES", 1 << 40)
+    monkeypatch.setattr(metrics, "BULK_MIN_BYTES", 1 << 40)
     lines = RunSeries(run)
     assert lines.refresh() == n_bulk == len(records) - 30  # the unknown kind is skipped
     assert bulk.reader.offset == lines.reader.offset == run.metrics_path.stat().st_size
-    for kind, names in live_data.TABLES.items():
-        for c in names:
+    for kind, table in bulk.tables.items():
+        for c in table.names:
             np.testing.assert_array_equal(bulk.tables[kind][c], lines.tables[kind][c])
     assert bulk.samples == lines.samples and len(bulk.samples) == 30
     assert bulk.resume_steps().tolist() == [1500]
@@ -111,7 +112,7 @@ def test_bulk_parse_matches_line_by_line(run, monkeypatch):
 
 
 def test_bulk_parse_falls_back_on_a_corrupt_line(run, monkeypatch):
-    monkeypatch.setattr(live_data, "BULK_BYTES", 10)
+    monkeypatch.setattr(metrics, "BULK_MIN_BYTES", 10)
     _append(run, [_train(1)], raw_tail="{not json\n")
     _append(run, [_train(2)])
     series = RunSeries(run)
@@ -206,7 +207,7 @@ def test_build_figures_downsamples_and_labels(run):
     assert list(figs) == ["loss", "lr", "grad_norm", "tokens_per_sec", "system", "dt_ms"]
     loss = figs["loss"]
     raw, smooth = loss.data
-    assert len(raw.x) <= 2 * live_data.MAX_BUCKETS + 1
+    assert len(raw.x) <= 2 * MAX_BUCKETS + 1
     assert 99.0 in set(raw.y) and raw.x[-1] == 20_000 * 128
     assert loss.layout.yaxis.type == "log" and loss.layout.shapes[0].y0 == 0.1
     assert loss.layout.xaxis.title.text == "tokens seen"
@@ -398,7 +399,61 @@ def test_runs_resumed_at_one_step_share_a_resume_line(runs_dir, tiny_config):
         run = RunDir.create(runs_dir, name, tiny_config)
         _append(run, records)
         all_series.append(series_for({}, run))
-    lines = live_data.resume_lines(
+    lines = live_figures.resume_lines(
         all_series, axis="step", x_scale=1.0, color_of=lambda _: "#123456", labels=True
     )
     assert [(v.x, v.label) for v in lines] == [(2.0, "a, b resumed at 2")]
+
+
+def _long_run_records(steps: int) -> list[dict]:
+    """A 'steps'-step run as the engine writes it: a resume halfway (from an earlier step, so
+    the file is rewritten there), evals, samples, system records and a kind from the future."""
+    out = [dict(kind="start", step=0, time=0.0, resumed=False, world_size=1, max_steps=steps)]
+    for s in range(1, steps + 1):
+        out.append(
+            dict(_train(s, loss=5 + np.sin(s) - s / steps), train_time_s=s * 0.5, peak_mem_mb=s)
+        )
+        if s % 100 == 0:
+            out.append(dict(kind="eval", step=s, time=s, val_loss=6 + np.cos(s) - s / steps))
+            out.append(dict(kind="system", step=s, time=s, cpu_percent=90.0, rss_mb=300.0))
+            out.append(dict(kind="telemetry-v9", step=s, time=s, anything=[1]))
+        if s == steps // 2:
+            out.append(dict(kind="start", step=s, time=s, resumed=True, world_size=1))
+    return out
+
+
+def test_the_summary_and_the_live_series_agree_on_a_100000_step_file(run):
+    _append(run, _long_run_records(100_000))
+    assert run.metrics_path.stat().st_size > metrics.BULK_MIN_BYTES  # the bulk path reads it
+    summary, series = metrics.summarize(run.metrics_path), RunSeries(run)
+    series.refresh()
+    train, ev = series.train, series.eval
+    assert summary.last_step == train["step"][-1] == 100_000 == len(train)
+    assert summary.first_loss == train["loss"][0] and summary.last_loss == train["loss"][-1]
+    assert summary.best_loss == np.nanmin(train["loss"])
+    best = int(np.argmin(ev["val_loss"]))
+    assert (summary.best_val_loss, summary.best_val_step) == (
+        ev["val_loss"][best],
+        ev["step"][best],
+    )
+    assert summary.last_val_loss == ev["val_loss"][-1] and len(ev) == 1000
+    assert summary.tokens_seen == train["tokens_seen"][-1]
+    assert summary.train_time_s == series.train_time()[-1] == 50_000
+    assert summary.peak_mem_mb == np.nanmax(train["peak_mem_mb"])
+    assert summary.segment_starts == [0, 50_000] and series.resume_steps().tolist() == [50_000]
+    assert len(series.system) == 1000 and "telemetry-v9" not in series.tables
+
+
+def test_a_field_added_to_kinds_reaches_the_series(run, monkeypatch):
+    monkeypatch.setitem(metrics.KINDS["train"], "weight_norm", metrics.NUMBER)
+    log = metrics.MetricsLog(run.metrics_path)
+    for s in range(1, 3001):  # long enough for the bulk path; then one appended line by line
+        log.write("train", s, 1000.0 + s, loss=1.0, weight_norm=s / 10)
+    log.close()
+    series = RunSeries(run)
+    series.refresh()
+    log = metrics.MetricsLog(run.metrics_path)
+    log.write("train", 3001, 5000.0, loss=1.0, weight_norm=300.1)
+    log.close()
+    assert series.refresh() == 1
+    np.testing.assert_allclose(series.train["weight_norm"], np.arange(1, 3002) / 10)
