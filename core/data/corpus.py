@@ -25,7 +25,6 @@ from __future__ import annotations
 
 import functools
 import hashlib
-import os
 import re
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -33,6 +32,7 @@ from typing import NamedTuple
 
 import numpy as np
 
+from core import atomic
 from core.config import cache_dir
 from core.data import dataset as data_mod
 from core.data.dataset import DataError
@@ -492,9 +492,8 @@ def _cached(path: Path, make, check) -> np.ndarray:
         path.unlink(missing_ok=True)  # corrupt or stale: build again
     array = make()
     path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp.npy")
-    np.save(tmp, array, allow_pickle=False)
-    os.replace(tmp, path)
+    with atomic.replacing(path) as tmp, open(tmp, "wb") as f:
+        np.save(f, array, allow_pickle=False)
     return array
 
 

@@ -16,6 +16,7 @@ from pathlib import Path
 
 import numpy as np
 
+from core import atomic
 from core.config import cache_dir
 
 PROJECT_ROOT = Path(__file__).resolve().parents[2]
@@ -95,9 +96,7 @@ def _tinyshakespeare() -> Path:
             f"failed ({e}). Download it by hand to {target}, or set GPT_DATA_DIR to a folder "
             "holding tinyshakespeare.txt, or use --data with a local .txt file"
         ) from e
-    tmp = target.with_suffix(".part")
-    tmp.write_bytes(text)
-    os.replace(tmp, target)
+    atomic.write_bytes(target, text)
     return target
 
 
@@ -147,9 +146,7 @@ def store_upload(name: str, raw: bytes) -> Path:
     path = cache_dir() / "uploads" / f"{hashlib.sha256(raw).hexdigest()}-{safe}.txt"
     if not path.is_file():
         path.parent.mkdir(parents=True, exist_ok=True)
-        tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-        tmp.write_bytes(raw)
-        os.replace(tmp, path)
+        atomic.write_bytes(path, raw, durable=True)  # a run's data: it cannot be rebuilt
     return path
 
 
@@ -176,9 +173,8 @@ def load_tokens(data: str) -> np.ndarray:
             cached.unlink(missing_ok=True)  # a corrupt cache file: tokenize again
     tokens = encode(read_text(files))
     cached.parent.mkdir(parents=True, exist_ok=True)
-    tmp = cached.with_name(f".{cached.name}.{os.getpid()}.tmp.npy")
-    np.save(tmp, tokens)
-    os.replace(tmp, cached)
+    with atomic.replacing(cached) as tmp, open(tmp, "wb") as f:
+        np.save(f, tokens)
     return tokens
 
 

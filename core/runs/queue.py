@@ -21,6 +21,7 @@ import os
 import time
 from pathlib import Path
 
+from core import atomic
 from core.runs import launcher
 from core.config import ConfigError, TrainConfig, check_run_id
 from core.runs.preflight import check_runnable
@@ -59,9 +60,7 @@ def _read(root: Path) -> list[str]:
 
 def _write(root: Path, run_ids: list[str]) -> None:
     path = queue_path(root)
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-    tmp.write_text(json.dumps({"version": VERSION, "runs": run_ids}))
-    os.replace(tmp, path)
+    atomic.write_text(path, json.dumps({"version": VERSION, "runs": run_ids}), durable=True)
 
 
 def _is_waiting(root: Path, run_id: str) -> bool:

@@ -15,13 +15,13 @@ core/store/rundir.py's business (`RunDir.checkpoint_path`, `RunDir.snapshot_path
 from __future__ import annotations
 
 import json
-import os
 import shutil
 from dataclasses import dataclass, field
 from pathlib import Path
 
 import torch
 
+from core import atomic
 from core import device as devices
 from core.config import DTYPE_ALIASES, TrainConfig
 from core.device import DTYPE_NAMES
@@ -115,12 +115,10 @@ def save(state: dict, path: Path) -> Path:
     """Write state to path through a temp file and a rename, so a crash never leaves a half file
     under the final name; on a full disk the temp file is removed and DiskFull says the sizes."""
     path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
     try:
-        torch.save(state, tmp)
-        os.replace(tmp, path)
+        with atomic.replacing(path, durable=True) as tmp:
+            torch.save(state, tmp)
     except (OSError, RuntimeError) as e:
-        tmp.unlink(missing_ok=True)
         free = shutil.disk_usage(path.parent).free
         needed = state_bytes(state)
         if isinstance(e, OSError) and e.errno not in (28, 122) and free > needed:
@@ -279,12 +277,7 @@ def save_snapshot(
     together exceed cfg.snapshot_cap_mb."""
     path = run.snapshot_path(step)
     path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-    try:
-        tmp.write_bytes(weights_bytes(model, cfg, "float16", step, val_loss))
-        os.replace(tmp, path)
-    finally:
-        tmp.unlink(missing_ok=True)
+    atomic.write_bytes(path, weights_bytes(model, cfg, "float16", step, val_loss))
     found = run.snapshots()
     total = sum(p.stat().st_size for _, p in found)
     for _, old in found[:-1]:  # never the newest

@@ -24,6 +24,8 @@ import threading
 from dataclasses import asdict, dataclass, field, fields
 from pathlib import Path
 
+from core import atomic
+
 NUMBER, TEXT, FLAG = (int, float), (str,), (bool,)
 
 # kind -> {field: accepted types}. Every record also has `step` (int) and `time` (unix seconds).
@@ -265,9 +267,7 @@ def truncate_after(path: Path, step: int) -> None:
     if not path.exists():
         return
     kept = [r for r in read_all(path) if r["step"] <= step]
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-    tmp.write_text("".join(json.dumps(r) + "\n" for r in kept))
-    os.replace(tmp, path)
+    atomic.write_text(path, "".join(json.dumps(r) + "\n" for r in kept), durable=True)
 
 
 def last_step_time_ms(path: Path) -> float:

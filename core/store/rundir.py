@@ -25,6 +25,7 @@ import threading
 import time
 from pathlib import Path
 
+from core import atomic
 from core.config import SCHEMA_VERSION, ConfigError, TrainConfig, check_run_id, missing_fields
 
 ACTIVE_STATES = ("queued", "running")
@@ -81,17 +82,6 @@ def default_runs_dir() -> Path:
     """`$GPT_RUNS_DIR`, else `runs/` in the project."""
     env = os.environ.get("GPT_RUNS_DIR")
     return Path(env) if env else Path(__file__).resolve().parents[2] / "runs"
-
-
-def _write_atomic(path: Path, text: str) -> None:
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-    try:
-        tmp.write_text(text)
-        os.replace(tmp, path)
-    except BaseException:
-        with contextlib.suppress(OSError):  # a full disk must not leave temp files behind
-            tmp.unlink(missing_ok=True)
-        raise
 
 
 def process_start_time(pid: int | None) -> int | None:
@@ -226,9 +216,10 @@ class RunDir:
 
     # --- config --------------------------------------------------------------------------
     def write_config(self, config: TrainConfig) -> None:
-        _write_atomic(
+        atomic.write_text(
             self.path / "config.json",
             json.dumps({"schema_version": SCHEMA_VERSION, **config.to_dict()}, indent=2),
+            durable=True,
         )
 
     def read_config(self) -> TrainConfig:
@@ -291,7 +282,8 @@ class RunDir:
             status = self._load_status()[0]
             status.update(fields, updated=time.time())
             status.setdefault("created", status["updated"])
-            _write_atomic(self.path / "status.json", json.dumps(status))
+            # Not fsynced: it is rewritten every second, and a stale heartbeat reads as crashed.
+            atomic.write_text(self.path / "status.json", json.dumps(status))
         return status
 
     def write_status_in_place(self, **fields) -> None:
@@ -497,7 +489,7 @@ class RunDir:
         with _NOTES_LOCK:  # two browser sessions of one app may save at once
             notes = self.read_notes()
             notes.update({k: v for k, v in (("title", title), ("note", note)) if v is not None})
-            _write_atomic(self.path / "notes.json", json.dumps(notes))
+            atomic.write_text(self.path / "notes.json", json.dumps(notes), durable=True)
         return notes
 
     def delete(self) -> None:
