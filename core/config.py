@@ -23,6 +23,9 @@ COMPILE_MODES = ("auto", "on", "off")
 LOSS_PATHS = ("auto", "fused", "plain")  # core.device.LOSSES
 RUN_ID_PATTERN = re.compile(r"[A-Za-z0-9][A-Za-z0-9_-]{0,63}")  # matched whole (fullmatch)
 MAX_SEED = 2**32 - 1  # numpy's limit; torch's generator takes seed + step, far below 2**64
+# The model's shape: core.model.gpt.ModelConfig's sizes, what parameter counts depend on, and
+# what the weights a run starts from decide. Adding one: a field here and in ModelConfig.
+SHAPE_FIELDS = ("n_layer", "n_head", "n_embd", "vocab_size", "block_size")
 
 
 class ConfigError(ValueError):
@@ -171,8 +174,7 @@ class TrainConfig:
         problems = [f"unknown config field(s): {', '.join(unknown)}"] if unknown else []
         for name, value in values.items():
             kind = type(getattr(defaults, name, None))
-            allowed = (int, float) if kind is float else (kind,)
-            if name not in unknown and (isinstance(value, bool) or not isinstance(value, allowed)):
+            if name not in unknown and not _of_kind(value, kind):
                 problems.append(f"{name}: must be {kind.__name__} (got {value!r})")
         if problems:
             raise ConfigError("; ".join(problems))
@@ -180,6 +182,14 @@ class TrainConfig:
 
     def replace(self, **changes) -> TrainConfig:
         return dataclasses.replace(self, **changes)
+
+
+def _of_kind(value, kind: type) -> bool:
+    """Whether a JSON value fits a field of this type (an int is a float; a bool is only a bool,
+    never a number)."""
+    if kind is bool or isinstance(value, bool):
+        return kind is bool and isinstance(value, bool)
+    return isinstance(value, (int, float) if kind is float else kind)
 
 
 PRESETS: dict[str, dict] = {

@@ -15,7 +15,7 @@ from typing import TYPE_CHECKING
 
 import numpy as np
 
-from core.config import PRESET_NOTES, TrainConfig, field_problems, preset
+from core.config import PRESET_NOTES, SHAPE_FIELDS, TrainConfig, field_problems, preset
 from core.data import dataset as data
 from dashboard.run_table import format_duration
 
@@ -30,7 +30,6 @@ ROW = 3  # fields per row of the form
 TIME_SOURCES = {"measured": "Measured", "guess": "⚠️ Rough guess", "unknown": "Unknown"}
 SOURCES = ("tiny shakespeare", "a local path", "upload a .txt file")  # the training text
 START_FROM = ("scratch", "another run", "GPT-2")  # where the weights come from
-SHAPE_FIELDS = ("n_layer", "n_head", "n_embd", "vocab_size", "block_size")  # a source decides
 PROBE_AUTO_PARAMS = 50_000_000  # smaller shapes are timed without asking (a few seconds)
 MIB = 2**20
 
@@ -97,6 +96,10 @@ def parse(
                 typed[f.name] = getattr(base, f.name)
             else:
                 typed[f.name] = int(raw)
+        elif kind(f) is bool:  # a checkbox
+            typed[f.name] = raw if isinstance(raw, bool) else getattr(base, f.name)
+            if not isinstance(raw, bool):
+                problems[f.name] = f"must be on or off (got {raw!r})"
         else:
             typed[f.name] = str(raw)
     cfg = TrainConfig(**typed, data=data_setting, init_from=init_from)

@@ -7,14 +7,14 @@ builds its estimates on these counts, and tests check them against GPT.num_param
 
 from __future__ import annotations
 
-MODEL_FIELDS = ("n_layer", "n_head", "n_embd", "block_size", "vocab_size")
+from core.config import SHAPE_FIELDS
 
 
 def model_shape(cfg) -> dict[str, int]:
     """The model fields of any config object with those names (TrainConfig, ModelConfig, a
     dict), as ints: the same values core.model.gpt.ModelConfig.of(cfg) takes."""
     get = cfg.get if isinstance(cfg, dict) else lambda name: getattr(cfg, name)
-    return {name: int(get(name)) for name in MODEL_FIELDS}
+    return {name: int(get(name)) for name in SHAPE_FIELDS}
 
 
 def param_counts(cfg) -> dict[str, int]:

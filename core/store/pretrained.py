@@ -15,10 +15,9 @@ from pathlib import Path
 
 import torch
 
-from core.config import ConfigError
+from core.config import SHAPE_FIELDS, ConfigError
 from core.model.gpt import GPT
 
-SHAPE_FIELDS = ("n_layer", "n_head", "n_embd", "vocab_size", "block_size")
 CONV1D = (".attn.c_attn.weight", ".attn.c_proj.weight", ".mlp.c_fc.weight", ".mlp.c_proj.weight")
 _SKIPPED = (".attn.bias", ".attn.masked_bias")  # causal-mask buffers of older transformers
 

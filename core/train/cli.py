@@ -69,9 +69,14 @@ def build_parser() -> argparse.ArgumentParser:
                 "--no-compile", dest="compile", action="store_const", const="off", help="run eager"
             )
             continue
-        kind = {int: int, float: float, str: str}[type(getattr(defaults, f.name))]
+        kind = type(getattr(defaults, f.name))
+        how = (
+            {"action": argparse.BooleanOptionalAction}  # --flag / --no-flag
+            if kind is bool
+            else {"type": {int: int, float: float, str: str}[kind]}
+        )
         group.add_argument(
-            flag, dest=f.name, type=kind, default=None, help=f"{f.metadata['help']} {default_text}"
+            flag, dest=f.name, default=None, help=f"{f.metadata['help']} {default_text}", **how
         )
     return parser
 

@@ -337,7 +337,8 @@ def field_error(name: str, problems: dict) -> None:
 
 def render_field(f, locked: bool = False) -> None:
     """One config field: a select box for fields with fixed choices (core.config's), a number
-    input for integers, a text input otherwise; locked fields are shown read-only."""
+    input for integers, a checkbox for flags, a text input otherwise; locked fields are shown
+    read-only."""
     key, helptext = PREFIX + f.name, f.metadata["help"]
     label = f.name if f.name != "nproc" else "processes (GPUs)"
     if locked:
@@ -348,6 +349,8 @@ def render_field(f, locked: bool = False) -> None:
         st.selectbox(label, options, key=key, help=helptext, disabled=locked)
     elif new_run_form.kind(f) is int:
         st.number_input(label, step=1, key=key, help=helptext, disabled=locked)
+    elif new_run_form.kind(f) is bool:
+        st.checkbox(label, key=key, help=helptext, disabled=locked)
     else:
         st.text_input(label, key=key, help=helptext, disabled=locked)
 
