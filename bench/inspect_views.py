@@ -26,7 +26,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from bench.common import offline_env, positive, report
 from core.config import TrainConfig
-from core.data import dataset as data
+from core.data import dataset
 from core.data.walker import batch_checksum, train_walker
 from core.inspect.attention import attention_text, head_scores
 from core.inspect.batch import describe_step
@@ -55,8 +55,8 @@ def median_time(fn, repeats: int) -> float:
 
 def bench_text(data_name: str) -> str:
     """256 tokens from the start of the data's validation split, as text."""
-    _, val = data.split(data.load_tokens(data_name), 0.1)
-    return data.get_tokenizer().decode([int(t) for t in val[:TEXT_TOKENS]])
+    _, val = dataset.split(dataset.load_tokens(data_name), 0.1)
+    return dataset.get_tokenizer().decode([int(t) for t in val[:TEXT_TOKENS]])
 
 
 def views(name: str, text: str, data_name: str, device: str) -> dict:

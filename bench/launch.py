@@ -105,20 +105,20 @@ def time_launch(cfg, runs_dir: Path, name: str, timeout: float) -> dict:
 def time_load_tokens(data_name: str, repeats: int) -> dict:
     """core.data.dataset.load_tokens cold (tokenizes, writes the cache) and warm, in this process, plus
     the engine's whole data preparation (split, batch walker) when warm."""
-    from core.data import dataset as data
+    from core.data import dataset
     from core.data.walker import BatchWalker
 
     with tempfile.TemporaryDirectory(prefix="bench-cache-") as cache, _env(GPT_CACHE_DIR=cache):
-        data.get_tokenizer()  # the tokenizer loads once per process, not per data set
+        dataset.get_tokenizer()  # the tokenizer loads once per process, not per data set
         t0 = time.perf_counter()
-        tokens = data.load_tokens(data_name)
+        tokens = dataset.load_tokens(data_name)
         cold = time.perf_counter() - t0
         warm, prep = [], []
         for _ in range(repeats):
             t0 = time.perf_counter()
-            tokens = data.load_tokens(data_name)
+            tokens = dataset.load_tokens(data_name)
             warm.append(time.perf_counter() - t0)
-            train, val = data.split(tokens, 0.1)
+            train, val = dataset.split(tokens, 0.1)
             BatchWalker(train, 8, 64), BatchWalker(val, 8, 64)
             prep.append(time.perf_counter() - t0)
     return {

@@ -24,7 +24,7 @@ import numpy as np
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from bench.common import offline_env, report
-from core.data import dataset as data
+from core.data import dataset
 from core.data.corpus import CHUNK, SuffixIndex, build_suffix_array, token_counts
 
 VOCAB = 50257
@@ -121,7 +121,7 @@ def main(argv=None) -> int:
     args = p.parse_args(argv)
     offline_env()
     rng = np.random.default_rng(0)
-    train = data.split(data.load_tokens("tinyshakespeare"), 0.1)[0]
+    train = dataset.split(dataset.load_tokens("tinyshakespeare"), 0.1)[0]
     build_suffix_array(train[:10_000])  # warm-up: imports, allocator
     rows = [row("tinyshakespeare train", train, rng)]
     for millions in args.sizes:

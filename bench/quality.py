@@ -120,11 +120,11 @@ def main(argv=None) -> int:
     args = p.parse_args(argv)
     offline_env()
     from core.config import preset
-    from core.data import dataset as data
+    from core.data import dataset
 
     cfg = parse_overrides(args.set, preset(args.preset, device="cpu", dtype="float32"))
     cfg = cfg.replace(snapshot_interval=cfg.eval_interval, snapshot_cap_mb=100_000)
-    train_tokens = len(data.split(data.load_tokens(cfg.data), cfg.val_fraction)[0])
+    train_tokens = len(dataset.split(dataset.load_tokens(cfg.data), cfg.val_fraction)[0])
     with tempfile.TemporaryDirectory() as tmp:
         run, t0 = train_for(cfg, max(args.minutes), Path(args.runs_dir or tmp))
         rows = budget_rows(run, t0, sorted(args.minutes), train_tokens)

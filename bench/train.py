@@ -205,14 +205,14 @@ def run_bare(cfg, warmup: int, choice=None) -> dict:
     import torch
 
     from core import device as devices
-    from core.data import dataset as data
+    from core.data import dataset
     from core.data.walker import BatchWalker
     from core.model.gpt import GPT, ModelConfig
     from core.train.optim import get_lr, make_optimizer
 
     choice = choice or devices.choose(cfg.device, cfg.dtype, cfg.compile)
     devices.setup_backend(choice)
-    train_tokens, _ = data.split(data.load_tokens(cfg.data), cfg.val_fraction)
+    train_tokens, _ = dataset.split(dataset.load_tokens(cfg.data), cfg.val_fraction)
     batches = BatchWalker(train_tokens, cfg.micro_batch_size, cfg.seq_len)
     torch.manual_seed(cfg.seed)
     model = GPT(ModelConfig.of(cfg), fused_loss=choice.loss == "fused").to(choice.device)

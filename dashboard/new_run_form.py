@@ -16,7 +16,7 @@ from typing import TYPE_CHECKING
 import numpy as np
 
 from core.config import PRESET_NOTES, SHAPE_FIELDS, TrainConfig, field_problems, preset
-from core.data import dataset as data
+from core.data import dataset
 from dashboard.run_table import format_duration
 
 if TYPE_CHECKING:  # core.train.estimate loads the model code (and torch)
@@ -127,11 +127,11 @@ def upload_problem(raw: bytes, name: str) -> str | None:
 
 def size_problem(tokens: np.ndarray, cfg: TrainConfig) -> str | None:
     """Why the data is too small for cfg's micro batch (train and validation splits), or None."""
-    train, val = data.split(tokens, cfg.val_fraction)
+    train, val = dataset.split(tokens, cfg.val_fraction)
     try:
-        data.check_size(train, cfg.micro_batch_size, cfg.seq_len, "training")
-        data.check_size(val, cfg.micro_batch_size, cfg.seq_len, "validation")
-    except data.DataError as e:
+        dataset.check_size(train, cfg.micro_batch_size, cfg.seq_len, "training")
+        dataset.check_size(val, cfg.micro_batch_size, cfg.seq_len, "validation")
+    except dataset.DataError as e:
         return f"{len(tokens):,} tokens in all: {e}"
     return None
 

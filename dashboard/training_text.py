@@ -9,22 +9,22 @@ from dataclasses import dataclass, field
 
 import streamlit as st
 
-from core.data import corpus as M
+from core.data import corpus
 from core.data.tokens import token_text
 from dashboard.token_view import SpanNote, readable
 
 
 @st.cache_resource(max_entries=4, show_spinner="Indexing the training text (once per data file)...")
-def _index(data: str, val_fraction: float, stamp: tuple) -> M.CorpusIndex:
-    return M.load_index(data, val_fraction)
+def _index(data: str, val_fraction: float, stamp: tuple) -> corpus.CorpusIndex:
+    return corpus.load_index(data, val_fraction)
 
 
-def corpus_index(cfg) -> tuple[M.CorpusIndex | None, str | None]:
+def corpus_index(cfg) -> tuple[corpus.CorpusIndex | None, str | None]:
     """The index of a run's data (cfg.data, cfg.val_fraction), or None and a message saying why
     not (the data file moved, changed or vanished since training). The files' sizes and times
     are part of the cache key, so a changed file is indexed again."""
     try:
-        files = M.source_files(cfg.data)
+        files = corpus.source_files(cfg.data)
         stamp = tuple((str(p), p.stat().st_mtime_ns, p.stat().st_size) for p in files)
         return _index(cfg.data, float(cfg.val_fraction), stamp), None
     except (ValueError, OSError) as e:
@@ -39,13 +39,13 @@ class CopyReport:
     """Copied spans of a generated text: per token index the span it lies in (for the popovers),
     the summary line, and one table row per span."""
 
-    stats: M.CopyStats
+    stats: corpus.CopyStats
     notes: dict[int, SpanNote] = field(default_factory=dict)
     summary: str = ""
     rows: list[dict] = field(default_factory=list)
 
 
-def _where(loc: M.Location) -> str:
+def _where(loc: corpus.Location) -> str:
     lines = (
         f"line {loc.line:,}" if loc.end_line == loc.line else f"lines {loc.line:,}-{loc.end_line:,}"
     )
@@ -53,7 +53,7 @@ def _where(loc: M.Location) -> str:
 
 
 def copy_report(
-    index: M.CorpusIndex, ids: list[int], min_len: int, what: str = "generated"
+    index: corpus.CorpusIndex, ids: list[int], min_len: int, what: str = "generated"
 ) -> CopyReport:
     """Spans of >= min_len tokens of ids found verbatim in the training text (or only in the
     held-out text), with their source lines, speaker and context, and a summary line:
@@ -73,7 +73,7 @@ def copy_report(
                 "length": s.length,
                 "found in": "training text" if s.split == "train" else "also in held-out text",
                 "source": note.where,
-                "text": M.decode(ids[s.start : s.end]),
+                "text": corpus.decode(ids[s.start : s.end]),
             }
         )
         if s.split == "train" and (longest is None or s.length > longest[0].length):
@@ -110,7 +110,7 @@ class ContinuationReport:
 
 
 def continuation_report(
-    index: M.CorpusIndex, prompt_ids: list[int], k: int = 10
+    index: corpus.CorpusIndex, prompt_ids: list[int], k: int = 10
 ) -> ContinuationReport:
     """The infini-gram view of the next token: after the prompt's longest suffix that occurs in
     the training text, the tokens that follow it there and their shares."""
@@ -127,7 +127,7 @@ def continuation_report(
             "are of all its tokens."
         )
         return ContinuationReport(line, rows)
-    suffix = M.decode(prompt_ids[-c.suffix_len :])
+    suffix = corpus.decode(prompt_ids[-c.suffix_len :])
     shown = suffix if len(suffix) <= 60 else "…" + suffix[-60:]
     top = rows[0]
     last = "token" if c.suffix_len == 1 else f"{c.suffix_len} tokens"

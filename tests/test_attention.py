@@ -5,7 +5,7 @@ import pytest
 import torch
 
 from core.data.dataset import EOT_TOKEN
-from core.inspect import attention as A
+from core.inspect import attention
 from core.model.gpt import GPT, ModelConfig
 
 IDS = [464, 3290, 286, 262, 995, 318, 257, 1332, 286, 262, 995, 13]
@@ -18,7 +18,7 @@ def model():
 
 
 def test_rows_sum_to_one_and_attention_is_causal(model):
-    result = A.attention_weights(model, IDS)
+    result = attention.attention_weights(model, IDS)
     w = result.weights
     T = len(IDS)
     assert w.shape == (2, 2, T, T) and w.dtype == np.float32
@@ -32,13 +32,13 @@ def test_rows_sum_to_one_and_attention_is_causal(model):
 @torch.no_grad()
 def test_residual_output_gives_the_models_logits(model):
     idx = torch.tensor([IDS, IDS[::-1]])  # a batch of two
-    x, weights, gap = A.run_with_attention(model, idx)
+    x, weights, gap = attention.run_with_attention(model, idx)
     assert weights.shape == (2, 2, 2, len(IDS), len(IDS))
     logits, _ = model(idx)
     torch.testing.assert_close(
         model.lm_head(model.transformer.ln_f(x)), logits, atol=1e-5, rtol=1e-5
     )
-    single = A.attention_weights(model, IDS[::-1]).weights
+    single = attention.attention_weights(model, IDS[::-1]).weights
     np.testing.assert_allclose(weights[1].numpy(), single, atol=1e-6)
 
 
@@ -46,20 +46,22 @@ def test_a_drifted_model_is_caught(model, monkeypatch):
     attn = model.transformer.h[1].attn
     original = attn.forward
     monkeypatch.setattr(attn, "forward", lambda *a, **k: 2 * original(*a, **k))
-    with pytest.raises(A.AttentionMismatch, match="core.model.gpt"):
-        A.attention_weights(model, IDS)
-    assert A.attention_weights(model, IDS, check=False).residual_gap == 0.0
+    with pytest.raises(attention.AttentionMismatch, match="core.model.gpt"):
+        attention.attention_weights(model, IDS)
+    assert attention.attention_weights(model, IDS, check=False).residual_gap == 0.0
 
 
 def test_bfloat16_model_passes_the_check():
     torch.manual_seed(0)
     m = GPT(ModelConfig(n_layer=2, n_head=2, n_embd=32, block_size=16)).eval().to(torch.bfloat16)
-    w = A.attention_weights(m, IDS).weights
+    w = attention.attention_weights(m, IDS).weights
     np.testing.assert_allclose(w.sum(axis=-1), 1.0, atol=1e-5)
 
 
 def test_text_is_cropped(model):
-    result = A.attention_text(model, "one two three four five six seven eight nine ten " * 2)
+    result = attention.attention_text(
+        model, "one two three four five six seven eight nine ten " * 2
+    )
     assert result.weights.shape[-1] == 16 and result.cropped > 0
 
 
@@ -79,25 +81,25 @@ def test_score_definitions_on_known_patterns():
     first = patterned(T, lambda i: 0)
     # Induction: a token of the second copy (position 1 + n + j) looks at 2 + j.
     induction = patterned(T, lambda i: i - n + 1 if i >= n + 1 else None)
-    assert A.previous_token_scores(prev) == pytest.approx(1)
-    assert A.first_token_scores(first) == pytest.approx(1)
-    assert A.induction_scores_from(induction, n) == pytest.approx(1)
-    assert A.induction_scores_from(prev, n) == pytest.approx(0)
-    assert A.previous_token_scores(first) == pytest.approx(1 / (T - 1))  # only query 1
+    assert attention.previous_token_scores(prev) == pytest.approx(1)
+    assert attention.first_token_scores(first) == pytest.approx(1)
+    assert attention.induction_scores_from(induction, n) == pytest.approx(1)
+    assert attention.induction_scores_from(prev, n) == pytest.approx(0)
+    assert attention.previous_token_scores(first) == pytest.approx(1 / (T - 1))  # only query 1
     stacked = np.stack([prev, first, induction])[None]  # (1, 3, T, T): layers x heads
-    assert A.previous_token_scores(stacked).shape == (1, 3)
+    assert attention.previous_token_scores(stacked).shape == (1, 3)
 
 
 def test_repeated_random_tokens():
-    seq = A.repeated_random_tokens(5, batch=3, seed=2)
+    seq = attention.repeated_random_tokens(5, batch=3, seed=2)
     assert seq.shape == (3, 11) and (seq[:, 0] == EOT_TOKEN).all()
     assert torch.equal(seq[:, 1:6], seq[:, 6:])
     assert all(len(set(row[1:6].tolist())) == 5 for row in seq)
-    assert torch.equal(seq, A.repeated_random_tokens(5, batch=3, seed=2))
+    assert torch.equal(seq, attention.repeated_random_tokens(5, batch=3, seed=2))
 
 
 def test_head_scores(model):
-    scores = A.head_scores(model, n=7, batch=2)
+    scores = attention.head_scores(model, n=7, batch=2)
     assert [(s.layer, s.head) for s in scores] == [(0, 0), (0, 1), (1, 0), (1, 1)]
     for s in scores:
         for value in (s.previous_token, s.first_token, s.induction):
@@ -105,12 +107,12 @@ def test_head_scores(model):
     # A text's weights replace the random sequences for the previous- and first-token scores.
     T = len(IDS)
     prev = np.broadcast_to(patterned(T, lambda i: max(i - 1, 0)), (2, 2, T, T))
-    labelled = A.head_scores(model, prev, n=7, batch=2)
+    labelled = attention.head_scores(model, prev, n=7, batch=2)
     assert all(
         s.previous_token == pytest.approx(1) and s.kind == "previous-token" for s in labelled
     )
     assert [s.induction for s in labelled] == [s.induction for s in scores]
     with pytest.raises(ValueError, match="n_layer, n_head"):
-        A.head_scores(model, prev[:1], n=7, batch=2)
+        attention.head_scores(model, prev[:1], n=7, batch=2)
     with pytest.raises(ValueError, match="context"):
-        A.head_scores(GPT(ModelConfig(n_layer=1, n_head=1, n_embd=8, block_size=4)))
+        attention.head_scores(GPT(ModelConfig(n_layer=1, n_head=1, n_embd=8, block_size=4)))

@@ -112,7 +112,7 @@ def test_an_error_ends_the_run_as_failed_with_the_message(runs_dir, tiny_config,
     def broken(data):
         raise RuntimeError("disk on fire")
 
-    monkeypatch.setattr(engine.data, "load_tokens", broken)
+    monkeypatch.setattr(engine.dataset, "load_tokens", broken)
     run, state = start(runs_dir, "broken", tiny_config)
     status = run.read_status()
     assert state == "failed" and status["error"] == "RuntimeError: disk on fire"

@@ -8,7 +8,7 @@ from conftest import make_tiny_config
 from core.config import PRESETS, preset
 from core.model.gpt import GPT, ModelConfig
 from core.store.rundir import RunDir
-from core.train import estimate as E
+from core.train import estimate
 
 
 @pytest.mark.parametrize("name", list(PRESETS))
@@ -16,13 +16,13 @@ def test_param_count_is_exact_for_every_preset(name):
     cfg = preset(name)
     with __import__("torch").device("meta"):  # no memory for the 124M weights
         model = GPT(ModelConfig.of(cfg))
-    assert E.param_count(cfg) == model.num_params()
+    assert estimate.param_count(cfg) == model.num_params()
 
 
 def test_gpt2_124m_numbers():
     cfg = preset("gpt2-124m")
-    assert E.param_count(cfg) == 124_475_904
-    est = E.estimate(cfg, n_tokens=338_025, peak_flops=1e12)
+    assert estimate.param_count(cfg) == 124_475_904
+    est = estimate.estimate(cfg, n_tokens=338_025, peak_flops=1e12)
     assert est.tokens_per_step == 2 * 1024 * 16 == 32_768
     assert est.steps_per_epoch == pytest.approx((338_025 - 33_802) / 32_768)
     mem = est.memory_mb
@@ -34,20 +34,23 @@ def test_gpt2_124m_numbers():
 
 def test_memory_scales_as_the_formula_says():
     cfg = make_tiny_config("x")
-    one = E.memory_mb(cfg)["activations"]
-    assert E.memory_mb(cfg.replace(micro_batch_size=8))["activations"] == pytest.approx(2 * one)
+    one = estimate.memory_mb(cfg)["activations"]
+    assert estimate.memory_mb(cfg.replace(micro_batch_size=8))["activations"] == pytest.approx(
+        2 * one
+    )
     # Accumulation reuses one micro batch's activations; bf16 halves the per-block part.
-    assert E.memory_mb(cfg.replace(grad_accum_steps=9))["activations"] == one
-    assert E.memory_mb(cfg, "bfloat16")["activations"] < one
+    assert estimate.memory_mb(cfg.replace(grad_accum_steps=9))["activations"] == one
+    assert estimate.memory_mb(cfg, "bfloat16")["activations"] < one
 
 
 def test_time_is_a_labelled_guess_without_history(runs_dir):
     cfg = make_tiny_config("x", max_steps=100)
-    est = E.estimate(cfg, runs_dir=runs_dir, peak_flops=1e10)
+    est = estimate.estimate(cfg, runs_dir=runs_dir, peak_flops=1e10)
     assert est.time_is_guess and est.time_source.startswith("guess")
     assert est.tokens_per_sec == pytest.approx(0.3 * 1e10 / est.flops_per_token)
     assert est.time_s == pytest.approx(
-        100 * est.tokens_per_step / est.tokens_per_sec + E.overhead_s(cfg, est.tokens_per_sec)
+        100 * est.tokens_per_step / est.tokens_per_sec
+        + estimate.overhead_s(cfg, est.tokens_per_sec)
     )
 
 
@@ -68,15 +71,17 @@ def test_time_uses_the_newest_completed_run_of_the_same_shape(runs_dir):
     fake_run("other-shape", cfg.replace(n_layer=3), [1, 9000, 9000])
     fake_run("same", cfg, [1, 1000, 3000])  # the first (warm-up) step is left out
     fake_run("still-running", cfg, [1, 50, 50], state="running")
-    est = E.estimate(cfg, runs_dir=runs_dir, peak_flops=1e10)
+    est = estimate.estimate(cfg, runs_dir=runs_dir, peak_flops=1e10)
     assert not est.time_is_guess and "same" in est.time_source
     assert est.tokens_per_sec == 2000
-    assert est.time_s == pytest.approx(100 * est.tokens_per_step / 2000 + E.overhead_s(cfg, 2000))
+    assert est.time_s == pytest.approx(
+        100 * est.tokens_per_step / 2000 + estimate.overhead_s(cfg, 2000)
+    )
 
 
 def test_total_batch_tokens_sets_accumulation():
     cfg = make_tiny_config("x", total_batch_tokens=4 * 32 * 6)
-    est = E.estimate(cfg, peak_flops=1e10)
+    est = estimate.estimate(cfg, peak_flops=1e10)
     assert est.grad_accum_steps == 6 and est.tokens_per_step == 768
 
 
@@ -87,8 +92,8 @@ def test_a_probe_times_real_steps_and_the_estimate_adds_evals_and_start_up(runs_
     p = probe(cfg)
     assert p.train_tokens_per_sec > 0 and p.eval_tokens_per_sec > p.train_tokens_per_sec
     assert p.sample_s_per_token > 0 and p.seconds > 0
-    est = E.estimate(cfg, runs_dir=runs_dir, probe=p)
+    est = estimate.estimate(cfg, runs_dir=runs_dir, probe=p)
     assert not est.time_is_guess and est.time_source.startswith("measured: a few real training")
     steps_s = 100 * est.tokens_per_step / p.train_tokens_per_sec
     evals_s = 11 * (4 * 4 * 32 / p.eval_tokens_per_sec + 4 * 8 * p.sample_s_per_token)
-    assert est.time_s == pytest.approx(steps_s + evals_s + E.STARTUP_S)
+    assert est.time_s == pytest.approx(steps_s + evals_s + estimate.STARTUP_S)

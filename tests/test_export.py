@@ -5,8 +5,7 @@ import json
 import pytest
 import torch
 
-from core.store import checkpoint
-from core.store import export as E
+from core.store import checkpoint, export
 from core.store.checkpoint import load_model
 from core.store.rundir import RunDir
 
@@ -18,7 +17,7 @@ def loaded(trained_run):
 
 def test_safetensors_round_trip_gives_identical_logits(loaded, tmp_path):
     path = tmp_path / "m.safetensors"
-    path.write_bytes(E.safetensors_bytes(loaded.model, loaded.config, "float32", loaded.step))
+    path.write_bytes(export.safetensors_bytes(loaded.model, loaded.config, "float32", loaded.step))
     ckpt = checkpoint.load(path)
     model, cfg = ckpt.build_model(), ckpt.config
     assert cfg == loaded.config and ckpt.step == loaded.step
@@ -33,8 +32,8 @@ def test_tied_weight_is_stored_once_and_half_precision_halves_the_file(loaded):
     assert checkpoint.TIED not in tensors and "transformer.wte.weight" in tensors
     n = sum(t.numel() for t in tensors.values())
     assert n == loaded.model.num_params()
-    full = E.safetensors_bytes(loaded.model, loaded.config, "float32")
-    half = E.safetensors_bytes(loaded.model, loaded.config, "bfloat16")
+    full = export.safetensors_bytes(loaded.model, loaded.config, "float32")
+    half = export.safetensors_bytes(loaded.model, loaded.config, "bfloat16")
     assert n * 4 < len(full) < n * 4 + 64_000
     assert n * 2 < len(half) < n * 2 + 64_000
     assert all(
@@ -43,7 +42,7 @@ def test_tied_weight_is_stored_once_and_half_precision_halves_the_file(loaded):
 
 
 def test_hf_layout_transposes_conv1d_weights(loaded, tmp_path):
-    folder = E.write_hf(loaded.model, loaded.config, tmp_path / "hf")
+    folder = export.write_hf(loaded.model, loaded.config, tmp_path / "hf")
     config = json.loads((folder / "config.json").read_text())
     assert config["vocab_size"] == 50304 and config["n_positions"] == loaded.config.block_size
     assert config["activation_function"] == "gelu_new"
@@ -58,7 +57,7 @@ def test_hf_layout_transposes_conv1d_weights(loaded, tmp_path):
 
 def test_transformers_loads_the_hf_export_with_the_same_logits(loaded, tmp_path):
     transformers = pytest.importorskip("transformers")
-    folder = E.write_hf(loaded.model, loaded.config, tmp_path / "hf")
+    folder = export.write_hf(loaded.model, loaded.config, tmp_path / "hf")
     hf = transformers.GPT2LMHeadModel.from_pretrained(str(folder)).eval()
     ids = torch.randint(0, 50257, (2, loaded.config.block_size))
     with torch.no_grad():
@@ -67,14 +66,14 @@ def test_transformers_loads_the_hf_export_with_the_same_logits(loaded, tmp_path)
 
 def test_cli_writes_both_formats(trained_run, tmp_path, capsys):
     assert (
-        E.main(
+        export.main(
             ["--run-dir", str(trained_run.path), "--format", "hf", "--out", str(tmp_path / "hf")]
         )
         == 0
     )
     assert (tmp_path / "hf" / "config.json").is_file()
     assert (
-        E.main(
+        export.main(
             [
                 "--run-dir",
                 str(trained_run.path),
@@ -95,10 +94,10 @@ def test_cli_writes_both_formats(trained_run, tmp_path, capsys):
 
 def test_cli_errors_are_one_line_exit_2(runs_dir, tiny_config, tmp_path, capsys):
     fresh = RunDir.create(runs_dir, "fresh", tiny_config)
-    assert E.main(["--run-dir", str(fresh.path), "--out", str(tmp_path / "o")]) == 2
+    assert export.main(["--run-dir", str(fresh.path), "--out", str(tmp_path / "o")]) == 2
     err = capsys.readouterr().err
     assert "no checkpoint yet" in err and err.count("\n") == 1
-    assert E.main(["--run-dir", str(tmp_path / "nothing"), "--out", str(tmp_path / "o")]) == 2
+    assert export.main(["--run-dir", str(tmp_path / "nothing"), "--out", str(tmp_path / "o")]) == 2
     assert "not a run directory" in capsys.readouterr().err
 
 
@@ -106,5 +105,7 @@ def test_zip_holds_the_hf_folder(loaded):
     import io
     import zipfile
 
-    z = zipfile.ZipFile(io.BytesIO(E.hf_zip_bytes(loaded.model, loaded.config, name="trained")))
+    z = zipfile.ZipFile(
+        io.BytesIO(export.hf_zip_bytes(loaded.model, loaded.config, name="trained"))
+    )
     assert sorted(z.namelist()) == ["trained/config.json", "trained/model.safetensors"]

@@ -6,7 +6,7 @@ import json
 import pytest
 import torch
 
-from core.data import dataset as data
+from core.data import dataset
 from core.data.walker import (
     BatchWalker,
     batch_checksum,
@@ -16,7 +16,7 @@ from core.data.walker import (
     train_walker,
     walker_checksum,
 )
-from core.inspect import batch as IB
+from core.inspect import batch as inspect_batch
 from core.model.gpt import GPT, ModelConfig
 from core.store import metrics
 from core.store.rundir import RunDir
@@ -59,7 +59,7 @@ def test_total_batch_tokens_derives_the_accumulation(tiny_config):
     cfg = tiny_config.replace(total_batch_tokens=4 * per_micro, grad_accum_steps=99)
     assert micro_batch_numbers(cfg, 1, 1) == range(0, 4)
     assert micro_batch_numbers(cfg, 3, 2) == range(8, 12)  # 2 micro steps x 2 ranks
-    view = IB.describe_step(cfg, 3, 2)
+    view = inspect_batch.describe_step(cfg, 3, 2)
     assert view.grad_accum_steps == 2
     assert [(b.micro, b.rank) for b in view.batches] == [(0, 0), (0, 1), (1, 0), (1, 1)]
 
@@ -104,13 +104,13 @@ def test_window_losses_average_to_the_models_loss(tiny_config):
     torch.manual_seed(0)
     model = GPT(ModelConfig.of(tiny_config)).eval()
     b = step_batches(tiny_config, 1, 1)[0]
-    losses = IB.window_losses(model, b.x, b.y)
+    losses = inspect_batch.window_losses(model, b.x, b.y)
     assert losses.shape == tuple(b.x.shape)
     _, loss = model(b.x, b.y)
     assert float(losses.mean()) == pytest.approx(loss.item(), abs=1e-5)
-    view = IB.describe_step(tiny_config, 1, 1, model)
+    view = inspect_batch.describe_step(tiny_config, 1, 1, model)
     assert view.batches[0].mean_loss == pytest.approx(loss.item(), abs=1e-5)
-    assert data.get_tokenizer().encode(view.batches[0].texts[0]) == b.x[0].tolist()
+    assert dataset.get_tokenizer().encode(view.batches[0].texts[0]) == b.x[0].tolist()
 
 
 # --- command line --------------------------------------------------------------------------------
@@ -129,20 +129,25 @@ def write_train_records(run: RunDir, checksums: dict[int, str]) -> None:
 def test_cli_prints_the_batches_and_matches_the_record(tiny_config, runs_dir, capsys):
     run = RunDir.create(runs_dir, "cli", tiny_config)
     write_train_records(run, {1: step_checksum(tiny_config, 1), 2: "0" * 16})
-    assert IB.main(["--run-dir", str(run.path), "--step", "1", "--chars", "40"]) == 0
+    assert inspect_batch.main(["--run-dir", str(run.path), "--step", "1", "--chars", "40"]) == 0
     out = capsys.readouterr().out
     assert "micro batch 0 (micro step 0, rank 0)" in out and "micro batch 1" in out
     assert "matches the checksum" in out
     assert all(len(line) < 40 + 20 for line in out.splitlines() if "row " in line)
-    assert IB.main(["--run-dir", str(run.path), "--step", "2"]) == 1
+    assert inspect_batch.main(["--run-dir", str(run.path), "--step", "2"]) == 1
     assert "MISMATCH" in capsys.readouterr().out
-    assert IB.main(["--run-dir", str(run.path), "--step", "3"]) == 0
+    assert inspect_batch.main(["--run-dir", str(run.path), "--step", "3"]) == 0
     assert "recorded no checksum" in capsys.readouterr().out
 
 
 def test_cli_with_a_checkpoint_shows_losses(trained_run, capsys):
     name = trained_run.checkpoints()[0][1].name
-    assert IB.main(["--run-dir", str(trained_run.path), "--step", "2", "--checkpoint", name]) == 0
+    assert (
+        inspect_batch.main(
+            ["--run-dir", str(trained_run.path), "--step", "2", "--checkpoint", name]
+        )
+        == 0
+    )
     out = capsys.readouterr().out
     assert "mean loss" in out and "row 0 [" in out
 
@@ -157,13 +162,13 @@ def test_cli_with_a_checkpoint_shows_losses(trained_run, capsys):
     ],
 )
 def test_cli_bad_input_exits_2(trained_run, capsys, args, message):
-    assert IB.main(["--run-dir", str(trained_run.path)] + args) == 2
+    assert inspect_batch.main(["--run-dir", str(trained_run.path)] + args) == 2
     err = capsys.readouterr().err
     assert message in err and err.count("\n") == 1
 
 
 def test_cli_missing_run_dir(tmp_path, capsys):
-    assert IB.main(["--run-dir", str(tmp_path / "nope"), "--step", "1"]) == 2
+    assert inspect_batch.main(["--run-dir", str(tmp_path / "nope"), "--step", "1"]) == 2
     assert "not a run directory" in capsys.readouterr().err
     assert not (tmp_path / "nope").exists()
 
@@ -174,4 +179,4 @@ def test_the_engine_records_the_checksum_the_batch_view_rebuilds(trained_run):
     steps = [r["step"] for r in records if r["kind"] == "train"]
     assert steps == list(range(1, 13))
     for step in steps:
-        assert IB.recorded_checksum(records, step) == step_checksum(cfg, step, 1)
+        assert inspect_batch.recorded_checksum(records, step) == step_checksum(cfg, step, 1)

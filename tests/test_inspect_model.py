@@ -6,7 +6,7 @@ import pytest
 import torch
 
 from core.data.tokens import encode_prompt
-from core.generate import sampling as S
+from core.generate import sampling
 from core.inspect.model_info import (
     architecture,
     meta_breakdown,
@@ -24,12 +24,16 @@ def test_load_model_from_a_trained_run(trained_run):
     loaded = load_model(path)
     assert loaded.step == 12 and loaded.config.n_embd == 32
     ids, _ = encode_prompt("ROMEO:", loaded.model.config.block_size)
-    events = list(S.stream_tokens(loaded.model, ids, S.SamplingSettings(max_new_tokens=5)))
+    events = list(
+        sampling.stream_tokens(loaded.model, ids, sampling.SamplingSettings(max_new_tokens=5))
+    )
     assert 1 <= len(events) <= 5 and all(isinstance(e.text, str) for e in events)
     bf16 = load_model(path, dtype="bfloat16")
     assert next(bf16.model.parameters()).dtype == torch.bfloat16
     assert list(
-        S.stream_tokens(bf16.model, [464], S.SamplingSettings(max_new_tokens=3, stop_at_eot=False))
+        sampling.stream_tokens(
+            bf16.model, [464], sampling.SamplingSettings(max_new_tokens=3, stop_at_eot=False)
+        )
     )
 
 

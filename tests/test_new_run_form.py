@@ -8,7 +8,7 @@ import pytest
 from conftest import make_tiny_config
 
 from core.config import PRESET_NOTES, TrainConfig, cache_dir, preset
-from core.data import dataset as data
+from core.data import dataset
 from core.model.param_count import param_count
 from core.train.estimate import Estimate, estimate, snapshot_count
 from dashboard import new_run_form
@@ -48,11 +48,11 @@ def test_upload_checks(small_text):
 
 def test_uploads_are_stored_by_content_in_the_cache(small_text):
     raw = small_text.read_bytes()
-    path = data.store_upload("My Notes (1).txt", raw)
+    path = dataset.store_upload("My Notes (1).txt", raw)
     assert path.parent == cache_dir() / "uploads" and path.read_bytes() == raw
     assert path.name.endswith("-My-Notes--1.txt") and len(path.name.split("-")[0]) == 64
-    assert data.store_upload("My Notes (1).txt", raw) == path  # the same text: the same file
-    assert data.store_upload("../../etc/passwd", raw).parent == path.parent
+    assert dataset.store_upload("My Notes (1).txt", raw) == path  # the same text: the same file
+    assert dataset.store_upload("../../etc/passwd", raw).parent == path.parent
 
 
 def test_size_problem(small_text):

@@ -16,7 +16,7 @@ from inspect_runs import PROMPT, make_old_run, memorized_run, untrained_run
 from core.data.corpus import load_index
 from core.data.dataset import get_tokenizer
 from core.data.tokens import encode_prompt
-from core.generate import sampling as S
+from core.generate import sampling
 from core.store.checkpoint import load_model
 from core.store.rundir import RunDir
 from dashboard import token_view as tv
@@ -202,10 +202,10 @@ def test_next_token_view_top_k_top_p_log_scale_and_training_text(open_app, memor
     raw, sampled = (decode(t["x"]) for t in fig["data"])
     model = load_model(memorized.latest_checkpoint()).model
     prompt_ids, _ = encode_prompt(PROMPT + "\nBefore we", model.config.block_size)
-    logits = S.next_token_logits(model, prompt_ids)
-    expected = S.probabilities(logits, 1.0, 3, 1.0)
+    logits = sampling.next_token_logits(model, prompt_ids)
+    expected = sampling.probabilities(logits, 1.0, 3, 1.0)
     assert sum(p > 0 for p in sampled) == 3 and sum(sampled) == pytest.approx(1.0, abs=1e-5)
-    top = torch.topk(S.probabilities(logits, 1.0), 10)
+    top = torch.topk(sampling.probabilities(logits, 1.0), 10)
     assert raw == pytest.approx(top.values.tolist(), rel=1e-4)
     assert sampled == pytest.approx(expected[top.indices].tolist(), rel=1e-4, abs=1e-7)
     assert fig["layout"]["xaxis"]["type"] == "log"
@@ -258,7 +258,7 @@ def test_time_travel_generates_from_each_checkpoint(open_app, memorized):
 def test_cancel_keeps_the_text_so_far(open_app, memorized, monkeypatch):
     from streamlit.runtime.scriptrunner_utils.exceptions import StopException
 
-    real = S.stream_tokens
+    real = sampling.stream_tokens
 
     def interrupted(*args, **kwargs):  # as a click on Cancel ends the run: at the next redraw
         for i, event in enumerate(real(*args, **kwargs)):
@@ -266,7 +266,7 @@ def test_cancel_keeps_the_text_so_far(open_app, memorized, monkeypatch):
             if i == 2:
                 raise StopException()
 
-    monkeypatch.setattr(S, "stream_tokens", interrupted)
+    monkeypatch.setattr(sampling, "stream_tokens", interrupted)
     at = open_app(PAGE, memorized.path.parent)
     generate(at, n=50)
     assert not at.exception

@@ -87,10 +87,12 @@ def test_a_run_starts_from_the_source_weights(hf_folder, small_text, runs_dir):
     run = RunDir.create(runs_dir, "finetune", cfg)
     assert train(str(run.path)) == "completed"
     first = [r for r in read_all(run.metrics_path) if r["kind"] == "train"][0]
-    from core.data import dataset as data
+    from core.data import dataset
     from core.data.walker import BatchWalker
 
-    x, y = BatchWalker(data.split(data.load_tokens(cfg.data), cfg.val_fraction)[0], 4, 32).batch(0)
+    x, y = BatchWalker(
+        dataset.split(dataset.load_tokens(cfg.data), cfg.val_fraction)[0], 4, 32
+    ).batch(0)
     with torch.no_grad():
         expected = torch.nn.functional.cross_entropy(hf(x).logits.flatten(0, 1), y.flatten()).item()
     assert first["loss"] == pytest.approx(expected, rel=1e-5)

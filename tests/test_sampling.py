@@ -7,7 +7,7 @@ import torch
 
 from core.data.dataset import EOT_TOKEN
 from core.data.tokens import encode_prompt
-from core.generate import sampling as S
+from core.generate import sampling
 from core.model.gpt import GPT, ModelConfig
 
 
@@ -34,7 +34,7 @@ def test_cached_and_uncached_logits_match_past_the_context(model):
     for cache in (True, False):
         g = torch.Generator().manual_seed(3)
         runs[cache] = list(
-            S.generate_ids(
+            sampling.generate_ids(
                 model, prompt, 7, temperature=1.0, top_k=50, generator=g, use_cache=cache
             )
         )
@@ -47,11 +47,11 @@ def test_cached_and_uncached_logits_match_past_the_context(model):
 def test_top_k_one_is_greedy(model):
     ids = torch.randint(0, 50257, (1, 5))
     seq = ids
-    for next_id, _ in S.generate_ids(
+    for next_id, _ in sampling.generate_ids(
         model, ids, 5, temperature=1.0, top_k=1, generator=torch.Generator().manual_seed(1)
     ):
         logits, _ = model(seq[:, -8:])
-        assert next_id.item() == S.mask_padding(logits[0, -1]).argmax().item()
+        assert next_id.item() == sampling.mask_padding(logits[0, -1]).argmax().item()
         seq = torch.cat([seq, next_id], dim=1)
 
 
@@ -59,10 +59,10 @@ def test_greedy_setting_ignores_the_seed(model):
     texts = {
         "".join(
             e.text
-            for e in S.stream_tokens(
+            for e in sampling.stream_tokens(
                 model,
                 [464, 3290],
-                S.SamplingSettings(
+                sampling.SamplingSettings(
                     temperature=1.5, max_new_tokens=5, seed=seed, greedy=True, stop_at_eot=False
                 ),
             )
@@ -74,23 +74,25 @@ def test_greedy_setting_ignores_the_seed(model):
 
 def test_same_seed_same_text_and_other_seed_other_text(model):
     def run(seed):
-        s = S.SamplingSettings(
+        s = sampling.SamplingSettings(
             temperature=1.0, top_k=0, max_new_tokens=6, seed=seed, stop_at_eot=False
         )
-        return [e.token_id for e in S.stream_tokens(model, [464, 3290], s)]
+        return [e.token_id for e in sampling.stream_tokens(model, [464, 3290], s)]
 
     assert run(5) == run(5)
     assert run(5) != run(6)
 
 
 def test_padding_is_never_emitted_and_end_of_text_stops():
-    events = list(S.stream_tokens(rigged_model(), [464], S.SamplingSettings(max_new_tokens=10)))
+    events = list(
+        sampling.stream_tokens(rigged_model(), [464], sampling.SamplingSettings(max_new_tokens=10))
+    )
     assert [e.token_id for e in events] == [EOT_TOKEN]  # not 50300, and it stopped at once
     assert events[0].eot and events[0].text == ""
     assert events[0].prob > 0.99 and all(t != "" for t, _ in events[0].top[:1])
     events = list(
-        S.stream_tokens(
-            rigged_model(), [464], S.SamplingSettings(max_new_tokens=4, stop_at_eot=False)
+        sampling.stream_tokens(
+            rigged_model(), [464], sampling.SamplingSettings(max_new_tokens=4, stop_at_eot=False)
         )
     )
     assert len(events) == 4 and events[0].text == "<|endoftext|>"
@@ -98,8 +100,8 @@ def test_padding_is_never_emitted_and_end_of_text_stops():
 
 def test_stream_events_carry_probabilities_and_alternatives(model):
     events = list(
-        S.stream_tokens(
-            model, [464], S.SamplingSettings(max_new_tokens=4, seed=2, stop_at_eot=False)
+        sampling.stream_tokens(
+            model, [464], sampling.SamplingSettings(max_new_tokens=4, seed=2, stop_at_eot=False)
         )
     )
     assert [e.index for e in events] == list(range(4))
@@ -107,20 +109,20 @@ def test_stream_events_carry_probabilities_and_alternatives(model):
         assert 0 < e.prob <= 1
         probs = [p for _, p in e.top]
         assert probs == sorted(probs, reverse=True) and len(probs) == 5
-        assert e.token_id < S.GPT2_VOCAB
+        assert e.token_id < sampling.GPT2_VOCAB
 
 
 def test_utf8_stream_holds_back_split_characters():
     from core.data.dataset import get_tokenizer
 
-    u = S.Utf8Stream()
+    u = sampling.Utf8Stream()
     assert u.push(b"\xc3") == ""  # first byte of 'é'
     assert u.push(b"\xa9!") == "é!"
     assert u.push(b"\xf0\x9f") == "" and u.flush() == "\ufffd"
     enc = get_tokenizer()
     ids = enc.encode("日本🙂")
     assert any("\ufffd" in enc.decode([i]) for i in ids)  # tokens split these characters
-    u = S.Utf8Stream()
+    u = sampling.Utf8Stream()
     pieces = [u.push(enc.decode_single_token_bytes(i)) for i in ids]
     assert "".join(pieces) == "日本🙂" and all("\ufffd" not in p for p in pieces)
 
@@ -133,15 +135,15 @@ def test_prompt_is_cropped_from_the_left():
 
 
 def test_next_token_probabilities_sorted_entropy_and_temperature(model):
-    logits = S.next_token_logits(model, [464, 3290, 318])
-    assert torch.isinf(logits[S.GPT2_VOCAB :]).all()
-    hot, cold = S.next_token(logits, 1.5, k=10), S.next_token(logits, 0.2, k=10)
+    logits = sampling.next_token_logits(model, [464, 3290, 318])
+    assert torch.isinf(logits[sampling.GPT2_VOCAB :]).all()
+    hot, cold = sampling.next_token(logits, 1.5, k=10), sampling.next_token(logits, 0.2, k=10)
     for nt in (hot, cold):
         probs = [p for _, _, p in nt.top]
         assert probs == sorted(probs, reverse=True)
         assert all(0 < p <= 1 for p in probs) and sum(probs) <= 1 + 1e-6
-        assert all(i < S.GPT2_VOCAB for i, _, _ in nt.top)
-        assert 0 <= nt.entropy_bits <= math.log2(S.GPT2_VOCAB) + 1e-6
+        assert all(i < sampling.GPT2_VOCAB for i, _, _ in nt.top)
+        assert 0 <= nt.entropy_bits <= math.log2(sampling.GPT2_VOCAB) + 1e-6
     assert cold.entropy_bits < hot.entropy_bits  # low temperature sharpens the distribution
     assert cold.top[0][2] > hot.top[0][2]
     assert [i for i, _, _ in cold.top[:3]] == [i for i, _, _ in hot.top[:3]]
@@ -150,16 +152,16 @@ def test_next_token_probabilities_sorted_entropy_and_temperature(model):
 @pytest.mark.parametrize(
     "settings, match",
     [
-        (S.SamplingSettings(temperature=0), "temperature"),
-        (S.SamplingSettings(temperature=-1), "temperature"),
-        (S.SamplingSettings(top_k=60000), "top_k"),
-        (S.SamplingSettings(top_p=0), "top_p"),
-        (S.SamplingSettings(max_new_tokens=0), "max_new_tokens"),
+        (sampling.SamplingSettings(temperature=0), "temperature"),
+        (sampling.SamplingSettings(temperature=-1), "temperature"),
+        (sampling.SamplingSettings(top_k=60000), "top_k"),
+        (sampling.SamplingSettings(top_p=0), "top_p"),
+        (sampling.SamplingSettings(max_new_tokens=0), "max_new_tokens"),
     ],
 )
 def test_bad_settings_are_refused_by_name(model, settings, match):
     with pytest.raises(ValueError, match=match):
-        list(S.stream_tokens(model, [464], settings))
+        list(sampling.stream_tokens(model, [464], settings))
 
 
 def test_empty_prompt_is_refused():
@@ -168,13 +170,13 @@ def test_empty_prompt_is_refused():
 
 
 def test_readable_token():
-    assert S.readable_token(" the\n") == "␣the↵"
-    assert S.readable_token("\x00") == "\\x00"
+    assert sampling.readable_token(" the\n") == "␣the↵"
+    assert sampling.readable_token("\x00") == "\\x00"
 
 
 def test_temperature_table_compares_with_temperature_one(model):
-    logits = S.next_token_logits(model, [464, 3290])
-    rows = S.temperature_table(logits, 0.3, k=5)
+    logits = sampling.next_token_logits(model, [464, 3290])
+    rows = sampling.temperature_table(logits, 0.3, k=5)
     assert [r["rank"] for r in rows] == [1, 2, 3, 4, 5]
     assert rows[0]["p"] > rows[0]["p_at_1"]  # cooling sharpens the most likely token
-    assert S.temperature_table(logits, 1.0, k=3)[0]["p"] == pytest.approx(rows[0]["p_at_1"])
+    assert sampling.temperature_table(logits, 1.0, k=3)[0]["p"] == pytest.approx(rows[0]["p_at_1"])

@@ -6,7 +6,7 @@ import pytest
 import torch
 
 from core.config import GPT2_VOCAB
-from core.data import dataset as data
+from core.data import dataset
 from core.inspect.surprise import random_val_passage, surprise, surprise_diff, token_surprise
 from core.model.gpt import GPT, ModelConfig
 from tests.conftest import make_tiny_config
@@ -59,7 +59,7 @@ def test_first_token_is_shown_but_not_scored(model):
 
 def test_totals_and_token_fields(model):
     result = surprise(model, TEXT, top_k=4)
-    enc = data.get_tokenizer()
+    enc = dataset.get_tokenizer()
     ids = [t.token_id for t in result.tokens]
     assert enc.decode(ids) == TEXT and result.cropped == 0
     assert result.chars_scored == len(enc.decode(ids[1:]))
@@ -88,9 +88,9 @@ def test_padding_never_shows_as_an_alternative():
 def test_long_text_is_cropped_from_the_left():
     model = tiny(0, block_size=8)
     result = surprise(model, TEXT)
-    n = len(data.get_tokenizer().encode(TEXT))
+    n = len(dataset.get_tokenizer().encode(TEXT))
     assert len(result.tokens) == 8 and result.cropped == n - 8
-    ids = data.get_tokenizer().encode(TEXT)
+    ids = dataset.get_tokenizer().encode(TEXT)
     assert [t.token_id for t in result.tokens] == ids[-8:]
 
 
@@ -106,8 +106,8 @@ def test_random_val_passage_is_from_the_val_split(small_text):
     cfg = make_tiny_config(small_text)
     a, b = random_val_passage(cfg, 40, seed=1), random_val_passage(cfg, 40, seed=1)
     assert a == b and a.n_tokens == 40
-    _, val = data.split(data.load_tokens(cfg.data), cfg.val_fraction)
-    assert a.text == data.get_tokenizer().decode([int(t) for t in val[a.start : a.start + 40]])
+    _, val = dataset.split(dataset.load_tokens(cfg.data), cfg.val_fraction)
+    assert a.text == dataset.get_tokenizer().decode([int(t) for t in val[a.start : a.start + 40]])
     others = {random_val_passage(cfg, 40, seed=s).start for s in range(2, 8)}
     assert len(others) > 1
     whole = random_val_passage(cfg, 10**6, seed=0)

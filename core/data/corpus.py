@@ -34,7 +34,7 @@ import numpy as np
 
 from core import atomic
 from core.config import cache_dir
-from core.data import dataset as data_mod
+from core.data import dataset
 from core.data.dataset import DataError
 
 CHUNK = 1 << 20  # suffixes sorted at once: bounds the build's work buffers
@@ -457,7 +457,7 @@ class Location:
 def source_files(data: str) -> list[Path]:
     """The files behind a data setting, or MissingDataError saying how to point at them."""
     try:
-        return data_mod.resolve_source(data)
+        return dataset.resolve_source(data)
     except DataError as e:
         raise MissingDataError(
             f"the data file of this run is missing ({e}); point --data at the text it was "
@@ -500,7 +500,7 @@ def _cached(path: Path, make, check) -> np.ndarray:
 @functools.lru_cache(maxsize=1)
 def _token_bytes() -> np.ndarray:
     """Bytes of text behind each GPT-2 token id (0 past the vocabulary), indexable by uint16."""
-    enc = data_mod.get_tokenizer()
+    enc = dataset.get_tokenizer()
     lengths = np.zeros(1 << 16, np.int64)
     lengths[: enc.n_vocab] = [len(enc.decode_single_token_bytes(i)) for i in range(enc.n_vocab)]
     return lengths
@@ -648,8 +648,8 @@ def load_index(data: str, val_fraction: float = 0.1) -> CorpusIndex:
     text's sha256. A changed file has a new key, so a stale index is never used."""
     files = source_files(data)
     key = data_key(files)
-    tokens = data_mod.load_tokens(data)
-    train, val = data_mod.split(tokens, val_fraction)
+    tokens = dataset.load_tokens(data)
+    train, val = dataset.split(tokens, val_fraction)
     tag = f"{key}-val{float(val_fraction)!r}"
     indexes = []
     for name, part in (("train", train), ("val", val)):
@@ -669,7 +669,7 @@ def load_index(data: str, val_fraction: float = 0.1) -> CorpusIndex:
 
 def decode(ids) -> str:
     """Text of token ids (an array, tensor or list); split characters show as '\ufffd'."""
-    return data_mod.get_tokenizer().decode([int(i) for i in ids], errors="replace")
+    return dataset.get_tokenizer().decode([int(i) for i in ids], errors="replace")
 
 
 def format_report(index: CorpusIndex, ids: list[int], stats: CopyStats, min_len: int) -> str:

@@ -17,7 +17,7 @@ import numpy as np
 import torch
 
 from core.config import TrainConfig, with_derived_accum
-from core.data import dataset as data
+from core.data import dataset
 
 
 class BatchWalker:
@@ -59,8 +59,8 @@ def micro_batch_numbers(cfg: TrainConfig, step: int, world_size: int = 1) -> ran
 
 def train_walker(cfg: TrainConfig) -> BatchWalker:
     """The engine's training BatchWalker for cfg (reads and splits the run's data)."""
-    train_tokens, _ = data.split(data.load_tokens(cfg.data), cfg.val_fraction)
-    data.check_size(train_tokens, cfg.micro_batch_size, cfg.seq_len, "training")
+    train_tokens, _ = dataset.split(dataset.load_tokens(cfg.data), cfg.val_fraction)
+    dataset.check_size(train_tokens, cfg.micro_batch_size, cfg.seq_len, "training")
     return BatchWalker(train_tokens, cfg.micro_batch_size, cfg.seq_len)
 
 

@@ -17,7 +17,7 @@ import torch
 import torch.nn.functional as F
 
 from core.config import TrainConfig, with_derived_accum
-from core.data import dataset as data
+from core.data import dataset
 from core.data.walker import BatchWalker, batch_checksum, step_batches
 from core.model.gpt import GPT
 
@@ -66,7 +66,7 @@ def describe_step(
     """Everything about one step's data: each micro batch's number, micro step, rank and text,
     the step's checksum and, with a model, per-token losses (one forward per micro batch)."""
     batches = step_batches(cfg, step, world_size, walker)
-    enc = data.get_tokenizer()
+    enc = dataset.get_tokenizer()
     start = batches[0].number
     views = []
     for b in batches:

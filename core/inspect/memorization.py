@@ -9,7 +9,7 @@ import argparse
 import sys
 from pathlib import Path
 
-from core.data import dataset as data_mod
+from core.data import dataset
 from core.data.corpus import format_report, load_index
 
 
@@ -58,7 +58,7 @@ def _read_ids(args) -> list[int]:
         text = args.text
     if not text.strip():
         raise ValueError("the text is empty: give --text or --file with something to check")
-    ids = data_mod.encode(text).tolist()
+    ids = dataset.encode(text).tolist()
     if len(ids) < 2:
         raise ValueError(f"the text is one token ({text.strip()!r}): a copy needs at least two")
     return ids

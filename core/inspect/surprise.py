@@ -133,11 +133,11 @@ def random_val_passage(cfg, n_tokens: int, seed: int) -> Passage:
     """About n_tokens tokens from a random place in the run's validation split (the same seed
     gives the same passage), starting after a newline when one is near, so it reads well.
     cfg is the run's TrainConfig (its data and val_fraction); DataError if the data is gone."""
-    from core.data import dataset as data
+    from core.data import dataset
 
     if n_tokens < 2:
         raise ValueError(f"n_tokens must be at least 2 (got {n_tokens})")
-    _, val = data.split(data.load_tokens(cfg.data), cfg.val_fraction)
+    _, val = dataset.split(dataset.load_tokens(cfg.data), cfg.val_fraction)
     if len(val) < 2:
         raise ValueError("the validation split is empty: raise val_fraction or use more text")
     n = min(n_tokens, len(val))
@@ -145,7 +145,7 @@ def random_val_passage(cfg, n_tokens: int, seed: int) -> Passage:
     newline = _first_line_start(val, start, min(n // 2, len(val) - n - start))
     start += newline
     ids = [int(t) for t in val[start : start + n]]
-    text = data.get_tokenizer().decode(ids, errors="replace")
+    text = dataset.get_tokenizer().decode(ids, errors="replace")
     return Passage(text, start, len(ids))
 
 

@@ -48,11 +48,11 @@ def _check_nproc(nproc: int, device_type: str) -> None:
 def _check_data(cfg: TrainConfig) -> None:
     """The source exists and is text; a small one is tokenized (and cached for the engine) to
     check both splits hold a micro batch."""
-    from core.data import dataset as data
+    from core.data import dataset
 
-    files = data.resolve_source(cfg.data)
-    if data.check_text_files(files) > data.CHECK_TOKENS_BYTES:
+    files = dataset.resolve_source(cfg.data)
+    if dataset.check_text_files(files) > dataset.CHECK_TOKENS_BYTES:
         return
-    train, val = data.split(data.load_tokens(cfg.data), cfg.val_fraction)
-    data.check_size(train, cfg.micro_batch_size, cfg.seq_len, "training")
-    data.check_size(val, cfg.micro_batch_size, cfg.seq_len, "validation")
+    train, val = dataset.split(dataset.load_tokens(cfg.data), cfg.val_fraction)
+    dataset.check_size(train, cfg.micro_batch_size, cfg.seq_len, "training")
+    dataset.check_size(val, cfg.micro_batch_size, cfg.seq_len, "validation")

@@ -1,11 +1,11 @@
 """The run directory: the one interface between the engine and everything that reads runs.
 
-This module alone knows the file names inside `runs/<run_id>/` (see shared DESIGN.md):
-config.json, status.json, metrics.jsonl, log.txt, checkpoints/ (step_NNNNNNN.pt and best.pt),
-snapshots/ (step_NNNNNNN.safetensors), STOP, lock, notes.json (a display title and a free-text
-note); and in the runs directory itself, queue.json (runs waiting to start, core/runs/queue.py)
-and its lock file. What a metrics record holds is core/store/metrics.py's business, what a checkpoint
-or snapshot holds core/store/checkpoint.py's.
+This module alone knows the file names inside `runs/<run_id>/` (the README's "Runs directory"
+section describes each): config.json, status.json, metrics.jsonl, log.txt, checkpoints/
+(step_NNNNNNN.pt and best.pt), snapshots/ (step_NNNNNNN.safetensors), STOP, lock, notes.json (a
+display title and a free-text note); and in the runs directory itself, queue.json (runs waiting
+to start, core/runs/queue.py) and its lock file. What a metrics record holds is
+core/store/metrics.py's business, what a checkpoint or snapshot holds core/store/checkpoint.py's.
 
 A folder is a run only when it is recognisably ours (config.json carries schema_version); a run
 whose config.json or status.json cannot be trusted reads as DAMAGED with an error saying why,

@@ -17,7 +17,7 @@ import sys
 from pathlib import Path
 
 from core import config
-from core.data import dataset as data
+from core.data import dataset
 from core.runs import launcher
 from core.runs.preflight import check_runnable
 from core.store import pretrained
@@ -223,7 +223,7 @@ def main(argv=None) -> int:
         return _main_distributed(argv)
     try:
         run, resume = prepare(argv)
-    except (config.ConfigError, data.DataError, OSError) as e:
+    except (config.ConfigError, dataset.DataError, OSError) as e:
         print(f"error: {_refused(e)}", file=sys.stderr)
         return 2
     try:
@@ -256,7 +256,7 @@ def _main_distributed(argv) -> int:
             config.with_derived_accum(run.read_config(), ddp.world_size)
             message = [str(run.path), resume, None]
             print(f"run directory: {run.path} ({ddp.world_size} processes)", flush=True)
-        except (config.ConfigError, data.DataError, OSError) as e:
+        except (config.ConfigError, dataset.DataError, OSError) as e:
             release_lock()
             message = [None, False, _refused(e)]
     dist.broadcast_object_list(message, src=0)

@@ -16,7 +16,7 @@ import torch.distributed as dist
 
 from core import device as devices
 from core.config import TrainConfig, with_derived_accum
-from core.data import dataset as data
+from core.data import dataset
 from core.data.walker import BatchWalker, walker_checksum
 from core.generate.sampling import generate_ids
 from core.model.gpt import GPT, ModelConfig, flops_per_token
@@ -200,10 +200,10 @@ def _setup(run: RunDir, cfg: TrainConfig, ddp: Dist, resume: bool) -> _Trainer:
 
 def _load_data(cfg: TrainConfig, ddp: Dist) -> tuple[BatchWalker, BatchWalker]:
     t0 = time.perf_counter()
-    tokens = data.load_tokens(cfg.data)
-    train_tokens, val_tokens = data.split(tokens, cfg.val_fraction)
-    data.check_size(train_tokens, cfg.micro_batch_size, cfg.seq_len, "training")
-    data.check_size(val_tokens, cfg.micro_batch_size, cfg.seq_len, "validation")
+    tokens = dataset.load_tokens(cfg.data)
+    train_tokens, val_tokens = dataset.split(tokens, cfg.val_fraction)
+    dataset.check_size(train_tokens, cfg.micro_batch_size, cfg.seq_len, "training")
+    dataset.check_size(val_tokens, cfg.micro_batch_size, cfg.seq_len, "validation")
     train_batches = BatchWalker(train_tokens, cfg.micro_batch_size, cfg.seq_len)
     if ddp.master:
         print(
@@ -367,7 +367,7 @@ def _eval_and_sample(t: _Trainer) -> bool:
             ),
             flush=True,
         )
-        text = data.get_tokenizer().decode(sample, errors="replace")
+        text = dataset.get_tokenizer().decode(sample, errors="replace")
         t.log.write("sample", t.step, now, prompt=t.cfg.sample_prompt, text=text)
         if improved:  # kept whatever keep_checkpoints prunes
             checkpoint.save(_capture(t), t.run.best_checkpoint_path)
@@ -420,7 +420,7 @@ def _evaluate(model: GPT, batches: BatchWalker, cfg: TrainConfig, choice, ddp: D
 def _sample_ids(model: GPT, cfg: TrainConfig, choice, seed: int) -> list[int]:
     """Token ids sampled after the fixed prompt, with their own generator so sampling never
     disturbs training's RNG."""
-    prompt = data.get_tokenizer().encode_ordinary(cfg.sample_prompt) or [data.EOT_TOKEN]
+    prompt = dataset.get_tokenizer().encode_ordinary(cfg.sample_prompt) or [dataset.EOT_TOKEN]
     ids = torch.tensor([prompt], device=choice.device)
     generator = torch.Generator(device=choice.device).manual_seed(seed)
     model.eval()
