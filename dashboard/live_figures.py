@@ -168,41 +168,54 @@ def _x_axis(all_series: list[RunSeries], axis: str) -> tuple[float, str]:
     return x_scale, f"training time ({unit})"
 
 
+def _loss_traces(s: RunSeries, *, one, axis, weight, color_of, summaries, show, x_scale):
+    """One run's traces on the loss chart: train loss, and the overlays in show."""
+    rid, color = s.run.run_id, color_of(s.run.run_id)
+    prefix = "" if one else f"{rid} "
+    where = dict(axis=axis, color=color, x_scale=x_scale)
+    traces = train_traces(s, "loss", weight=weight, label=f"{prefix}train", **where)
+    if "val" in show:
+        traces += eval_trace(s, label=f"{prefix}val", **where)
+    if "best" in show:
+        traces += best_trace(s, summaries.get(rid), prefix=prefix, **where)
+    if "copy" in show:
+        traces += copy_trace(s, label=f"{prefix}copied %", **where)
+    return traces
+
+
+def _target_lines(all_series, targets: dict) -> tuple[list[HLine], set]:
+    """A line at each run's target loss once its lowest loss is within NEAR_TARGET of it, and
+    the targets still too far below (drawn now, they would squash the curve)."""
+    hlines, far = [], set()
+    for s in all_series:
+        target = targets.get(s.run.run_id, 0.0)
+        lowest = np.nanmin(np.concatenate([s.train["loss"], s.eval["val_loss"], [np.inf]]))
+        if target and lowest > NEAR_TARGET * target:
+            far.add(target)
+        elif target and all(h.y != target for h in hlines):
+            hlines.append(HLine(target, f"target loss {target:g}"))
+    return hlines, far
+
+
 def _loss_figure(
     all_series, *, axis, weight, log_y, color_of, targets, summaries, show, x_scale, x_title
 ):
     one = len(all_series) == 1
-    traces, hlines, far_targets = [], [], set()
+    traces = []
     for s in all_series:
-        rid, color = s.run.run_id, color_of(s.run.run_id)
-        prefix = "" if one else f"{rid} "
-        traces += train_traces(
+        traces += _loss_traces(
             s,
-            "loss",
+            one=one,
             axis=axis,
             weight=weight,
-            color=color,
+            color_of=color_of,
+            summaries=summaries,
+            show=show,
             x_scale=x_scale,
-            label=f"{prefix}train",
         )
-        if "val" in show:
-            traces += eval_trace(s, axis=axis, color=color, x_scale=x_scale, label=f"{prefix}val")
-        if "best" in show:
-            traces += best_trace(
-                s, summaries.get(rid), axis=axis, color=color, prefix=prefix, x_scale=x_scale
-            )
-        if "copy" in show:
-            traces += copy_trace(
-                s, axis=axis, color=color, x_scale=x_scale, label=f"{prefix}copied %"
-            )
-        target = targets.get(rid, 0.0)
-        lowest = np.nanmin(np.concatenate([s.train["loss"], s.eval["val_loss"], [np.inf]]))
-        if target and lowest > NEAR_TARGET * target:
-            far_targets.add(target)  # drawn this far below the curve, it would squash the curve
-        elif target and all(h.y != target for h in hlines):
-            hlines.append(HLine(target, f"target loss {target:g}"))
     if not traces:
         return empty_note("No training steps logged yet", height=400)
+    hlines, far_targets = _target_lines(all_series, targets)
     title = "Loss" + (
         f" (target {', '.join(f'{t:g}' for t in sorted(far_targets))}: drawn "
         "once the loss nears it)"
@@ -316,60 +329,52 @@ def build_figures(
         if "resumes" in show
         else []
     )
-    for column, title, y_title, fmt, smooth in SIDE_CHARTS:
-        traces, hlines = [], []
-        for s in all_series:
-            rid = s.run.run_id
-            traces += train_traces(
-                s,
-                column,
-                axis=axis,
-                weight=weight,
-                smooth=smooth,
-                color=color_of(rid),
-                x_scale=x_scale,
-                label=title.lower() if len(all_series) == 1 else rid,
-                max_buckets=MAX_BUCKETS // 2,
-            )  # half-width charts
-            clip = clips.get(rid, 0.0)
-            if column == "grad_norm" and clip and all(h.y != clip for h in hlines):
-                hlines.append(HLine(clip, f"clip threshold {clip:g}"))
-        figures[column] = (
-            line_figure(
-                traces,
-                title=title,
-                x_title=x_title,
-                y_title=y_title,
-                hlines=hlines,
-                vlines=vlines,
-                y_format=fmt,
-                uirevision=f"{column}:{axis}",
-            )
-            if traces
-            else empty_note(f"No {title.lower()} points yet")
-        )
-        if column == "tokens_per_sec":  # process resources beside throughput
-            figures["system"] = _system_figure(
-                all_series,
-                "system",
-                axis=axis,
-                color_of=color_of,
-                x_scale=x_scale,
-                x_title=x_title,
-                vlines=vlines,
-            )
-    gpu = _system_figure(
-        all_series,
-        "gpu",
-        axis=axis,
-        color_of=color_of,
-        x_scale=x_scale,
-        x_title=x_title,
-        vlines=vlines,
-    )
+    where = dict(axis=axis, color_of=color_of, x_scale=x_scale, x_title=x_title, vlines=vlines)
+    for chart in SIDE_CHARTS:
+        figures[chart[0]] = _side_figure(all_series, chart, weight=weight, clips=clips, **where)
+        if chart[0] == "tokens_per_sec":  # process resources beside throughput
+            figures["system"] = _system_figure(all_series, "system", **where)
+    gpu = _system_figure(all_series, "gpu", **where)
     if gpu is not None:
         figures["gpu"] = gpu
     return figures
+
+
+def _side_figure(
+    all_series, chart: tuple, *, axis, weight, color_of, clips, x_scale, x_title, vlines
+):
+    """One half-width chart of SIDE_CHARTS for every run, with the clip threshold on the
+    gradient norm."""
+    column, title, y_title, fmt, smooth = chart
+    traces, hlines = [], []
+    for s in all_series:
+        rid = s.run.run_id
+        traces += train_traces(
+            s,
+            column,
+            axis=axis,
+            weight=weight,
+            smooth=smooth,
+            color=color_of(rid),
+            x_scale=x_scale,
+            label=title.lower() if len(all_series) == 1 else rid,
+            max_buckets=MAX_BUCKETS // 2,
+        )
+        clip = clips.get(rid, 0.0)
+        if column == "grad_norm" and clip and all(h.y != clip for h in hlines):
+            hlines.append(HLine(clip, f"clip threshold {clip:g}"))
+    if not traces:
+        return empty_note(f"No {title.lower()} points yet")
+    return line_figure(
+        traces,
+        title=title,
+        x_title=x_title,
+        y_title=y_title,
+        hlines=hlines,
+        vlines=vlines,
+        y_format=fmt,
+        uirevision=f"{column}:{axis}",
+    )
 
 
 def elapsed_unit(seconds: float) -> tuple[str, float]:

@@ -196,11 +196,7 @@ def stream_tokens(
     settings.check(min(GPT2_VOCAB, model.config.vocab_size))
     if not prompt_ids:
         raise ValueError("prompt is empty: give at least one token")
-    generator = torch.Generator(device=device)
-    if settings.seed is None:
-        generator.seed()  # a fresh random seed for this generator only, not the global one
-    else:
-        generator.manual_seed(settings.seed)
+    generator = _generator(settings.seed, device)
     top_k = 1 if settings.greedy else settings.top_k  # top-1 sampling is the argmax
     ids = torch.tensor([prompt_ids], dtype=torch.long, device=device)
     utf8 = Utf8Stream()
@@ -218,11 +214,7 @@ def stream_tokens(
     for i, (next_id, logits) in enumerate(steps):
         token = int(next_id.item())
         probs = probabilities(logits[0], settings.temperature)  # padding already masked
-        top_p, top_i = torch.topk(probs, n_alternatives)
-        top = tuple(
-            (enc.decode_single_token_bytes(int(t)).decode("utf-8", errors="replace"), float(p))
-            for p, t in zip(top_p, top_i)
-        )
+        top = _alternatives(enc, probs, n_alternatives)
         eot = token == EOT_TOKEN
         last = i == settings.max_new_tokens - 1 or (eot and settings.stop_at_eot)
         if eot:
@@ -234,6 +226,25 @@ def stream_tokens(
         yield TokenEvent(i, token, text, float(probs[token]), top, time.perf_counter() - t0, eot)
         if last:
             return
+
+
+def _generator(seed: int | None, device) -> torch.Generator:
+    """A generator of its own (sampling never moves the global RNG): seeded, or fresh."""
+    generator = torch.Generator(device=device)
+    if seed is None:
+        generator.seed()
+    else:
+        generator.manual_seed(seed)
+    return generator
+
+
+def _alternatives(enc, probs: torch.Tensor, n: int) -> tuple[tuple[str, float], ...]:
+    """The n most likely tokens as (text, probability), most likely first."""
+    top_p, top_i = torch.topk(probs, n)
+    return tuple(
+        (enc.decode_single_token_bytes(int(t)).decode("utf-8", errors="replace"), float(p))
+        for p, t in zip(top_p, top_i)
+    )
 
 
 @dataclass(frozen=True)

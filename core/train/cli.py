@@ -69,16 +69,21 @@ def build_parser() -> argparse.ArgumentParser:
                 "--no-compile", dest="compile", action="store_const", const="off", help="run eager"
             )
             continue
-        kind = type(getattr(defaults, f.name))
-        how = (
-            {"action": argparse.BooleanOptionalAction}  # --flag / --no-flag
-            if kind is bool
-            else {"type": {int: int, float: float, str: str}[kind]}
-        )
         group.add_argument(
-            flag, dest=f.name, default=None, help=f"{f.metadata['help']} {default_text}", **how
+            flag,
+            dest=f.name,
+            default=None,
+            help=f"{f.metadata['help']} {default_text}",
+            **_parsing(type(getattr(defaults, f.name))),
         )
     return parser
+
+
+def _parsing(kind: type) -> dict:
+    """How argparse reads a field of this type: a bool as --flag / --no-flag, else its value."""
+    if kind is bool:
+        return {"action": argparse.BooleanOptionalAction}
+    return {"type": {int: int, float: float, str: str}[kind]}
 
 
 def _given_fields(args) -> dict:

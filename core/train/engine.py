@@ -147,14 +147,7 @@ def _setup(run: RunDir, cfg: TrainConfig, ddp: Dist, resume: bool) -> _Trainer:
             flush=True,
         )
     train_batches, val_batches = _load_data(cfg, ddp)
-    torch.manual_seed(cfg.seed)
-    model = GPT(ModelConfig.of(cfg), fused_loss=choice.loss == "fused")
-    if cfg.init_from and not resume:
-        line = pretrained.load_into(model, cfg.init_from)
-        if ddp.master:
-            print(line, flush=True)
-    model = model.to(choice.device)
-    optimizer = make_optimizer(model, cfg, choice.type)
+    model = _build_model(cfg, choice, ddp, resume)
     t = _Trainer(
         run,
         cfg,
@@ -162,40 +155,57 @@ def _setup(run: RunDir, cfg: TrainConfig, ddp: Dist, resume: bool) -> _Trainer:
         choice,
         model,
         _wrap(model, choice, ddp),
-        optimizer,
+        make_optimizer(model, cfg, choice.type),
         train_batches,
         val_batches,
         log=None,
     )
     if resume:
         _resume(t)
-    n_params = model.num_params()
-    t.flops_per_token = flops_per_token(model.config, cfg.seq_len, n_params)
+    t.flops_per_token = flops_per_token(model.config, cfg.seq_len, model.num_params())
     peak = devices.peak_flops(choice, cfg.peak_flops, measure=True)
     t.peak_flops = peak.value
     if ddp.master:
-        print(
-            f"model: {n_params:,} parameters (vocab {cfg.vocab_size}) | "
-            f"{t.flops_per_token / 1e6:.1f} MFLOPs per token (6N + 12LHQT) | MFU against "
-            f"{peak.value / 1e9:,.0f} GFLOP/s ({peak.source})",
-            flush=True,
-        )
-        t.log = metrics.MetricsLog(run.metrics_path)
-        if cfg.eval_interval:
-            t.corpus = _load_corpus_index(cfg)
-        t.log.write(
-            "start",
-            t.step,
-            time.time(),
-            resumed=resume,
-            world_size=ddp.world_size,
-            max_steps=cfg.max_steps,
-            peak_flops=peak.value,
-            peak_source=peak.source,
-        )
-        if cfg.snapshot_interval and not resume:  # the untrained model: where the timeline begins
-            checkpoint.save_snapshot(run, model, cfg, 0)
+        _start_log(t, resume, peak)
     return t
+
+
+def _build_model(cfg: TrainConfig, choice, ddp: Dist, resume: bool) -> GPT:
+    """The model on its device: seeded random weights, or init_from's on a fresh start."""
+    torch.manual_seed(cfg.seed)
+    model = GPT(ModelConfig.of(cfg), fused_loss=choice.loss == "fused")
+    if cfg.init_from and not resume:
+        line = pretrained.load_into(model, cfg.init_from)
+        if ddp.master:
+            print(line, flush=True)
+    return model.to(choice.device)
+
+
+def _start_log(t: _Trainer, resume: bool, peak) -> None:
+    """Rank 0: the model line, the metrics writer and its `start` record, the corpus index of
+    the copy rate, and on a fresh start the untrained model's snapshot."""
+    cfg, n_params = t.cfg, t.model.num_params()
+    print(
+        f"model: {n_params:,} parameters (vocab {cfg.vocab_size}) | "
+        f"{t.flops_per_token / 1e6:.1f} MFLOPs per token (6N + 12LHQT) | MFU against "
+        f"{peak.value / 1e9:,.0f} GFLOP/s ({peak.source})",
+        flush=True,
+    )
+    t.log = metrics.MetricsLog(t.run.metrics_path)
+    if cfg.eval_interval:
+        t.corpus = _load_corpus_index(cfg)
+    t.log.write(
+        "start",
+        t.step,
+        time.time(),
+        resumed=resume,
+        world_size=t.ddp.world_size,
+        max_steps=cfg.max_steps,
+        peak_flops=peak.value,
+        peak_source=peak.source,
+    )
+    if cfg.snapshot_interval and not resume:  # the untrained model: where the timeline begins
+        checkpoint.save_snapshot(t.run, t.model, cfg, 0)
 
 
 def _load_data(cfg: TrainConfig, ddp: Dist) -> tuple[BatchWalker, BatchWalker]:
