@@ -269,18 +269,7 @@ def _reference_lines(hlines: list[HLine], vlines: list[VLine], log_y: bool) -> t
     units but annotations in log10 units: the label is converted so it sits on its line."""
     shapes, annotations = [], []
     for h in hlines:
-        shapes.append(
-            dict(
-                type="line",
-                xref="paper",
-                x0=0,
-                x1=1,
-                yref="y",
-                y0=h.y,
-                y1=h.y,
-                line=dict(color=h.color, width=1.5, dash="dash"),
-            )
-        )
+        shapes.append(_line_shape("paper", 0, 1, "y", h.y, h.y, h.color, "dash"))
         annotations.append(
             dict(
                 xref="paper",
@@ -296,18 +285,7 @@ def _reference_lines(hlines: list[HLine], vlines: list[VLine], log_y: bool) -> t
         )
     labelled = 0
     for v in sorted(vlines, key=lambda v: v.x):
-        shapes.append(
-            dict(
-                type="line",
-                xref="x",
-                x0=v.x,
-                x1=v.x,
-                yref="paper",
-                y0=0,
-                y1=1,
-                line=dict(color=v.color, width=1.5, dash="dot"),
-            )
-        )
+        shapes.append(_line_shape("x", v.x, v.x, "paper", 0, 1, v.color, "dot"))
         if v.label:  # staggered down the top of the plot, so neighbours' labels never collide
             annotations.append(
                 dict(
@@ -324,6 +302,46 @@ def _reference_lines(hlines: list[HLine], vlines: list[VLine], log_y: bool) -> t
             )
             labelled += 1
     return shapes, annotations
+
+
+def _line_shape(xref, x0, x1, yref, y0, y1, color: str, dash: str) -> dict:
+    return dict(
+        type="line",
+        xref=xref,
+        x0=x0,
+        x1=x1,
+        yref=yref,
+        y0=y0,
+        y1=y1,
+        line=dict(color=color, width=1.5, dash=dash),
+    )
+
+
+def _y_axes(traces, hlines, *, y_title, y2_title, y_format, log_y) -> tuple[dict, dict | None]:
+    """The left y axis (log with a range from its own data, or linear) and the right one for
+    the traces on 'y2' (None without y2_title)."""
+    yaxis = dict(
+        title=dict(text=y_title),
+        type="log" if log_y else "linear",
+        showgrid=True,
+        zeroline=False,
+        **({"hoverformat": y_format} if y_format else {}),
+    )
+    if log_y:
+        yaxis.update(_log_axis([t.y for t in traces if t.yaxis == "y"] + [[h.y for h in hlines]]))
+    if not y2_title:
+        return yaxis, None
+    # Its own round ticks (not synced to the left axis's grid, which gives 12, 180, 347).
+    return yaxis, dict(
+        title=dict(text=y2_title),
+        overlaying="y",
+        side="right",
+        showgrid=False,
+        zeroline=False,
+        rangemode="tozero",
+        tickmode="auto",
+        nticks=6,
+    )
 
 
 def line_figure(
@@ -353,46 +371,18 @@ def line_figure(
 
     hlines, vlines = hlines or [], vlines or []
     shapes, annotations = _reference_lines(hlines, vlines, log_y)
-    yaxis = dict(
-        title=dict(text=y_title),
-        type="log" if log_y else "linear",
-        showgrid=True,
-        zeroline=False,
-        **({"hoverformat": y_format} if y_format else {}),
+    yaxis, yaxis2 = _y_axes(
+        traces, hlines, y_title=y_title, y2_title=y2_title, y_format=y_format, log_y=log_y
     )
-    if log_y:
-        yaxis.update(_log_axis([t.y for t in traces if t.yaxis == "y"] + [[h.y for h in hlines]]))
     entries = sum(t.style != "raw" for t in traces)
-    # An estimate of the legend's rows: one too many only leaves a gap.
-    legend_px = LEGEND_ROW_PX * -(-entries // legend_per_row) if entries > 1 else 0
     layout = dict(
         title=dict(text=title, x=0, xanchor="left", font=dict(size=15)) if title else None,
-        height=height + legend_px,
         uirevision=uirevision or None,
         hovermode="x unified",
-        # The legend sits at the bottom of the figure, in a margin of its own under the x axis
-        # title: above the plot, a legend of several runs wrapped into the title.
-        margin=dict(
-            l=10, r=10, t=40 if title else 10, b=AXIS_TITLE_PX + legend_px if legend_px else 10
-        ),
+        **_legend_layout(entries, legend_per_row, height, bool(title)),
         xaxis=dict(title=dict(text=x_title), showgrid=True, zeroline=False, exponentformat="SI"),
         yaxis=yaxis,
-        # Its own round ticks (not synced to the left axis's grid, which gives 12, 180, 347).
-        yaxis2=dict(
-            title=dict(text=y2_title),
-            overlaying="y",
-            side="right",
-            showgrid=False,
-            zeroline=False,
-            rangemode="tozero",
-            tickmode="auto",
-            nticks=6,
-        )
-        if y2_title
-        else None,
-        legend=dict(orientation="h", yref="container", y=0, yanchor="bottom", xanchor="left", x=0),
-        # A legend of one line says nothing the title doesn't.
-        showlegend=entries > 1,
+        yaxis2=yaxis2,
         shapes=shapes,
         annotations=annotations,
         # No Python-side template: Streamlit's theme styles the chart in the browser, and
@@ -403,6 +393,23 @@ def line_figure(
         data=[_trace_dict(t) for t in traces],
         layout={k: v for k, v in layout.items() if v is not None},
         _validate=False,
+    )
+
+
+def _legend_layout(entries: int, per_row: int, height: int, titled: bool) -> dict:
+    """Height, margins and legend: the legend sits at the bottom of the figure, in a margin of
+    its own under the x axis title (above the plot, a legend of several runs wrapped into the
+    title), and the figure grows by its rows. A legend of one line says nothing the title
+    doesn't: it is hidden."""
+    # An estimate of the legend's rows: one too many only leaves a gap.
+    legend_px = LEGEND_ROW_PX * -(-entries // per_row) if entries > 1 else 0
+    return dict(
+        height=height + legend_px,
+        margin=dict(
+            l=10, r=10, t=40 if titled else 10, b=AXIS_TITLE_PX + legend_px if legend_px else 10
+        ),
+        legend=dict(orientation="h", yref="container", y=0, yanchor="bottom", xanchor="left", x=0),
+        showlegend=entries > 1,
     )
 
 
