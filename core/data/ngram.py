@@ -14,12 +14,12 @@ and cached beside the token cache: `cache_dir()/ngram/`, keyed by the text's sha
 from __future__ import annotations
 
 import json
-import os
 from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 
+from core import atomic
 from core.config import GPT2_VOCAB, cache_dir
 
 V = GPT2_VOCAB  # n-gram keys are base-V numbers: id_1 * V^(n-1) + ... + id_n
@@ -167,10 +167,8 @@ def _cache_path(data: str, val_fraction: float, what: str) -> Path:
 
 def _save(path: Path, write) -> None:
     path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-    with open(tmp, "wb") as f:
+    with atomic.replacing(path) as tmp, open(tmp, "wb") as f:  # a cache: rebuilt if lost
         write(f)
-    os.replace(tmp, path)
 
 
 def _splits(data: str, val_fraction: float) -> tuple[np.ndarray, np.ndarray]:
