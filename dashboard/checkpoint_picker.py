@@ -6,6 +6,7 @@ Shared by the Playground, Inspect and Model info pages; core does the work, this
 
 from __future__ import annotations
 
+import dataclasses
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -15,10 +16,9 @@ import torch
 from core.store import checkpoint, metrics
 from core.store.checkpoint import LoadedModel, load_model
 from core.store.rundir import RunDir, list_run_dirs
-from dashboard.state import runs_dir
+from dashboard import state
 
 LATEST = "latest"
-SELECTED_RUN = "selected_run"  # the session's selected run, shared with the Runs and Live pages
 NO_SNAPSHOTS = (
     "This run has no snapshots: turn on snapshot_interval for more points in time "
     "(weights-only copies every N steps, a few MB each for the small presets)."
@@ -57,34 +57,68 @@ class Choice:
         return f"step {self.step:,}{kind} · {self.val_text}"
 
 
+@dataclass(frozen=True)
+class Picked:
+    """What a page's header picked: the run, its weights (None before its first checkpoint),
+    the device and the precision to load them with."""
+
+    run: RunDir
+    choice: Choice | None
+    device: str = "cpu"
+    dtype: str = "float32"
+
+
 def pick_run(prefix: str) -> RunDir:
-    """A run chosen in a select box (newest first), preselected from the session's selected run;
-    stops the page when there are none."""
-    runs = list_run_dirs(runs_dir())
+    """A run chosen in a select box (newest first), opening on the session's selected run (so a
+    run chosen on another page is followed here); choosing one selects it for every page.
+    Stops the page when there are none."""
+    runs = list_run_dirs(state.runs_dir())
     if not runs:
         st.info(
-            f"No runs in `{runs_dir()}` yet. Start one on the **New run** page, or set the "
+            f"No runs in `{state.runs_dir()}` yet. Start one on the **New run** page, or set the "
             "runs directory in the sidebar."
         )
         st.stop()
     ids = [r.run_id for r in runs]
     key = f"{prefix}_run"
-    if st.session_state.get(key) not in ids and st.session_state.get(SELECTED_RUN) in ids:
-        st.session_state[key] = st.session_state[SELECTED_RUN]
-
-    def remember():
-        st.session_state[SELECTED_RUN] = st.session_state[key]
-
-    run_id = st.selectbox("Run", ids, key=key, on_change=remember)
+    if state.selected_run() in ids:
+        st.session_state[key] = state.selected_run()
+    elif st.session_state.get(key) not in ids:
+        st.session_state.pop(key, None)  # a deleted run: the newest instead
+    run_id = st.selectbox("Run", ids, key=key, on_change=state.select_run_of, args=(key,))
     return runs[ids.index(run_id)] if run_id in ids else runs[0]
 
 
-def switch_to(page: str, prefix: str, run: RunDir, checkpoint_label: str | None) -> None:
-    """Open another page (e.g. 'views/inspect.py') on the same run and checkpoint: its pickers
-    (keys prefix_run, prefix_ckpt) start there."""
-    st.session_state[SELECTED_RUN] = st.session_state[f"{prefix}_run"] = run.run_id
-    if checkpoint_label:
-        st.session_state[f"{prefix}_ckpt"] = checkpoint_label
+def pick_header(
+    prefix: str, widths: list[float], device: bool = True, dtype: bool = False
+) -> Picked:
+    """The row at the top of the Playground, Inspect and Model info pages: run, weights and, as
+    asked, device and precision (keys `{prefix}_run`, `_ckpt`, `_device`, `_dtype`)."""
+    cols = st.columns(widths)
+    with cols[0]:
+        run = pick_run(prefix)
+    with cols[1]:
+        choice = pick_choice(run, prefix)
+    picked = Picked(run, choice)
+    if device:
+        where = cols[2].selectbox("Device", device_options(), key=f"{prefix}_device")
+        picked = dataclasses.replace(picked, device=where)
+    if dtype:
+        precision = cols[3].selectbox(
+            "Precision",
+            ["float32", "bfloat16"],
+            key=f"{prefix}_dtype",
+            help="bf16 halves the memory; on most CPUs it is slower",
+        )
+        picked = dataclasses.replace(picked, dtype=precision)
+    return picked
+
+
+def switch_to(page: str, run: RunDir, checkpoint_label: str | None) -> None:
+    """Open another page (e.g. 'views/inspect.py') on the same run and weights: the run becomes
+    the selected run, and the label is handed to that page's weights picker once."""
+    state.select_run(run.run_id)
+    state.hand_over_weights(checkpoint_label)
     st.switch_page(page)
 
 
@@ -185,6 +219,9 @@ def pick_choice(run: RunDir, prefix: str, label: str = "Checkpoint") -> Choice |
         return None
     labels = [LATEST] + [c.label for c in found]
     key = f"{prefix}_ckpt"
+    handed = state.take_weights()
+    if handed in labels:  # another page opened this one on these weights
+        st.session_state[key] = handed
     if st.session_state.get(key) not in (None, *labels):
         st.session_state[key] = LATEST  # e.g. the best checkpoint moved to a new step
     choice = st.selectbox(
@@ -198,12 +235,6 @@ def pick_choice(run: RunDir, prefix: str, label: str = "Checkpoint") -> Choice |
     if choice == LATEST or choice not in labels:
         return latest(found)
     return found[labels.index(choice) - 1]
-
-
-def pick_checkpoint(run: RunDir, prefix: str) -> Path | None:
-    """The chosen checkpoint file of a run (see pick_choice), or None."""
-    chosen = pick_choice(run, prefix)
-    return chosen.path if chosen else None
 
 
 def spread(found: list[Choice], n: int = 4) -> list[Choice]:

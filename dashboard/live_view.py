@@ -1,8 +1,9 @@
 """The Live page's view as data: the runs shown, x axis, smoothing, log scale and overlays.
 
 The page keeps the view in the session under a key no widget owns (widget values are dropped
-when another page runs) and mirrors it in the URL's query parameters, so navigating away and
-back, a reload, or a shared link all show the same view. No Streamlit here.
+when another page runs) and mirrors it in the URL's query parameters through dashboard.state,
+so navigating away and back, a reload, or a shared link all show the same view. No Streamlit
+here.
 """
 
 from __future__ import annotations
@@ -12,6 +13,7 @@ from collections.abc import Iterable, Mapping
 from dashboard.live_figures import OVERLAYS
 from dashboard.live_series import X_AXES
 
+PARAMS = ("runs", "x", "smooth", "log", "show")  # the URL's query parameters of the view
 DEFAULTS = {"runs": [], "x": "step", "smoothing": 0.6, "log": False, "show": list(OVERLAYS)}
 SMOOTHING_MAX = 0.99
 
@@ -51,5 +53,5 @@ def to_params(view: Mapping) -> dict[str, str]:
         "x": view["x"],
         "smooth": f"{view['smoothing']:g}",
         "log": "1" if view["log"] else "0",
-        "show": ",".join(view["show"]),
+        "show": ",".join(view["show"]) or "none",  # not empty: an empty value leaves the URL
     }

@@ -17,7 +17,7 @@ import numpy as np
 
 from core.config import PRESET_NOTES, SHAPE_FIELDS, TrainConfig, field_problems, preset
 from core.data import dataset
-from dashboard.run_table import format_duration
+from core.units import format_duration
 
 if TYPE_CHECKING:  # core.train.estimate loads the model code (and torch)
     from core.train.estimate import Estimate
@@ -210,11 +210,13 @@ def disk_need(cfg: TrainConfig) -> dict[str, float]:
     }
 
 
-def format_mib(mib: float) -> str:
-    """`512 MiB`, `1.4 GiB`."""
-    if mib >= 1024:
-        return f"{mib / 1024:,.1f} GiB"
-    return f"{mib:,.0f} MiB" if mib >= 10 else f"{mib:,.1f} MiB"
+def data_mtime(setting: str) -> float:
+    """The newest modification time of a data setting's files (0 when they cannot be read): it
+    keys the page's caches, so an edited file is read again."""
+    try:
+        return max(p.stat().st_mtime for p in dataset.resolve_source(setting))
+    except (OSError, ValueError):
+        return 0.0
 
 
 def probe_key(cfg: TrainConfig, device: str) -> tuple:

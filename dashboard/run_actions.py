@@ -1,7 +1,9 @@
-"""Run controls shared by the Runs and Live pages: Resume (enabled only where it would train
-something) and Continue training (a new max_steps and target loss).
+"""Run controls shared by the Runs and Live pages: Stop, Resume (enabled only where it would
+train something, the reason on hover), Continue training (a new max_steps and target loss) and
+"New run from this one".
 
-Each page passes its own key prefix, so the widgets of both pages never share state.
+Each page passes its own keys, so the widgets of both pages never share state; the texts, the
+checks and what a press does are the same on both.
 """
 
 from __future__ import annotations
@@ -11,6 +13,9 @@ import streamlit as st
 from core.config import ConfigError
 from core.runs import launcher
 from core.store.rundir import ACTIVE_STATES, RunDir
+from dashboard import state as app_state
+
+STOP_HELP = "Checkpoint and stop after the current step; the next queued run then starts"
 
 
 def resume_reason(run: RunDir) -> tuple[bool, str]:
@@ -20,6 +25,35 @@ def resume_reason(run: RunDir) -> tuple[bool, str]:
     except (ConfigError, OSError) as e:  # a damaged config.json
         can, why = False, f"cannot read the run: {e}"
     return can, why[:1].upper() + why[1:]
+
+
+def stop_button(run: RunDir, state: str, key: str) -> None:
+    """Stop (enabled while the run trains): asks the engine to checkpoint and end after the
+    current step, then redraws the page."""
+    if st.button(
+        "Stop", key=key, disabled=state not in ACTIVE_STATES, width="stretch", help=STOP_HELP
+    ):
+        launcher.stop(run, wait=False)
+        st.toast(
+            f"Stop requested for {run.run_id}: it checkpoints and ends after the current step."
+        )
+        st.rerun()
+
+
+def resume_button(run: RunDir, key: str) -> None:
+    """Resume, enabled only where it would train something, with resume_reason on hover; a
+    resumed run becomes the selected run of every page."""
+    can, why = resume_reason(run)
+    if not st.button("Resume", key=key, disabled=not can, width="stretch", help=why):
+        return
+    try:
+        launcher.resume(run)
+    except (ConfigError, OSError) as e:
+        st.error(str(e))
+    else:
+        app_state.select_run(run.run_id)
+        st.toast(f"Resumed {run.run_id} from its latest checkpoint.")
+        st.rerun()
 
 
 def schedule_note(cfg) -> str:

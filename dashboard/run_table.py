@@ -7,7 +7,6 @@ last refresh. Nothing here imports torch or plotly: the Runs page is the app's f
 
 from __future__ import annotations
 
-import math
 import time
 from pathlib import Path
 
@@ -17,6 +16,7 @@ from core.runs.launcher import RunInfo
 from core.store import metrics
 from core.store.metrics import RunSummary
 from core.store.rundir import RunDir
+from core.units import format_duration
 
 # What a run is and how far it got first, its hyperparameters after (the table scrolls sideways).
 COLUMNS = (
@@ -56,7 +56,6 @@ COMPARE_COLUMNS = (
     "training time",
     "tokens seen",
 )
-MARKDOWN_SPECIAL = frozenset("\\`*_{}[]()#+-.!|<>~$")
 NOTE_CELL = 80  # characters of a note shown in a table cell (the Runs page shows it whole)
 HYPERPARAMETER_COLUMNS = (
     "model",
@@ -127,23 +126,6 @@ def note_cells(run_id: str, notes: dict | None) -> dict:
     if len(note) > NOTE_CELL or len(lines) > 1:
         note = note[:NOTE_CELL].rstrip() + " …"
     return {"title": "" if title == run_id else title, "note": note}
-
-
-def escape_md(text: str) -> str:
-    """Text shown as itself inside markdown (a title or file name may hold *, _, # or `)."""
-    return "".join("\\" + c if c in MARKDOWN_SPECIAL else c for c in text)
-
-
-def format_duration(seconds: float | None) -> str:
-    """`1h 02m`, `3m 05s`, `12s`; empty when unknown."""
-    if seconds is None or not math.isfinite(seconds) or seconds < 0:
-        return ""
-    s = int(round(seconds))
-    if s >= 3600:
-        return f"{s // 3600}h {s % 3600 // 60:02d}m"
-    if s >= 60:
-        return f"{s // 60}m {s % 60:02d}s"
-    return f"{s}s"
 
 
 def table_rows(infos: list[RunInfo], with_metrics: bool = True) -> list[dict]:

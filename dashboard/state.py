@@ -5,7 +5,8 @@ Pages never spell the session keys below; they call these functions. A page puts
 controls in the URL in two steps: `seed_from_url` before drawing a widget (a reload or a shared
 link gives it its value once per session), then `to_url` after drawing (the URL follows the
 widgets). Streamlit clears the query parameters when the user switches pages, so each page
-writes its own on every run.
+writes its own on every run; this module is the only code that reads or writes the URL, and
+it never touches a parameter the page did not name.
 """
 
 from __future__ import annotations
@@ -19,6 +20,7 @@ from core.store.rundir import default_runs_dir
 
 _RUNS_DIR = "runs_dir"
 SELECTED_RUN = "selected_run"  # the session key (tests read it; pages call selected_run())
+_HANDED_WEIGHTS = "handed_weights"  # a weights label one page hands to the next, read once
 
 
 def sidebar_runs_dir() -> Path:
@@ -55,6 +57,20 @@ def select_run(run_id: str | None) -> None:
 def select_run_of(key: str) -> None:
     """Make the value of the widget `key` the selected run (an on_change callback)."""
     select_run(st.session_state.get(key))
+
+
+def hand_over_weights(label: str | None) -> None:
+    """Leave a weights label ('step 5', 'best (val): ...') for the next page's weights picker
+    (a link such as "Open in Playground"); None leaves nothing."""
+    if label:
+        st.session_state[_HANDED_WEIGHTS] = label
+    else:
+        st.session_state.pop(_HANDED_WEIGHTS, None)
+
+
+def take_weights() -> str | None:
+    """The weights label handed over by hand_over_weights, once: it is gone after this call."""
+    return st.session_state.pop(_HANDED_WEIGHTS, None)
 
 
 # --- the view in the URL ---------------------------------------------------------------------
@@ -112,6 +128,12 @@ def seed_from_url(
             continue
     st.session_state[key] = values
     return True
+
+
+def url_values(*params: str) -> dict[str, str]:
+    """The URL's value of each of these parameters that it holds (the last of a repeated one):
+    for a page that reads its whole view at once before drawing (then writes it with to_url)."""
+    return {p: st.query_params[p] for p in params if p in st.query_params}
 
 
 def _url_form(value) -> str | list[str] | None:

@@ -11,8 +11,8 @@ from core.config import PRESET_NOTES, TrainConfig, cache_dir, preset
 from core.data import dataset
 from core.model.param_count import param_count
 from core.train.estimate import Estimate, estimate, snapshot_count
+from core.units import format_duration
 from dashboard import new_run_form
-from dashboard.run_table import format_duration
 
 
 def test_parse_round_trips_and_names_bad_fields():
@@ -171,9 +171,6 @@ def test_probe_key_is_the_shape_batch_dtype_and_device():
 
 
 def test_formats():
-    assert new_run_form.format_mib(5.25) == "5.2 MiB"
-    assert new_run_form.format_mib(512) == "512 MiB"
-    assert new_run_form.format_mib(1536) == "1.5 GiB"
     assert new_run_form.format_epochs(0.3367) == "0.34"
     assert new_run_form.format_epochs(216.2) == "216"
     assert new_run_form.format_epochs(float("inf")) == "∞"

@@ -398,11 +398,11 @@ def test_batch_view_shows_tokens_with_their_losses(trained_run, monkeypatch):
     monkeypatch.setattr(
         inspect_batch,
         "step_batches",
-        lambda cfg, step, world_size: [types.SimpleNamespace(number=8, x=x, y=x + 1)],
+        lambda cfg, step, world_size, walker=None: [types.SimpleNamespace(number=8, x=x, y=x + 1)],
     )
     monkeypatch.setattr(inspect_batch, "batch_checksum", lambda xs: "feedc0de")
     monkeypatch.setattr(
-        inspect_batch, "window_losses", lambda model, x, y: np.array([[0.5, 4.0, 9.5]])
+        inspect_batch, "window_losses", lambda model, x, y, device: np.array([[0.5, 4.0, 9.5]])
     )
     at = _open_live(monkeypatch, trained_run.path.parent, selected_run="trained")
     at.number_input(key="live_batch_trained").set_value(3).run()

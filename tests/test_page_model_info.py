@@ -3,7 +3,7 @@
 from core.store.checkpoint import load_model
 from core.store.metrics import summarize
 from core.store.rundir import RunDir
-from dashboard.run_table import format_duration
+from core.units import format_duration
 
 PAGE = "views/model_info.py"
 

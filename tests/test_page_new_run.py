@@ -14,8 +14,8 @@ from core.runs import launcher
 from core.store import metrics
 from core.store.rundir import RunDir
 from core.train import estimate, throughput
+from core.units import format_duration, format_mib
 from dashboard import new_run_form
-from dashboard.run_table import format_duration
 from dashboard.state import SELECTED_RUN
 
 
@@ -293,11 +293,11 @@ def test_disk_figures(page):
     nano = preset("nano", snapshot_interval=0)
     page.number_input(key="nr_snapshot_interval").set_value(0).run()
     shown = metric_values(page)
-    assert shown["Checkpoints on disk"] == new_run_form.format_mib(checkpoint_disk_mb(nano))
+    assert shown["Checkpoints on disk"] == format_mib(checkpoint_disk_mb(nano))
     assert shown["Snapshots"] == "off"
     page.number_input(key="nr_snapshot_interval").set_value(60).run()
     one = 2 * param_count(nano) / 2**20  # half-precision weights
-    assert metric_values(page)["Snapshots"] == new_run_form.format_mib(6 * one)  # 0,60,...,300
+    assert metric_values(page)["Snapshots"] == format_mib(6 * one)  # 0,60,...,300
     page.number_input(key="nr_snapshot_cap_mb").set_value(20).run()
     assert metric_values(page)["Snapshots"] == "20 MiB"  # the cap (above one snapshot)
     disk = next(c.value for c in page.caption if c.value.startswith("Disk needed at most"))

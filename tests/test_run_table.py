@@ -89,12 +89,6 @@ def test_title_and_note_cells(tmp_path, small_text):
     assert long == {"title": "", "note": "x" * run_table.NOTE_CELL + " …"}
 
 
-def test_escape_md_shows_text_as_itself():
-    assert run_table.escape_md("a_b *c* `d` [e](f) #1") == (
-        "a\\_b \\*c\\* \\`d\\` \\[e\\]\\(f\\) \\#1"
-    )
-
-
 def test_differing_hyperparameters(small_text):
     base = make_tiny_config(small_text)
     diff = run_table.differing_hyperparameters({"a": base, "b": base.replace(max_lr=1e-2)})
@@ -131,14 +125,6 @@ def test_crashed_row_explains_itself(tmp_path, small_text):
     assert row["state"] == "crashed" and row["progress"] == pytest.approx(7 / 12)
     assert "process gone" in row["error"] and row["training time"] == ""  # no step recorded
     assert "model" not in row  # no config: no hyperparameter columns
-
-
-@pytest.mark.parametrize(
-    "seconds, text",
-    [(None, ""), (float("nan"), ""), (-1, ""), (12.4, "12s"), (185, "3m 05s"), (3720, "1h 02m")],
-)
-def test_format_duration(seconds, text):
-    assert run_table.format_duration(seconds) == text
 
 
 def test_colours_are_stable_and_from_the_palette():

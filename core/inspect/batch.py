@@ -10,7 +10,7 @@ from __future__ import annotations
 import argparse
 import sys
 from collections.abc import Iterable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import numpy as np
 import torch
@@ -40,6 +40,7 @@ class MicroBatchView:
     rank: int  # the process that trained it
     texts: list[str]  # the decoded input of each row
     losses: np.ndarray | None  # (B, T) nats per token under the given model, else None
+    tokens: list[list[str]] = field(default_factory=list)  # each row's tokens, decoded one by one
 
     @property
     def mean_loss(self) -> float | None:
@@ -70,10 +71,12 @@ def describe_step(
     start = batches[0].number
     views = []
     for b in batches:
-        texts = [enc.decode(row.tolist(), errors="replace") for row in b.x]
+        rows = b.x.tolist()
+        texts = [enc.decode(row, errors="replace") for row in rows]
+        tokens = [[enc.decode([t], errors="replace") for t in row] for row in rows]
         losses = window_losses(model, b.x, b.y, device) if model is not None else None
         micro, rank = divmod(b.number - start, world_size)
-        views.append(MicroBatchView(b.number, micro, rank, texts, losses))
+        views.append(MicroBatchView(b.number, micro, rank, texts, losses, tokens))
     accum = with_derived_accum(cfg, world_size).grad_accum_steps
     return StepView(step, world_size, accum, batch_checksum(b.x for b in batches), views)
 

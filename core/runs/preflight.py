@@ -56,3 +56,23 @@ def _check_data(cfg: TrainConfig) -> None:
     train, val = dataset.split(dataset.load_tokens(cfg.data), cfg.val_fraction)
     dataset.check_size(train, cfg.micro_batch_size, cfg.seq_len, "training")
     dataset.check_size(val, cfg.micro_batch_size, cfg.seq_len, "validation")
+
+
+def device_problems(cfg: TrainConfig):
+    """(the device cfg resolves to on this machine, or None; the problems by field that keep it
+    from training there: 'device', or 'nproc' for more processes than visible GPUs). What the
+    New run form shows beside the fields before a launch."""
+    from core import device
+
+    try:
+        choice = device.choose(cfg.device, cfg.dtype, cfg.compile, loss=cfg.loss_path)
+    except ValueError as e:
+        return None, {"device": str(e).removeprefix("device: ")}
+    if cfg.nproc > 1 and choice.type == "cuda":
+        import torch
+
+        gpus = torch.cuda.device_count()
+        if cfg.nproc > gpus:
+            why = f"{cfg.nproc} processes but {gpus} GPU(s) visible: use at most one process per GPU"
+            return choice, {"nproc": why}
+    return choice, {}

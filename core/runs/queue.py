@@ -159,3 +159,16 @@ def start_next(runs_dir: str | Path | None = None) -> str | None:
                                  error=f"the run queue could not start it: {e}")
         _write(root, run_ids)
         return None
+
+
+def anything_training(runs_dir: str | Path | None = None) -> bool:
+    """Whether a run in runs_dir is training, starting or waiting in the queue (a new run then
+    goes to the queue first)."""
+    states = (*ACTIVE_STATES, WAITING)
+    return any(info.state in states for info in launcher.list_runs(_root(runs_dir)))
+
+
+def position(run_id: str, runs_dir: str | Path | None = None) -> tuple[int, int] | None:
+    """(place from 1, queue length) of a waiting run, or None once it left the queue."""
+    waiting = queued(runs_dir)
+    return (waiting.index(run_id) + 1, len(waiting)) if run_id in waiting else None

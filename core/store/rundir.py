@@ -577,3 +577,36 @@ def list_run_dirs(runs_dir: str | Path | None = None) -> list[RunDir]:
     except OSError:  # missing or unreadable
         return []
     return sorted(runs, key=lambda r: r.read_status().get("created") or 0, reverse=True)
+
+
+def run_name_problem(runs_dir: str | Path, run_id: str) -> str | None:
+    """Why run_id cannot name a new run in runs_dir (not a safe slug, or taken), or None."""
+    try:
+        check_run_id(run_id)
+    except ConfigError as e:
+        return str(e)
+    if name_taken(runs_dir, run_id):
+        return f"a run named {run_id!r} already exists: pick another name"
+    return None
+
+
+def runs_with_checkpoints(runs_dir: str | Path | None = None) -> list[str]:
+    """The ids of the runs in runs_dir that hold a checkpoint (a new run can start from them),
+    newest first."""
+    return [
+        r.run_id
+        for r in list_run_dirs(runs_dir)
+        if r.checkpoints() or r.best_checkpoint_path.is_file()
+    ]
+
+
+def source_fingerprint(source: str | Path) -> tuple:
+    """(file, mtime) pairs that change when the weights a source path offers change: a run
+    directory's config, best and step checkpoints, else the path itself; missing files are left
+    out. A cache keyed by it reads the source again after a new checkpoint."""
+    path = Path(source).expanduser()
+    files = [path]
+    if path.is_dir():
+        run = RunDir(path)
+        files = [path / "config.json", run.best_checkpoint_path, *[p for _, p in run.checkpoints()]]
+    return tuple((str(f), f.stat().st_mtime) for f in files if f.exists())

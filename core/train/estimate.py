@@ -7,6 +7,7 @@ the same model shape before, and otherwise a clearly labelled FLOPs-based guess.
 
 from __future__ import annotations
 
+import shutil
 import socket
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -225,3 +226,15 @@ def measured_throughput(
         if rate:
             return rate, run.run_id
     return None
+
+
+def free_disk_mb(runs_dir: str | Path) -> float | None:
+    """Free disk in MiB where a run directory under runs_dir would be written (its nearest
+    existing folder), or None when it cannot be read."""
+    path = Path(runs_dir).resolve()
+    while not path.exists() and path != path.parent:
+        path = path.parent
+    try:
+        return shutil.disk_usage(path).free / MB
+    except OSError:
+        return None

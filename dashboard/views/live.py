@@ -9,12 +9,14 @@ import time
 import numpy as np
 import streamlit as st
 
-from core.config import ConfigError
-from core.runs import launcher
 from core.store import metrics
 from core.store.rundir import ACTIVE_STATES, CRASHED, RunDir, list_run_dirs
+from core.units import escape_md, format_duration
 from dashboard import live_view, run_actions
+from dashboard import state as app_state
+from dashboard.batch_view import batch_view
 from dashboard.colors import run_color
+from dashboard.live_cards import UNKNOWN, cards
 from dashboard.live_figures import OVERLAYS, build_figures
 from dashboard.live_series import (
     X_AXES,
@@ -24,8 +26,7 @@ from dashboard.live_series import (
     series_for,
     tail_text,
 )
-from dashboard.run_table import format_duration, metrics_csv
-from dashboard.state import runs_dir, select_run, selected_run
+from dashboard.run_table import metrics_csv
 
 REFRESH_S = 1.5
 VIEW_KEY = "live_view"  # no widget owns it, so it outlives the widgets when another page runs
@@ -40,26 +41,13 @@ DEFAULT_PATIENCE = 3  # evals of rising val loss that mean overfitting, when the
 TIMELINE_MAX = 100
 
 
-def _md(text: str) -> str:
-    """Escape a run id for markdown (ids may hold `_`, which would turn into italics)."""
-    return text.replace("\\", "\\\\").replace("_", "\\_").replace("*", "\\*")
-
-
-def _duration(seconds: float | None) -> str:
-    return format_duration(seconds) or "–"
-
-
-def _num(value: float, fmt: str) -> str:
-    return format(value, fmt) if value is not None and np.isfinite(value) else "–"
-
-
 # --- the view: session and URL -----------------------------------------------------------------
 def restore_view(run_ids: list[str], selected: str | None) -> None:
     """Put the view into the widgets' keys before they are drawn: this session's stored view,
     else the URL's; a run another page selected (Runs: open live view; New run: launch) is
     followed once."""
     view = st.session_state.get(VIEW_KEY) or live_view.from_params(
-        st.query_params.to_dict(), run_ids
+        app_state.url_values(*live_view.PARAMS), run_ids
     )
     for name, key in WIDGETS.items():
         if key not in st.session_state:
@@ -74,12 +62,7 @@ def restore_view(run_ids: list[str], selected: str | None) -> None:
 def save_view(view: dict) -> None:
     """Keep the view for the next visit and write it into the URL."""
     st.session_state[VIEW_KEY] = view
-    params = live_view.to_params(view)
-    for key in [k for k in st.query_params if k not in params]:  # another page's view
-        del st.query_params[key]
-    for key, value in params.items():
-        if st.query_params.get(key) != value:
-            st.query_params[key] = value
+    app_state.to_url(**live_view.to_params(view))
 
 
 def view_controls(run_ids: list[str]) -> dict:
@@ -128,98 +111,23 @@ def view_controls(run_ids: list[str]) -> dict:
 
 # --- one run's header --------------------------------------------------------------------------
 def run_controls(run: RunDir, state: str) -> None:
-    """Stop, Resume and Open in Playground for a run, beside its curves."""
+    """Stop, Resume, Continue training and Open in Playground for a run, beside its curves."""
     rid = run.run_id
     stop_col, resume_col, continue_col, play_col = st.columns(4)
-    if stop_col.button(
-        "Stop",
-        key=f"live_stop_{rid}",
-        disabled=state not in ACTIVE_STATES,
-        width="stretch",
-        help="Checkpoint and stop after the current step",
-    ):
-        launcher.stop(run, wait=False)
-        st.toast(f"Stop requested for {rid}: it checkpoints and ends after the current step.")
-    can, why = launcher.can_resume(run)
-    if resume_col.button(
-        "Resume",
-        key=f"live_resume_{rid}",
-        disabled=not can,
-        width="stretch",
-        help=why[:1].upper() + why[1:],
-    ):
-        try:
-            launcher.resume(run)
-        except ConfigError as e:
-            st.error(str(e))
-        else:
-            select_run(rid)
-            st.rerun()  # the whole page: the panel refreshes again while the run trains
+    with stop_col:
+        run_actions.stop_button(run, state, f"live_stop_{rid}")
+    with resume_col:
+        run_actions.resume_button(run, f"live_resume_{rid}")
+    with continue_col:
+        run_actions.continue_training(run, state, "live")
     if play_col.button(
         "Open in Playground",
         key=f"live_play_{rid}",
         width="stretch",
         help="Generate from this run's checkpoints",
     ):
-        select_run(rid)
-        st.session_state["pg_run"] = rid  # the Playground's run picker
+        app_state.select_run(rid)  # the Playground's run picker opens on the selected run
         st.switch_page("views/playground.py")
-    with continue_col:
-        run_actions.continue_training(run, state, "live")
-
-
-def _cards(
-    step: int, max_steps: int, eta: float | None, state: str, series, summary, status, cfg
-) -> None:
-    train = series.train
-    last = (lambda c: float(train[c][-1])) if len(train) else (lambda c: None)
-    row = st.columns(5)
-    row[0].metric(
-        "State",
-        state,
-        help="crashed: the run says running but its process is gone and its heartbeat stopped",
-    )
-    row[1].metric("Step", f"{step:,} / {max_steps:,}")
-    row[2].metric(
-        "ETA",
-        _duration(eta),
-        help="time left at the wall-clock pace of the last "
-        "100 steps since the latest start or resume",
-    )
-    row[3].metric(
-        "Training time",
-        _duration(summary.train_time_s if summary.last_step else None),
-        help="time spent training, summed over every segment of the run (a stop's "
-        "pause does not count): the figure the Runs page and Model info show",
-    )
-    row[4].metric(
-        "Processes",
-        status.get("world_size") or cfg.nproc,
-        help="world size: data-parallel processes (torchrun) training this run",
-    )
-    row = st.columns(5)
-    row[0].metric(
-        "Loss",
-        _num(last("loss"), ".4f"),
-        help=f"training loss at the last step; target {cfg.target_loss:g}"
-        if cfg.target_loss
-        else "training loss at the last step",
-    )
-    row[1].metric("Learning rate", _num(last("lr"), ".2e"))
-    row[2].metric(
-        "Grad norm",
-        _num(last("grad_norm"), ".3f"),
-        help="global gradient norm before clipping"
-        + (f" (clipped to {cfg.grad_clip:g})" if cfg.grad_clip else ""),
-    )
-    row[3].metric("Tokens/s", _num(last("tokens_per_sec"), ",.0f"))
-    mfu = last("mfu")
-    row[4].metric(
-        "MFU",
-        "–" if mfu is None or mfu != mfu else f"{mfu:.1%}",
-        help="model FLOPs utilisation: (6N + 12·L·H·Q·T) FLOPs per token x tokens/s "
-        "over the device's peak",
-    )
 
 
 def learning_notes(run: RunDir, series, summary, cfg) -> None:
@@ -268,7 +176,7 @@ def _problems(run: RunDir, status: dict, state: str) -> None:
         )
         st.error(
             f"Run {run.run_id} crashed: its process (pid {status.get('pid')}) is gone and its "
-            f"last heartbeat was {_duration(time.time() - status.get('updated', 0))} ago. "
+            f"last heartbeat was {format_duration(time.time() - status.get('updated', 0), UNKNOWN)} ago. "
             f"Resume continues {where}."
             + (f" Last error: {status['error']}" if status.get("error") else "")
         )
@@ -294,16 +202,16 @@ def run_header(
         else None
     )
     if show_name:
-        name = html.escape(_md(run.run_id))  # a folder name is not trusted HTML
+        name = html.escape(escape_md(run.run_id))  # a folder name is not trusted HTML
         st.markdown(
             f"<span style='color:{run_color(run.run_id)}'>●</span> **{name}**",
             unsafe_allow_html=True,
         )
-    _cards(step, max_steps, eta, state, series, summary, status, cfg)
+    cards(step, max_steps, eta, state, series, summary, status, cfg)
     fraction = min(1.0, step / max_steps) if max_steps else 0.0
     text = f"{fraction:.0%} of {max_steps:,} steps"
     if eta is not None:
-        text += f" · ETA {_duration(eta)}"
+        text += f" · ETA {format_duration(eta, UNKNOWN)}"
     elif state not in ACTIVE_STATES and status.get("reason"):
         text += f" · {status['reason']}"
     st.progress(fraction, text=text)
@@ -353,111 +261,6 @@ def timeline(series) -> None:
         st.caption(f"{len(entries) - TIMELINE_MAX} older samples are in the metrics CSV.")
 
 
-def _token_html(tokens: list[str], losses, lo: float, hi: float) -> str:
-    """One window's tokens as spans shaded by loss from lo (clear) to hi (darkest), the loss in
-    nats on hover."""
-    spans = []
-    for tok, loss in zip(tokens, losses):
-        alpha = 0.75 * (float(loss) - lo) / (hi - lo) if hi > lo else 0.0
-        spans.append(
-            f"<span title='loss {loss:.2f} nats' style='background:rgba(214,39,40,"
-            f"{alpha:.2f})'>{html.escape(tok)}</span>"
-        )
-    return (
-        "<div style='font-family:monospace;white-space:pre-wrap;line-height:1.6;"
-        "border-left:3px solid rgba(127,127,127,0.4);padding-left:8px'>" + "".join(spans) + "</div>"
-    )
-
-
-def _step_batch(inspect_batch, run: RunDir, step: int, world_size: int) -> dict:
-    """What the batch view shows for a step: each micro batch's windows as token strings with
-    their losses under the nearest checkpoint, and the checksums. Kept for the last step asked,
-    so the refreshes of a training run do not run the model again."""
-    found = run.checkpoints()
-    nearest = min(found, key=lambda c: (abs(c[0] - step), -c[0])) if found else None
-    key = (str(run.path), step, world_size, str(nearest[1]) if nearest else None)
-    cached = st.session_state.get("_live_batch")
-    if cached and cached[0] == key:
-        return cached[1]
-    from core.data.dataset import get_tokenizer
-    from dashboard.checkpoint_picker import cached_model
-
-    batches = inspect_batch.step_batches(run.read_config(), step, world_size)
-    model = cached_model(nearest[1]).model if nearest else None
-    enc = get_tokenizer()
-    shown = dict(
-        checkpoint_step=nearest[0] if nearest else None,
-        checksum=inspect_batch.batch_checksum(b.x for b in batches),
-        recorded=next(
-            (
-                r.get("batch_checksum")
-                for r in metrics.read_all(run.metrics_path)
-                if r["kind"] == "train" and r["step"] == step
-            ),
-            None,
-        ),
-        windows=[
-            (
-                b.number,
-                [[enc.decode([t]) for t in row] for row in b.x.tolist()],
-                inspect_batch.window_losses(model, b.x, b.y)
-                if model is not None
-                else np.zeros(tuple(b.x.shape)),
-            )
-            for b in batches
-        ],
-    )
-    st.session_state["_live_batch"] = (key, shown)
-    return shown
-
-
-def batch_view(run: RunDir, series, world_size: int) -> None:
-    """The exact token windows of one step's micro batches, decoded, each token shaded by its
-    loss under the checkpoint nearest that step."""
-    from core.inspect import batch as inspect_batch
-
-    steps = series.train["step"]
-    step = int(
-        st.number_input(
-            "Step",
-            min_value=1,
-            value=1,
-            step=1,
-            key=f"live_batch_{run.run_id}",
-            help="An optimizer step, e.g. one where the loss spiked",
-        )
-    )
-    if not len(steps) or step > steps[-1]:
-        st.caption(f"Step {step:,} is not trained yet.")
-        return
-    shown = _step_batch(inspect_batch, run, step, world_size)
-    recorded, checksum = shown["recorded"], shown["checksum"]
-    st.caption(
-        f"Checksum {checksum}: "
-        + (
-            "the one the engine recorded for this step."
-            if recorded == checksum
-            else "the engine recorded none for this step (an older run)."
-            if recorded is None
-            else f"the engine recorded {recorded}: the data changed since."
-        )
-    )
-    losses = [loss for _, _, loss in shown["windows"]]
-    lo, hi = min(float(x.min()) for x in losses), max(float(x.max()) for x in losses)
-    st.caption(
-        f"Losses under the checkpoint of step {shown['checkpoint_step']:,}: darker = more "
-        f"surprising, from {lo:.2f} to {hi:.2f} nats per token (hover a token)."
-        if shown["checkpoint_step"] is not None
-        else "No checkpoint yet: tokens only."
-    )
-    for i, (number, rows, loss) in enumerate(shown["windows"]):
-        with st.expander(
-            f"Micro batch {i + 1} of {len(shown['windows'])} (number {number:,})", expanded=i == 0
-        ):
-            for tokens, row_losses in zip(rows, loss):
-                st.html(_token_html(tokens, row_losses, lo, hi))
-
-
 def details(run: RunDir, series, status: dict, cfg) -> None:
     """Sample timeline, log tail and the batch behind a step, in tabs."""
     samples, log, batch = st.tabs(["Sample timeline", "Log", "Batch behind a step"])
@@ -467,7 +270,7 @@ def details(run: RunDir, series, status: dict, cfg) -> None:
         # autoscroll: the newest lines, at the bottom, stay in view as the log grows.
         st.code(tail_text(run.log_path) or "(the log is empty)", language=None, wrap_lines=True)
     with batch:
-        batch_view(run, series, int(status.get("world_size") or cfg.nproc))
+        batch_view(run, series.train["step"], int(status.get("world_size") or cfg.nproc))
 
 
 def live_panel(runs: list[RunDir], view: dict, watching: bool) -> None:
@@ -521,19 +324,19 @@ def live_panel(runs: list[RunDir], view: dict, watching: bool) -> None:
 
 st.title("Live metrics")
 # A run whose config.json is damaged cannot be drawn: the Runs page shows it and what is wrong.
-all_runs = [r for r in list_run_dirs(runs_dir()) if r.config_problem() is None]
+all_runs = [r for r in list_run_dirs(app_state.runs_dir()) if r.config_problem() is None]
 if not all_runs:
     st.info("No runs yet. Start a training run and watch its loss fall here, live.")
     st.page_link("views/new_run.py", label="Start a new run", icon="🚀")
     st.stop()
 by_id = {r.run_id: r for r in all_runs}
-restore_view(list(by_id), selected_run())
+restore_view(list(by_id), app_state.selected_run())
 current = view_controls(list(by_id))
 save_view(current)
 if not current["runs"]:
     st.info("Pick at least one run above.")
     st.stop()
-select_run(current["runs"][0])
+app_state.select_run(current["runs"][0])
 st.session_state["_live_followed"] = current["runs"][0]
 chosen_runs = [by_id[r] for r in current["runs"]]
 active = any(r.effective_state() in ACTIVE_STATES for r in chosen_runs)

@@ -14,9 +14,8 @@ from core.inspect.model_info import (
 )
 from core.store import checkpoint, export
 from core.store.checkpoint import load_model, sizes
-from core.units import human_bytes
-from dashboard.checkpoint_picker import pick_checkpoint, pick_run
-from dashboard.run_table import format_duration
+from core.units import format_duration, human_bytes
+from dashboard.checkpoint_picker import pick_header
 
 st.title("Model info")
 
@@ -33,11 +32,8 @@ def _checkpoint_facts(path: str, mtime: float) -> dict:
     }
 
 
-c_run, c_ckpt = st.columns([3, 2])
-with c_run:
-    run = pick_run("mi")
-with c_ckpt:
-    ckpt = pick_checkpoint(run, "mi")
+picked = pick_header("mi", [3, 2], device=False)
+run, ckpt = picked.run, picked.choice.path if picked.choice else None
 
 facts = None
 if ckpt is not None:
@@ -120,7 +116,7 @@ a, b, c, d = st.columns(4)
 a.metric("Steps", f"{r['steps']:,}" + (f" / {r['max_steps']:,}" if r["max_steps"] else ""))
 b.metric(
     "Training time",
-    format_duration(r["total_time_s"]) or "-",
+    format_duration(r["total_time_s"], "-"),
     help="Time spent training, summed over every stop and resume (not wall time)",
 )
 c.metric("Mean step time", _fmt(r["mean_step_ms"], "{:,.1f} ms"))
