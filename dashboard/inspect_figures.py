@@ -1,5 +1,6 @@
-"""The Inspect page's plotly figures: the logit lens grid (nostalgebraist's logit lens), the
-attention maps of every layer and head, and one head's map up close."""
+"""The Inspect page's figures and tables: the logit lens grid (nostalgebraist's logit lens), the
+attention maps of every layer and head, one head's map up close, the head scores, and the
+tables of surprising tokens."""
 
 from __future__ import annotations
 
@@ -161,5 +162,41 @@ def head_table(scores) -> pd.DataFrame:
                 "kind": x.kind,
             }
             for x in scores
+        ]
+    )
+
+
+def surprising_table(res) -> pd.DataFrame:
+    """The most surprising tokens of a surprise result: bits, probability, rank, and what the
+    model expected instead."""
+    return pd.DataFrame(
+        [
+            {
+                "position": t.index,
+                "token": tv.readable(t.text),
+                "bits": round(t.bits, 2),
+                "p": tv.fmt_prob(t.prob),
+                "rank": t.rank,
+                "the model expected": ", ".join(
+                    f"{tv.readable(x)} {tv.fmt_prob(p)}" for _, x, p in t.top[:3]
+                ),
+            }
+            for t in res.most_surprising
+        ]
+    )
+
+
+def changed_table(rows, step_a: int, step_b: int) -> pd.DataFrame:
+    """Tokens whose surprise changed most between two checkpoints, with both figures."""
+    return pd.DataFrame(
+        [
+            {
+                "position": t.index,
+                "token": tv.readable(t.text),
+                f"bits, step {step_a}": round(t.bits_a, 2),
+                f"bits, step {step_b}": round(t.bits_b, 2),
+                "change": round(t.delta_bits, 2),
+            }
+            for t in rows
         ]
     )

@@ -19,8 +19,15 @@ def number(value: float, fmt: str) -> str:
 def cards(
     step: int, max_steps: int, eta: float | None, state: str, series, summary, status, cfg
 ) -> None:
-    train = series.train
-    last = (lambda c: float(train[c][-1])) if len(train) else (lambda c: None)
+    """Two rows of five cards: how far the run is, then its latest training figures."""
+    progress_cards(step, max_steps, eta, state, summary, status, cfg)
+    latest_cards(series, cfg)
+
+
+def progress_cards(
+    step: int, max_steps: int, eta: float | None, state: str, summary, status, cfg
+) -> None:
+    """State, step, ETA, training time and processes."""
     row = st.columns(5)
     row[0].metric(
         "State",
@@ -45,6 +52,12 @@ def cards(
         status.get("world_size") or cfg.nproc,
         help="world size: data-parallel processes (torchrun) training this run",
     )
+
+
+def latest_cards(series, cfg) -> None:
+    """Loss, learning rate, gradient norm, tokens/s and MFU at the last step."""
+    train = series.train
+    last = (lambda c: float(train[c][-1])) if len(train) else (lambda c: None)
     row = st.columns(5)
     row[0].metric(
         "Loss",

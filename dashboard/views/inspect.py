@@ -182,37 +182,19 @@ def _surprise_view(t: Target) -> None:
     st.html(tv.legend("bits"))
     st.html(tv.render(tv.surprise_cells(res.tokens)))
     st.markdown("**The ten most surprising tokens**")
-    st.dataframe(
-        pd.DataFrame(
-            [
-                {
-                    "position": t.index,
-                    "token": tv.readable(t.text),
-                    "bits": round(t.bits, 2),
-                    "p": tv.fmt_prob(t.prob),
-                    "rank": t.rank,
-                    "the model expected": ", ".join(
-                        f"{tv.readable(x)} {tv.fmt_prob(p)}" for _, x, p in t.top[:3]
-                    ),
-                }
-                for t in res.most_surprising
-            ]
-        ),
-        hide_index=True,
-        key="ins_top10",
-    )
+    st.dataframe(figures.surprising_table(res), hide_index=True, key="ins_top10")
     _diff_view(t)
 
 
-def _diff_view(t: Target) -> None:
-    st.subheader("What changed between two checkpoints")
+def _other_weights(t: Target) -> Choice | None:
+    """The second checkpoint to compare with, or None (with a line saying why)."""
     others = [c for c in choices(t.run) if c.path != t.choice.path]
     if not others:
         st.caption(
             "This run has one set of weights: a second checkpoint or snapshot gives the "
             "difference view."
         )
-        return
+        return None
     labels = ["none"] + [c.label for c in others]
     pick = st.selectbox(
         "Compare with",
@@ -225,8 +207,15 @@ def _diff_view(t: Target) -> None:
             "Choose a second checkpoint to see which tokens became easier (blue) or "
             "harder (red) between them."
         )
+        return None
+    return others[labels.index(pick) - 1]
+
+
+def _diff_view(t: Target) -> None:
+    st.subheader("What changed between two checkpoints")
+    other = _other_weights(t)
+    if other is None:
         return
-    other = others[labels.index(pick) - 1]
     a, b = sorted([other, t.choice], key=lambda c: c.step)  # A the earlier, B the later
     try:
         load_cached(other.path, t.device)
@@ -249,6 +238,11 @@ def _diff_view(t: Target) -> None:
     st.caption(f"{name_a} → {name_b}: blue tokens became easier (fewer bits), red ones harder.")
     st.html(tv.legend("delta"))
     st.html(tv.render(tv.diff_cells(d.tokens, f"step {a.step:,}", f"step {b.step:,}")))
+    _changed_tables(d, a, b)
+
+
+def _changed_tables(d, a: Choice, b: Choice) -> None:
+    """The tokens that became easiest and hardest from checkpoint a to checkpoint b."""
     left, right = st.columns(2)
     easier = [t for t in d.easiest if t.delta_bits < 0]
     harder = [t for t in d.hardest if t.delta_bits > 0]
@@ -260,22 +254,7 @@ def _diff_view(t: Target) -> None:
         if not rows:
             box.caption("No token changed that way.")
             continue
-        box.dataframe(
-            pd.DataFrame(
-                [
-                    {
-                        "position": t.index,
-                        "token": tv.readable(t.text),
-                        f"bits, step {a.step}": round(t.bits_a, 2),
-                        f"bits, step {b.step}": round(t.bits_b, 2),
-                        "change": round(t.delta_bits, 2),
-                    }
-                    for t in rows
-                ]
-            ),
-            hide_index=True,
-            key=key,
-        )
+        box.dataframe(figures.changed_table(rows, a.step, b.step), hide_index=True, key=key)
 
 
 # --- logit lens ----------------------------------------------------------------------------------
