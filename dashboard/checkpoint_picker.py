@@ -114,6 +114,16 @@ def pick_header(
     return picked
 
 
+def model_line(picked: Picked, prefix: str, caption: str, link: tuple[str, str, str]) -> None:
+    """The line under a page's header: what is loaded (caption), and a link (label, page,
+    hover text) that opens another page on the same run and weights."""
+    c_info, c_link = st.columns([5, 1])
+    c_info.caption(caption)
+    label, page, helptext = link
+    if c_link.button(label, key=f"{prefix}_to_{Path(page).stem}", type="tertiary", help=helptext):
+        switch_to(page, picked.run, st.session_state.get(f"{prefix}_ckpt"))
+
+
 def switch_to(page: str, run: RunDir, checkpoint_label: str | None) -> None:
     """Open another page (e.g. 'views/inspect.py') on the same run and weights: the run becomes
     the selected run, and the label is handed to that page's weights picker once."""

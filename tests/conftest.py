@@ -1,6 +1,7 @@
 """Shared fixtures: offline tokenizer and data, a temp runs dir, tiny configs that train in seconds."""
 
 import os
+import subprocess
 import time
 from pathlib import Path
 
@@ -263,3 +264,12 @@ def open_app(monkeypatch):
     st.cache_resource.clear()
     yield open_page
     st.cache_resource.clear()
+
+
+@pytest.fixture
+def sleeper():
+    """A live process in its own session, standing in for a run's engine."""
+    proc = subprocess.Popen(["sleep", "120"], start_new_session=True)
+    yield proc
+    proc.kill()
+    proc.wait()

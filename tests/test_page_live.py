@@ -429,15 +429,6 @@ def test_batch_view_with_core_inspect_batch(trained_run, monkeypatch):
 
 
 # --- issue 11: run controls ---------------------------------------------------------------------
-@pytest.fixture
-def sleeper():
-    """A live process in its own session, standing in for a run's engine."""
-    proc = subprocess.Popen(["sleep", "120"], start_new_session=True)
-    yield proc
-    proc.kill()
-    proc.wait()
-
-
 def test_stop_on_the_live_page_writes_a_stop_request(runs_dir, tiny_config, monkeypatch, sleeper):
     run = RunDir.create(runs_dir, "busy", tiny_config.replace(max_steps=100))
     run.write_status(state="running", pid=sleeper.pid, started=time.time(), step=3)

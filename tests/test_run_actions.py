@@ -3,7 +3,6 @@ the same effect on both; and dashboard.state as the only writer of the URL, so o
 never deletes another page's parameters."""
 
 import shutil
-import subprocess
 import time
 
 import pytest
@@ -26,15 +25,6 @@ def _live(at: AppTest) -> AppTest:
     at.switch_page("views/live.py").run()
     assert not at.exception, at.exception
     return at
-
-
-@pytest.fixture
-def sleeper():
-    """A live process in its own session, standing in for a run's engine."""
-    proc = subprocess.Popen(["sleep", "120"], start_new_session=True)
-    yield proc
-    proc.kill()
-    proc.wait()
 
 
 @pytest.mark.parametrize("case", ["completed", "no checkpoint", "damaged config"])
@@ -74,18 +64,22 @@ def test_stop_is_the_same_control_on_both_pages(runs_dir, tiny_config, monkeypat
     assert any("Stop requested for busy" in t.value for t in at.toast)
 
 
-def test_a_stopped_run_resumes_from_either_page(runs_dir, trained_run, monkeypatch):
+def test_a_stopped_run_resumes_from_either_page(runs_dir, tiny_config, monkeypatch):
     from core.runs import launcher
 
-    shutil.copytree(trained_run.path, runs_dir / "r")
-    RunDir(runs_dir / "r").write_status(state="stopped", step=5)
+    run = RunDir.create(runs_dir, "r", tiny_config)
+    run.write_status(state="stopped", step=5)
+    run.checkpoint_dir.mkdir()
+    run.checkpoint_path(5).write_bytes(b"")  # a checkpoint before max_steps: resumable
     resumed = []
     monkeypatch.setattr(launcher, "resume", lambda run, max_steps=None: resumed.append(run.run_id))
     at = _app(runs_dir, monkeypatch, run="r")
     assert not at.button(key="runs_resume").disabled
     at.button(key="runs_resume").click().run()
-    _live(at).button(key="live_resume_r").click().run()
+    assert not _live(at).button(key="live_resume_r").disabled
+    at.button(key="live_resume_r").click().run()
     assert resumed == ["r", "r"] and not at.exception
+    assert any("Resumed r" in t.value for t in at.toast)
 
 
 def test_the_live_view_in_the_url_leaves_other_parameters_alone(runs_dir, tiny_config, monkeypatch):

@@ -22,8 +22,8 @@ from dashboard.checkpoint_picker import (
     choices,
     load_cached,
     missing_notes,
+    model_line,
     pick_header,
-    switch_to,
 )
 
 LENS_MAX = 64  # logit lens columns at most: each cell is a vocabulary-wide read-out
@@ -65,18 +65,13 @@ def header():
         st.stop()
     loaded = cached_model(choice.path, picked.device)
     cfg, block = loaded.config, loaded.model.config.block_size
-    c_info, c_link = st.columns([5, 1])
-    c_info.caption(
+    model_line(
+        picked,
+        "ins",
         f"{choice.title} · {choice.path.name} · {loaded.model.num_params():,} parameters "
-        f"· {cfg.n_layer} layers x {cfg.n_head} heads · context {block:,} tokens"
+        f"· {cfg.n_layer} layers x {cfg.n_head} heads · context {block:,} tokens",
+        ("Open in Playground", "views/playground.py", "Generate from this run and checkpoint"),
     )
-    if c_link.button(
-        "Open in Playground",
-        key="ins_to_playground",
-        type="tertiary",
-        help="Generate from this run and checkpoint",
-    ):
-        switch_to("views/playground.py", run, st.session_state.get("ins_ckpt"))
     return picked, loaded
 
 

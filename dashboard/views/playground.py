@@ -10,7 +10,7 @@ import streamlit as st
 
 from core.generate import sampling
 from dashboard import token_view as tv
-from dashboard.checkpoint_picker import cached_model, pick_header, switch_to
+from dashboard.checkpoint_picker import cached_model, model_line, pick_header
 from dashboard.playground_ask import Ask, controls, copies_of, event_dict, prompt_tokens
 from dashboard.playground_compare import compare_view
 from dashboard.training_text import continuation_report, corpus_index
@@ -29,19 +29,18 @@ def header():
         )
         st.stop()
     loaded = cached_model(choice.path, picked.device, picked.dtype)
-    c_info, c_link = st.columns([5, 1])
-    c_info.caption(
+    model_line(
+        picked,
+        "pg",
         f"{choice.path.name}: step {loaded.step:,} · {loaded.model.num_params():,} "
         f"parameters · context {loaded.model.config.block_size:,} tokens · {loaded.device}, "
-        f"{loaded.dtype}"
+        f"{loaded.dtype}",
+        (
+            "Inspect this checkpoint",
+            "views/inspect.py",
+            "Token surprise, logit lens and attention of this run and checkpoint",
+        ),
     )
-    if c_link.button(
-        "Inspect this checkpoint",
-        key="pg_to_inspect",
-        type="tertiary",
-        help="Token surprise, logit lens and attention of this run and checkpoint",
-    ):
-        switch_to("views/inspect.py", run, st.session_state.get("pg_ckpt"))
     return picked, loaded
 
 
