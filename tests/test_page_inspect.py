@@ -230,3 +230,17 @@ def test_a_vanished_data_file_leaves_the_views_working(open_app, runs_dir, tiny_
     for view in ("Logit lens", "Attention"):
         at.radio(key="ins_view").set_value(view).run()
         assert not at.exception and at.get("plotly_chart")
+
+
+def test_the_pickers_follow_a_run_selected_on_another_page(open_app, runs_dir, trained_run):
+    """Each page owns its picker; the selected run is the one thing pages share."""
+    make_old_run(trained_run, runs_dir, "first")
+    make_old_run(trained_run, runs_dir, "second")
+    at = open_app("views/playground.py", runs_dir)
+    at.selectbox(key="pg_run").set_value("first").run()
+    assert at.session_state["selected_run"] == "first"
+    at.switch_page("views/model_info.py").run()
+    assert at.selectbox(key="mi_run").value == "first"
+    at.selectbox(key="mi_run").set_value("second").run()
+    at.switch_page("views/playground.py").run()
+    assert not at.exception and at.selectbox(key="pg_run").value == "second"

@@ -72,3 +72,27 @@ def test_parsers():
         with pytest.raises(ValueError):
             state.number_in(0, 1)(bad)
     assert state.flag("1") and not state.flag("0")
+
+
+def handover_app():
+    """One page hands a weights label to the next, which reads the URL's view at once."""
+    import streamlit as st
+
+    from dashboard import state
+
+    if st.button("hand", key="hand"):
+        state.hand_over_weights("step 5")
+    st.write(f"taken={state.take_weights()}")
+    st.write(f"url={sorted(state.url_values('a', 'b').items())}")
+
+
+def test_weights_are_handed_over_once_and_url_values_reads_only_what_is_named():
+    at = AppTest.from_function(handover_app)
+    at.query_params.update(a="1", other="x")
+    at.run()
+    assert "taken=None" in at.markdown[0].value
+    assert "url=[('a', '1')]" in at.markdown[1].value
+    at.button(key="hand").click().run()
+    assert "taken=step 5" in at.markdown[0].value
+    at.run()
+    assert "taken=None" in at.markdown[0].value  # read once, then gone
