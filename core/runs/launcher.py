@@ -19,9 +19,18 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from core.config import ConfigError, TrainConfig, check_run_id
-from core.store import metrics
 from core.runs.preflight import check_runnable
-from core.store.rundir import ACTIVE_STATES, DAMAGED, WAITING, RunDir, default_run_name, default_runs_dir, list_run_dirs, process_start_time
+from core.store import metrics
+from core.store.rundir import (
+    ACTIVE_STATES,
+    DAMAGED,
+    WAITING,
+    RunDir,
+    default_run_name,
+    default_runs_dir,
+    list_run_dirs,
+    process_start_time,
+)
 
 PROJECT_ROOT = Path(__file__).resolve().parents[2]
 STOP_TIMEOUT_S = 30.0  # the least time a run gets to end by itself before each signal
@@ -30,10 +39,23 @@ STOP_TIMEOUT_S = 30.0  # the least time a run gets to end by itself before each 
 HEARTBEAT_FRESH_S = 10.0
 _POLL_S = 0.2
 # What torchrun tells its ranks: a run started from a rank (the run queue) must not inherit it.
-_DISTRIBUTED_ENV = ("RANK", "LOCAL_RANK", "WORLD_SIZE", "LOCAL_WORLD_SIZE", "GROUP_RANK",
-                    "GROUP_WORLD_SIZE", "ROLE_RANK", "ROLE_NAME", "ROLE_WORLD_SIZE", "MASTER_ADDR",
-                    "MASTER_PORT", "TORCHELASTIC_RUN_ID", "TORCHELASTIC_RESTART_COUNT",
-                    "TORCHELASTIC_MAX_RESTARTS", "TORCHELASTIC_USE_AGENT_STORE")
+_DISTRIBUTED_ENV = (
+    "RANK",
+    "LOCAL_RANK",
+    "WORLD_SIZE",
+    "LOCAL_WORLD_SIZE",
+    "GROUP_RANK",
+    "GROUP_WORLD_SIZE",
+    "ROLE_RANK",
+    "ROLE_NAME",
+    "ROLE_WORLD_SIZE",
+    "MASTER_ADDR",
+    "MASTER_PORT",
+    "TORCHELASTIC_RUN_ID",
+    "TORCHELASTIC_RESTART_COUNT",
+    "TORCHELASTIC_MAX_RESTARTS",
+    "TORCHELASTIC_USE_AGENT_STORE",
+)
 
 # Children started from this process, by pid: poll() reaps the finished ones so they never
 # linger as zombies (a zombie's pid still "exists" and would look alive).
@@ -60,8 +82,9 @@ def reap() -> None:
             del _children[pid]
 
 
-def engine_command(run_path: str | Path, nproc: int, resume: bool = False,
-                   max_steps: int | None = None) -> list[str]:
+def engine_command(
+    run_path: str | Path, nproc: int, resume: bool = False, max_steps: int | None = None
+) -> list[str]:
     """The argument list that trains the prepared run at run_path (torchrun when nproc > 1)."""
     cmd = [sys.executable]
     if nproc > 1:
@@ -80,14 +103,23 @@ def _spawn(run: RunDir, cmd: list[str]) -> int:
     # `-m core.train` must find the project whatever the caller's working directory was.
     env["PYTHONPATH"] = os.pathsep.join(p for p in (str(PROJECT_ROOT), env.get("PYTHONPATH")) if p)
     with open(run.log_path, "ab") as log:
-        proc = subprocess.Popen(cmd, stdin=subprocess.DEVNULL, stdout=log, stderr=subprocess.STDOUT,
-                                cwd=PROJECT_ROOT, env=env, start_new_session=True, close_fds=True)
+        proc = subprocess.Popen(
+            cmd,
+            stdin=subprocess.DEVNULL,
+            stdout=log,
+            stderr=subprocess.STDOUT,
+            cwd=PROJECT_ROOT,
+            env=env,
+            start_new_session=True,
+            close_fds=True,
+        )
     _children[proc.pid] = proc
     # The engine needs a second or more to import torch before it writes its own status, so
     # this merge lands first; launcher_pid keeps a starting run from looking crashed, and its
     # start time tells it from a later process that gets the same pid.
-    run.write_status(launcher_pid=proc.pid, launcher_pid_start=process_start_time(proc.pid),
-                     command=cmd)
+    run.write_status(
+        launcher_pid=proc.pid, launcher_pid_start=process_start_time(proc.pid), command=cmd
+    )
     return proc.pid
 
 
@@ -112,8 +144,9 @@ def launch_prepared(run: RunDir) -> str:
     Returns the run id."""
     reap()
     cfg = run.read_config()
-    run.write_status(state="queued", pid=None, launcher_pid=None, error=None, reason=None,
-                     ended=None)
+    run.write_status(
+        state="queued", pid=None, launcher_pid=None, error=None, reason=None, ended=None
+    )
     _spawn(run, engine_command(run.path, cfg.nproc))
     return run.run_id
 
@@ -128,8 +161,10 @@ def _as_run(run: RunDir | str | Path, runs_dir: str | Path | None = None) -> Run
     if not run.exists():
         raise ConfigError(f"no run at {run.path}: pick one from the runs list")
     if not run.is_ours():
-        raise ConfigError(f"{run.path} is not a run directory of this tool (its config.json has "
-                          "no schema_version): leaving it alone")
+        raise ConfigError(
+            f"{run.path} is not a run directory of this tool (its config.json has "
+            "no schema_version): leaving it alone"
+        )
     return run
 
 
@@ -197,8 +232,9 @@ def stop(run: RunDir | str | Path, timeout: float | None = None, wait: bool = Tr
     run.request_stop()
     timeout = stop_timeout(run) if timeout is None else timeout
     if not wait:
-        threading.Thread(target=_escalate, args=(run, timeout), daemon=True,
-                         name=f"stop-{run.run_id}").start()
+        threading.Thread(
+            target=_escalate, args=(run, timeout), daemon=True, name=f"stop-{run.run_id}"
+        ).start()
         return state_of(run)
     _escalate(run, timeout)
     return state_of(run)
@@ -217,10 +253,13 @@ def _escalate(run: RunDir, timeout: float) -> None:
                 break
         if sent is not None and run.read_status().get("state") in ACTIVE_STATES:
             run.write_status(
-                state="failed", reason="killed", ended=time.time(),
+                state="failed",
+                reason="killed",
+                ended=time.time(),
                 error=f"stopped responding (no heartbeat for {HEARTBEAT_FRESH_S:.0f}s) after the "
-                      f"stop request; ended with {signal.Signals(sent).name}. Resume continues "
-                      "from the last checkpoint")
+                f"stop request; ended with {signal.Signals(sent).name}. Resume continues "
+                "from the last checkpoint",
+            )
     finally:
         run.clear_stop()
 
@@ -245,8 +284,9 @@ def can_resume(run: RunDir | str | Path) -> tuple[bool, str]:
         return False, "waiting in the run queue: it starts when the runs before it end"
     step = checkpoint_step(run)
     if step is None:
-        return False, ("no checkpoint to resume from (it ended before its first save): "
-                       "start a new run instead")
+        return False, (
+            "no checkpoint to resume from (it ended before its first save): start a new run instead"
+        )
     max_steps = run.read_config().max_steps
     if step >= max_steps:
         return False, "completed: use Continue training with a higher max_steps"
@@ -270,8 +310,9 @@ def resume(run: RunDir | str | Path, max_steps: int | None = None) -> str:
     return run.run_id
 
 
-def continued_config(cfg: TrainConfig, from_step: int, max_steps: int,
-                     target_loss: float | None = None) -> TrainConfig:
+def continued_config(
+    cfg: TrainConfig, from_step: int, max_steps: int, target_loss: float | None = None
+) -> TrainConfig:
     """The config that trains a run on from checkpoint step from_step to max_steps (which must
     be above it), with target_loss when given. The learning-rate schedule keeps its length: with
     lr_decay_steps at 0 (decay over max_steps) it becomes the old max_steps, so the cosine
@@ -281,8 +322,10 @@ def continued_config(cfg: TrainConfig, from_step: int, max_steps: int,
     except TypeError:
         steps = None
     if steps is None or isinstance(max_steps, bool) or steps <= from_step:
-        raise ConfigError(f"max_steps: must be a whole number above the checkpoint's step "
-                          f"{from_step} to train further (got {max_steps!r})")
+        raise ConfigError(
+            f"max_steps: must be a whole number above the checkpoint's step "
+            f"{from_step} to train further (got {max_steps!r})"
+        )
     changes = {"max_steps": steps}
     if not cfg.lr_decay_steps:
         changes["lr_decay_steps"] = cfg.max_steps
@@ -303,8 +346,10 @@ def continue_run(run: RunDir | str | Path, max_steps: int, target_loss: float | 
         raise ConfigError(f"run {run.run_id} is {state}: stop it before continuing")
     step = checkpoint_step(run)
     if step is None:
-        raise ConfigError(f"run {run.run_id} has no checkpoint to continue from (it ended before "
-                          "its first save): start a new run instead")
+        raise ConfigError(
+            f"run {run.run_id} has no checkpoint to continue from (it ended before "
+            "its first save): start a new run instead"
+        )
     if run.is_locked():
         raise ConfigError(f"run {run.run_id} is being trained by another process: stop it first")
     cfg = continued_config(run.read_config(), step, max_steps, target_loss)
@@ -312,9 +357,11 @@ def continue_run(run: RunDir | str | Path, max_steps: int, target_loss: float | 
     try:
         run.write_config(cfg)
     except OSError as e:
-        raise ConfigError(f"cannot resume run {run.run_id}: {e.strerror or e} "
-                          f"({e.filename or run.path}); check that the runs directory is "
-                          "writable") from e
+        raise ConfigError(
+            f"cannot resume run {run.run_id}: {e.strerror or e} "
+            f"({e.filename or run.path}); check that the runs directory is "
+            "writable"
+        ) from e
     _respawn(run, cfg)
     return run.run_id
 
@@ -324,14 +371,24 @@ def _respawn(run: RunDir, cfg: TrainConfig) -> None:
     try:
         run.clear_stop()
         # A fresh heartbeat, no old pids, and the step it restarts from.
-        run.write_status(state="queued", step=checkpoint_step(run), pid=None, pid_start=None,
-                         launcher_pid=None, launcher_pid_start=None, error=None, reason=None,
-                         ended=None)
+        run.write_status(
+            state="queued",
+            step=checkpoint_step(run),
+            pid=None,
+            pid_start=None,
+            launcher_pid=None,
+            launcher_pid_start=None,
+            error=None,
+            reason=None,
+            ended=None,
+        )
         _spawn(run, engine_command(run.path, cfg.nproc, resume=True))
     except OSError as e:
-        raise ConfigError(f"cannot resume run {run.run_id}: {e.strerror or e} "
-                          f"({e.filename or run.path}); check that the runs directory is "
-                          "writable") from e
+        raise ConfigError(
+            f"cannot resume run {run.run_id}: {e.strerror or e} "
+            f"({e.filename or run.path}); check that the runs directory is "
+            "writable"
+        ) from e
 
 
 def delete(run: RunDir | str | Path) -> None:
@@ -346,9 +403,11 @@ def delete(run: RunDir | str | Path) -> None:
     try:
         run.delete()
     except OSError as e:
-        raise ConfigError(f"cannot delete run {run.run_id}: {e.strerror or e} "
-                          f"({e.filename or run.path}); check that the runs directory is "
-                          "writable") from e
+        raise ConfigError(
+            f"cannot delete run {run.run_id}: {e.strerror or e} "
+            f"({e.filename or run.path}); check that the runs directory is "
+            "writable"
+        ) from e
 
 
 def list_runs(runs_dir: str | Path | None = None) -> list[RunInfo]:

@@ -41,8 +41,9 @@ def _check_nproc(nproc: int, device_type: str) -> None:
     else:
         return
     if have and nproc > have:
-        raise ConfigError(f"nproc: {nproc} processes, but this machine has {have} {what}: use "
-                          f"at most {have}")
+        raise ConfigError(
+            f"nproc: {nproc} processes, but this machine has {have} {what}: use at most {have}"
+        )
 
 
 def _check_data(cfg: TrainConfig) -> None:
@@ -73,6 +74,8 @@ def device_problems(cfg: TrainConfig):
 
         gpus = torch.cuda.device_count()
         if cfg.nproc > gpus:
-            why = f"{cfg.nproc} processes but {gpus} GPU(s) visible: use at most one process per GPU"
+            why = (
+                f"{cfg.nproc} processes but {gpus} GPU(s) visible: use at most one process per GPU"
+            )
             return choice, {"nproc": why}
     return choice, {}

@@ -17,15 +17,22 @@ from __future__ import annotations
 import contextlib
 import fcntl
 import json
-import os
 import time
 from pathlib import Path
 
 from core import atomic
-from core.runs import launcher
 from core.config import ConfigError, TrainConfig, check_run_id
+from core.runs import launcher
 from core.runs.preflight import check_runnable
-from core.store.rundir import ACTIVE_STATES, WAITING, RunDir, default_run_name, default_runs_dir, queue_lock_path, queue_path
+from core.store.rundir import (
+    ACTIVE_STATES,
+    WAITING,
+    RunDir,
+    default_run_name,
+    default_runs_dir,
+    queue_lock_path,
+    queue_path,
+)
 
 VERSION = 1
 
@@ -68,8 +75,9 @@ def _is_waiting(root: Path, run_id: str) -> bool:
     return run.exists() and run.read_status().get("state") == WAITING
 
 
-def enqueue(config: TrainConfig, runs_dir: str | Path | None = None,
-            name: str | None = None) -> str:
+def enqueue(
+    config: TrainConfig, runs_dir: str | Path | None = None, name: str | None = None
+) -> str:
     """Validate config exactly as launcher.launch does, create runs_dir/name in the state
     'waiting' and append it to the queue; nothing starts (start_next does). Raises ConfigError
     (or core.data.dataset.DataError) before anything is created; returns the run id."""
@@ -89,8 +97,12 @@ def queued(runs_dir: str | Path | None = None) -> list[str]:
     return [r for r in _read(root) if _is_waiting(root, r)]
 
 
-def move(run_id: str, offset: int | None = None, index: int | None = None,
-         runs_dir: str | Path | None = None) -> list[str]:
+def move(
+    run_id: str,
+    offset: int | None = None,
+    index: int | None = None,
+    runs_dir: str | Path | None = None,
+) -> list[str]:
     """Move a queued run by offset (-1: one earlier, +1: one later) or to index (0: first);
     give exactly one. Positions past either end stop there. Returns the new order; raises
     ConfigError when the run is not in the queue."""
@@ -155,8 +167,12 @@ def start_next(runs_dir: str | Path | None = None) -> str | None:
             try:
                 return launcher.launch_prepared(run)
             except (OSError, ConfigError) as e:  # e.g. a config.json edited into nonsense
-                run.write_status(state="failed", reason="error", ended=time.time(),
-                                 error=f"the run queue could not start it: {e}")
+                run.write_status(
+                    state="failed",
+                    reason="error",
+                    ended=time.time(),
+                    error=f"the run queue could not start it: {e}",
+                )
         _write(root, run_ids)
         return None
 
