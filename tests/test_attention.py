@@ -1,11 +1,13 @@
-"""core.inspect.attention: weights recomputed from c_attn match the model's forward; head-type scores."""
+"""core.inspect.attention (with core.model.attention_maps and core.dynamics.induction): weights recomputed from c_attn match the model's forward; head-type scores."""
 
 import numpy as np
 import pytest
 import torch
 
 from core.data.dataset import EOT_TOKEN
+from core.dynamics import induction as induction_probe
 from core.inspect import attention
+from core.model import attention_maps
 from core.model.gpt import GPT, ModelConfig
 
 IDS = [464, 3290, 286, 262, 995, 318, 257, 1332, 286, 262, 995, 13]
@@ -32,7 +34,7 @@ def test_rows_sum_to_one_and_attention_is_causal(model):
 @torch.no_grad()
 def test_residual_output_gives_the_models_logits(model):
     idx = torch.tensor([IDS, IDS[::-1]])  # a batch of two
-    x, weights, gap = attention.run_with_attention(model, idx)
+    x, weights, gap = attention_maps.run_with_attention(model, idx)
     assert weights.shape == (2, 2, 2, len(IDS), len(IDS))
     logits, _ = model(idx)
     torch.testing.assert_close(
@@ -46,7 +48,7 @@ def test_a_drifted_model_is_caught(model, monkeypatch):
     attn = model.transformer.h[1].attn
     original = attn.forward
     monkeypatch.setattr(attn, "forward", lambda *a, **k: 2 * original(*a, **k))
-    with pytest.raises(attention.AttentionMismatch, match="core.model.gpt"):
+    with pytest.raises(attention_maps.AttentionMismatch, match="core.model.gpt"):
         attention.attention_weights(model, IDS)
     assert attention.attention_weights(model, IDS, check=False).residual_gap == 0.0
 
@@ -83,19 +85,19 @@ def test_score_definitions_on_known_patterns():
     induction = patterned(T, lambda i: i - n + 1 if i >= n + 1 else None)
     assert attention.previous_token_scores(prev) == pytest.approx(1)
     assert attention.first_token_scores(first) == pytest.approx(1)
-    assert attention.induction_scores_from(induction, n) == pytest.approx(1)
-    assert attention.induction_scores_from(prev, n) == pytest.approx(0)
+    assert induction_probe.induction_scores_from(induction, n) == pytest.approx(1)
+    assert induction_probe.induction_scores_from(prev, n) == pytest.approx(0)
     assert attention.previous_token_scores(first) == pytest.approx(1 / (T - 1))  # only query 1
     stacked = np.stack([prev, first, induction])[None]  # (1, 3, T, T): layers x heads
     assert attention.previous_token_scores(stacked).shape == (1, 3)
 
 
 def test_repeated_random_tokens():
-    seq = attention.repeated_random_tokens(5, batch=3, seed=2)
+    seq = induction_probe.repeated_random_tokens(5, batch=3, seed=2)
     assert seq.shape == (3, 11) and (seq[:, 0] == EOT_TOKEN).all()
     assert torch.equal(seq[:, 1:6], seq[:, 6:])
     assert all(len(set(row[1:6].tolist())) == 5 for row in seq)
-    assert torch.equal(seq, attention.repeated_random_tokens(5, batch=3, seed=2))
+    assert torch.equal(seq, induction_probe.repeated_random_tokens(5, batch=3, seed=2))
 
 
 def test_head_scores(model):
