@@ -140,6 +140,12 @@ class TrainConfig:
         "tokens a span of a sample must share verbatim with "
         "the training text to count as copied (eval copy rate; 0 = off)",
     )
+    dynamics_every: int = _f(
+        1,
+        "logging",
+        "measure the training-dynamics probes (induction heads, per-token "
+        "curves, memorization) at every Nth eval, and extraction at the end (0 = off)",
+    )
     seed: int = _f(1337, "logging", "random seed for weights, data order and samples")
 
     def __post_init__(self):
@@ -318,6 +324,7 @@ def _number_problems(cfg: TrainConfig) -> dict[str, str]:
         "snapshot_interval",
         "snapshot_cap_mb",
         "copy_min_len",
+        "dynamics_every",
     ):
         if not isinstance(getattr(cfg, name), int) or getattr(cfg, name) < 0:
             p[name] = f"must be a whole number >= 0 (got {getattr(cfg, name)!r})"

@@ -27,6 +27,7 @@ from pathlib import Path
 from core import atomic
 
 NUMBER, TEXT, FLAG = (int, float), (str,), (bool,)
+NUMBERS = (list,)  # a list of numbers (every item is checked)
 
 # kind -> {field: accepted types}. Every record also has `step` (int) and `time` (unix seconds).
 KINDS: dict[str, dict[str, tuple]] = {
@@ -56,6 +57,29 @@ KINDS: dict[str, dict[str, tuple]] = {
     ),
     # Process resources, at most once a second.
     "system": dict(cpu_percent=NUMBER, rss_mb=NUMBER, gpu_mem_mb=NUMBER, gpu_util=NUMBER),
+    # Training dynamics at an eval, on fixed probes (core/dynamics/eval_probes.py): every head's
+    # prefix-matching score (n_layer x n_head, row by row) and the loss on the first and second
+    # copy of repeated random tokens (Olsson et al. 2022); the val probe's mean loss and its
+    # late-minus-early loss (context_icl); exact memorization (share of argmax hits) on the
+    # train and val probes (Tirumala et al. 2022); probe_s, the seconds all of it took.
+    "dynamics": dict(
+        head_scores=NUMBERS,
+        n_layer=NUMBER,
+        n_head=NUMBER,
+        repeat_first_loss=NUMBER,
+        repeat_second_loss=NUMBER,
+        probe_loss=NUMBER,
+        context_icl=NUMBER,
+        train_exact=NUMBER,
+        val_exact=NUMBER,
+        probe_s=NUMBER,
+    ),
+    # Extraction at the end of a run (Carlini et al. 2023): k training prefixes of prefix_len
+    # tokens continued greedily for suffix_len; `extracted` is the share reproduced exactly,
+    # `offsets` the training-split offsets of the prefixes that were.
+    "extraction": dict(
+        k=NUMBER, prefix_len=NUMBER, suffix_len=NUMBER, extracted=NUMBER, offsets=NUMBERS
+    ),
 }
 
 
@@ -76,9 +100,16 @@ def clean(record) -> dict | None:
         out["time"] = record["time"]
     for name, types in spec.items():
         value = record.get(name)
-        if isinstance(value, types) and (types is FLAG or not isinstance(value, bool)):
+        if types is NUMBERS:
+            if isinstance(value, list) and all(_is_number(v) for v in value):
+                out[name] = value
+        elif isinstance(value, types) and (types is FLAG or not isinstance(value, bool)):
             out[name] = value
     return out
+
+
+def _is_number(value) -> bool:
+    return isinstance(value, NUMBER) and not isinstance(value, bool)
 
 
 def parse_records(chunk: bytes) -> list[dict]:

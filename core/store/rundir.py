@@ -3,7 +3,8 @@
 This module alone knows the file names inside `runs/<run_id>/` (the README's "Runs directory"
 section describes each): config.json, status.json, metrics.jsonl, log.txt, checkpoints/
 (step_NNNNNNN.pt and best.pt), snapshots/ (step_NNNNNNN.safetensors), STOP, lock, notes.json (a
-display title and a free-text note); and in the runs directory itself, queue.json (runs waiting
+display title and a free-text note), token_curves.bin (per-token losses on the val probe at
+each eval, core/store/token_curves.py); and in the runs directory itself, queue.json (runs waiting
 to start, core/runs/queue.py) and its lock file. What a metrics record holds is
 core/store/metrics.py's business, what a checkpoint or snapshot holds core/store/checkpoint.py's.
 
@@ -48,9 +49,10 @@ RUN_FILES = frozenset(
         "STOP",
         "lock",
         "notes.json",
+        "token_curves.bin",
     }
 )
-_TEMP_FILE = re.compile(r"\.(config\.json|status\.json|metrics\.jsonl)\.\d+\.tmp")
+_TEMP_FILE = re.compile(r"\.(config\.json|status\.json|metrics\.jsonl|token_curves\.bin)\.\d+\.tmp")
 _NUMBER = (int, float)
 # status.json fields and their types (None is allowed for each); anything else is damage.
 _STATUS_TYPES = {
@@ -181,6 +183,11 @@ class RunDir:
     @property
     def metrics_path(self) -> Path:
         return self.path / "metrics.jsonl"
+
+    @property
+    def token_curves_path(self) -> Path:
+        """Per-token losses on the run's val probe at each eval (core/store/token_curves.py)."""
+        return self.path / "token_curves.bin"
 
     @property
     def checkpoint_dir(self) -> Path:

@@ -18,6 +18,7 @@ from core import device as devices
 from core.config import TrainConfig, with_derived_accum
 from core.data import dataset
 from core.data.walker import BatchWalker, walker_checksum
+from core.dynamics.eval_probes import EvalProbes
 from core.generate.sampling import generate_ids
 from core.model.gpt import GPT, ModelConfig, flops_per_token
 from core.store import checkpoint, metrics, pretrained
@@ -85,6 +86,7 @@ class _Trainer:
     peak_flops: float = 0.0
     system: SystemSampler = field(default_factory=SystemSampler)
     corpus: object = None  # core.data.corpus.CorpusIndex on rank 0, for the copy rate
+    probes: EvalProbes | None = None  # rank 0: the training-dynamics probes (core.dynamics)
 
 
 @dataclass(frozen=True)
@@ -183,7 +185,8 @@ def _build_model(cfg: TrainConfig, choice, ddp: Dist, resume: bool) -> GPT:
 
 def _start_log(t: _Trainer, resume: bool, peak) -> None:
     """Rank 0: the model line, the metrics writer and its `start` record, the corpus index of
-    the copy rate, and on a fresh start the untrained model's snapshot."""
+    the copy rate, the training-dynamics probes, and on a fresh start the untrained model's
+    snapshot."""
     cfg, n_params = t.cfg, t.model.num_params()
     print(
         f"model: {n_params:,} parameters (vocab {cfg.vocab_size}) | "
@@ -194,6 +197,13 @@ def _start_log(t: _Trainer, resume: bool, peak) -> None:
     t.log = metrics.MetricsLog(t.run.metrics_path)
     if cfg.eval_interval:
         t.corpus = _load_corpus_index(cfg)
+    t.probes = EvalProbes.open(
+        cfg,
+        t.run.token_curves_path,
+        t.train_batches.tokens.numpy(),
+        t.val_batches.tokens.numpy(),
+        resumed_at=t.step if resume else None,
+    )
     t.log.write(
         "start",
         t.step,
@@ -342,7 +352,7 @@ def _after_step(t: _Trainer, final: bool) -> bool:
     """Run the per-step hooks that are due; True when early stopping by patience says stop."""
     out_of_patience = False
     if t.cfg.eval_interval and (t.step % t.cfg.eval_interval == 0 or final):
-        out_of_patience = _eval_and_sample(t)
+        out_of_patience = _eval_and_sample(t, final)
     if not t.ddp.master:
         return out_of_patience
     interval = t.cfg.checkpoint_interval
@@ -354,7 +364,7 @@ def _after_step(t: _Trainer, final: bool) -> bool:
     return out_of_patience
 
 
-def _eval_and_sample(t: _Trainer) -> bool:
+def _eval_and_sample(t: _Trainer, final: bool = False) -> bool:
     """Val loss (on every rank), then on rank 0 the sample and the best-val checkpoint.
     Returns whether early_stop_patience evals passed without a better val loss (every rank
     sees the same val loss, so all agree)."""
@@ -381,7 +391,19 @@ def _eval_and_sample(t: _Trainer) -> bool:
         t.log.write("sample", t.step, now, prompt=t.cfg.sample_prompt, text=text)
         if improved:  # kept whatever keep_checkpoints prunes
             checkpoint.save(_capture(t), t.run.best_checkpoint_path)
-    return bool(t.cfg.early_stop_patience) and t.evals_since_best >= t.cfg.early_stop_patience
+    patience = t.cfg.early_stop_patience
+    out_of_patience = bool(patience) and t.evals_since_best >= patience
+    if t.ddp.master and t.probes and t.probes.due(t.step, final or out_of_patience):
+        _measure_dynamics(t, final or out_of_patience)
+    return out_of_patience
+
+
+def _measure_dynamics(t: _Trainer, final: bool) -> None:
+    """The training-dynamics probes of this eval, and extraction at the run's end."""
+    values = t.probes.measure(t.model, t.step, t.choice)
+    t.log.write("dynamics", t.step, time.time(), **values)
+    if final:
+        t.log.write("extraction", t.step, time.time(), **t.probes.extraction(t.model, t.choice))
 
 
 def _capture(t: _Trainer) -> dict:
