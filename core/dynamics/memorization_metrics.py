@@ -114,3 +114,21 @@ def extract(
     same = (out == windows[:, prefix:]).cpu().numpy()
     matched = np.where(same.all(axis=1), suffix, np.argmin(same, axis=1))
     return Extraction(prefix, suffix, offsets, matched, out.cpu().tolist())
+
+
+def verbatim_passages(data: str, val_fraction: float, offsets, length: int) -> list[tuple]:
+    """(text, where) of each extracted passage: the training text at offset (length tokens)
+    and its file, lines and speaker from the corpus index (where says so when it cannot)."""
+    from core.data import corpus
+
+    try:
+        index = corpus.load_index(data, val_fraction)
+    except (ValueError, OSError) as e:
+        return [(f"(offset {o:,})", f"the source text cannot be read: {e}") for o in offsets]
+    out = []
+    for o in offsets:
+        text = corpus.decode(index.train.tokens[int(o) : int(o) + length])
+        at = index.locate(int(o), length, "train", context=0)
+        lines = f"line {at.line:,}" + (f"-{at.end_line:,}" if at.end_line != at.line else "")
+        out.append((text, f"{at.file} {lines}" + (f", {at.speaker}" if at.speaker else "")))
+    return out

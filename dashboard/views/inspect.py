@@ -1,7 +1,8 @@
 """Inspect: look inside a checkpoint of a run. Token surprise (what each token of a text cost the
 model, and what changed between two checkpoints), the logit lens (what each layer already
-predicts) and attention (where each head looks). core does the work; results are cached per
-checkpoint file and text, so changing a view's control does not compute again."""
+predicts), attention (where each head looks) and how the run learned (dashboard.learning_view).
+core does the work; results are cached per checkpoint file and text, so changing a view's
+control does not compute again."""
 
 from dataclasses import dataclass
 from pathlib import Path
@@ -25,11 +26,13 @@ from dashboard.checkpoint_picker import (
     model_line,
     pick_header,
 )
+from dashboard.learning_view import extraction_panel, learning_view
 
 LENS_MAX = 64  # logit lens columns at most: each cell is a vocabulary-wide read-out
 ATTENTION_MAX = 64  # attention positions at most: n_layer x n_head grids of T x T cells
 PASSAGE_TOKENS = 128
-VIEWS = ["Token surprise", "Logit lens", "Attention"]
+LEARNING = "How it learned"
+VIEWS = ["Token surprise", "Logit lens", "Attention", LEARNING]
 DEFAULT_TEXT = (
     "First Citizen:\nBefore we proceed any further, hear me speak.\n\nAll:\nSpeak, speak.\n"
 )
@@ -351,6 +354,12 @@ def main() -> None:
     st.title("Inspect")
     picked, loaded = header()
     view = st.radio("View", VIEWS, horizontal=True, key="ins_view")
+    if view == LEARNING:  # the run's training dynamics: no text to read
+        device = picked.device
+        learning_view(
+            picked.run, lambda: extraction_panel(picked.choice.path, loaded.config, device)
+        )
+        return
     text, ids, cropped = text_input(loaded.config, loaded.model.config.block_size)
     choice = picked.choice
     target = Target(

@@ -16,6 +16,7 @@ from dashboard import live_view, run_actions
 from dashboard import state as app_state
 from dashboard.batch_view import batch_view
 from dashboard.colors import run_color
+from dashboard.dynamics_live import dynamics_section, mark_induction
 from dashboard.live_cards import UNKNOWN, cards
 from dashboard.live_figures import OVERLAYS, build_figures
 from dashboard.live_series import (
@@ -236,6 +237,7 @@ def charts_section(all_series: list, summaries: dict, configs: dict, view: dict)
         clips={r: c.grad_clip for r, c in configs.items()},
     )
     plotly_config = {"displaylogo": False}
+    mark_induction(figures["loss"], [s.run for s in all_series], all_series, view["x"])
     st.plotly_chart(figures.pop("loss"), key="live_chart_loss", config=plotly_config)
     grid = st.columns(2)
     for i, (name, fig) in enumerate(figures.items()):
@@ -302,6 +304,7 @@ def live_panel(runs: list[RunDir], view: dict, watching: bool) -> None:
             show_name=len(runs) > 1,
         )
     charts_section(all_series, summaries, configs, view)
+    dynamics_section(runs, all_series)
 
     focus = runs[0]
     if len(runs) > 1:
