@@ -56,16 +56,19 @@ def memorized_run():
 
 def make_old_run(source, runs_dir: Path, name: str = "old"):
     """A copy of a run as written before this version: no snapshots, no best.pt, no batch
-    checksums or copy rates in its metrics, and a config.json without the newer fields."""
+    checksums, copy rates or training-dynamics records (nor token_curves.bin), and a
+    config.json without the newer fields."""
     from core.store.rundir import RunDir
 
     dest = runs_dir / name
-    shutil.copytree(source.path, dest, ignore=shutil.ignore_patterns("snapshots", "best.pt"))
+    shutil.copytree(
+        source.path, dest, ignore=shutil.ignore_patterns("snapshots", "best.pt", "token_curves.bin")
+    )
     newer = {"batch_checksum", "copy_rate", "longest_copy", "copy_min_len"}
     lines = []
     for line in (dest / "metrics.jsonl").read_text().splitlines():
         record = json.loads(line)
-        if record.get("kind") in ("start", "system"):
+        if record.get("kind") in ("start", "system", "dynamics", "extraction"):
             continue
         lines.append(json.dumps({k: v for k, v in record.items() if k not in newer}))
     (dest / "metrics.jsonl").write_text("\n".join(lines) + "\n")
@@ -77,6 +80,7 @@ def make_old_run(source, runs_dir: Path, name: str = "old"):
         "lr_decay_steps",
         "early_stop_patience",
         "init_from",
+        "dynamics_every",
     ):
         config.pop(key, None)
     (dest / "config.json").write_text(json.dumps(config))

@@ -207,3 +207,26 @@ def test_inspect_scores_match_the_recorded_ones(probed_runs):
     scores = [s.induction for s in head_scores(model)]
     np.testing.assert_allclose(scores, recorded["head_scores"], atol=1e-4)
     json.dumps(recorded)  # plain JSON
+
+
+# --- per-token curves, analysed ------------------------------------------------------------------
+def test_token_stages_known_curves():
+    from core.dynamics.token_curves import thin_evals, token_stages
+
+    steps = np.array([0, 10, 20, 30, 40])
+    losses = np.array(
+        [
+            [8.0, 8.0, 8.0, 5.0],
+            [2.0, 8.0, 3.0, 5.0],  # token 0 halves its fall by step 10
+            [2.0, 7.0, 2.0, 5.0],
+            [2.0, 2.0, 4.0, 5.0],  # token 1 by step 30; token 2 rises 2 nats from its low
+            [2.0, 2.0, 4.0, 5.0],  # token 3 never moves: not learned
+        ]
+    )
+    s = token_stages(steps, losses)
+    assert list(s.learned_at[:3]) == [10, 30, 10] and np.isnan(s.learned_at[3])
+    assert s.early(2) == [0, 2] and s.late(1) == [1]
+    assert s.forgotten() == [2] and s.rise[2] == pytest.approx(2.0)
+    assert list(thin_evals(5, 10)) == [0, 1, 2, 3, 4]
+    thinned = thin_evals(1000, 200)
+    assert len(thinned) <= 200 and thinned[0] == 0 and thinned[-1] == 999
