@@ -36,7 +36,7 @@ SOURCES = {
     "repeated random sequence minus the first, and on the val probe the loss of tokens late "
     "in their context minus early ones; below 0, the model gains from its context.",
     "memorization": "Exact memorization (Tirumala et al. 2022, arXiv 2205.10770): the share "
-    "of tokens whose most likely prediction is the true next one, on 1,024 training tokens "
+    "of tokens whose most likely prediction is the true next one, on up to 1,024 training "
     "and 1,024 val tokens; a widening gap is memorization, shown beside the samples' copy rate.",
 }
 

@@ -41,27 +41,52 @@ def read_curves(run: RunDir):
 
 
 def _heatmap(curves, texts: list[str]) -> go.Figure:
+    """The loss of every token (x) at each eval (y), and under it a strip of one square per
+    token coloured by its latest loss: a click on a square picks that token (plotly selects
+    scatter points on click, not heatmap cells)."""
+    from plotly.subplots import make_subplots
+
     rows = thin_evals(len(curves), HEATMAP_EVALS)
     z = curves.losses[rows].astype(np.float32)
     labels = np.array([repr(t)[1:-1] for t in texts[1:]], dtype=object)
-    fig = go.Figure(
+    x = np.arange(z.shape[1])
+    fig = make_subplots(
+        rows=2, cols=1, shared_xaxes=True, row_heights=[0.86, 0.14], vertical_spacing=0.03
+    )
+    fig.add_trace(
         go.Heatmap(
             z=z,
-            x=np.arange(z.shape[1]),
+            x=x,
             y=curves.steps[rows],
             customdata=np.broadcast_to(labels, z.shape),
             colorscale="Reds",
+            zmin=0,
+            zmax=float(z.max()),
             colorbar=dict(title="loss (nats)"),
             hovertemplate="token %{x} '%{customdata}'<br>step %{y}<br>loss %{z:.2f}<extra></extra>",
         ),
-        layout=dict(
-            height=360,
-            margin=dict(l=10, r=10, t=10, b=40),
-            xaxis=dict(title="token of the val probe"),
-            yaxis=dict(title="step"),
-            template={},
-        ),
+        row=1,
+        col=1,
     )
+    fig.add_trace(
+        go.Scatter(
+            x=x,
+            y=np.zeros(len(x)),
+            mode="markers",
+            customdata=labels,
+            showlegend=False,
+            marker=dict(
+                symbol="square", size=7, color=z[-1], colorscale="Reds", cmin=0, cmax=float(z.max())
+            ),
+            hovertemplate="click: token %{x} '%{customdata}'<extra></extra>",
+        ),
+        row=2,
+        col=1,
+    )
+    fig.update_layout(height=400, margin=dict(l=10, r=10, t=10, b=40), template={}, dragmode=False)
+    fig.update_yaxes(title_text="step", row=1, col=1)
+    fig.update_yaxes(visible=False, row=2, col=1)
+    fig.update_xaxes(title_text="token of the val probe (click a square)", row=2, col=1)
     return fig
 
 
@@ -152,7 +177,11 @@ def token_curves_tab(run: RunDir) -> None:
     st.caption(SOURCE)
     stages = token_stages(curves.steps, curves.losses)
     left, right = st.columns([1, 3])
-    i = int(left.number_input("Token", 0, n - 1, key="ins_tc_token", help="Or click the heatmap"))
+    i = int(
+        left.number_input(
+            "Token", 0, n - 1, key="ins_tc_token", help="Or click its square under the heatmap"
+        )
+    )
     others = _others(run, curves.ids)
     compare = left.selectbox(
         "Compare with",

@@ -94,7 +94,10 @@ def measure(
         x, weights, _ = run_with_attention(model, idx, check=False)
         logits = model.lm_head(model.transformer.ln_f(x)).float()
     # losses[:, p] is the loss of token p + 1 given tokens 0..p
-    losses = F.cross_entropy(logits[:, :-1].transpose(1, 2), idx[:, 1:], reduction="none")
+    B, T, V = logits.shape
+    losses = F.cross_entropy(
+        logits[:, :-1].reshape(-1, V), idx[:, 1:].reshape(-1), reduction="none"
+    ).view(B, T - 1)
     scores = induction_scores_from(weights.mean(dim=0).float().cpu().numpy(), n)
     first = losses[:, 1:n].mean().item()  # tokens 2..n
     second = losses[:, n + 1 : 2 * n].mean().item()  # tokens n + 2..2n, their copies

@@ -31,7 +31,10 @@ class TokenStages:
         return self._order(self.learned_at, k)
 
     def late(self, k: int = 10) -> list[int]:
-        return self._order(-self.learned_at, k)
+        """The k tokens learned last, none of them among early(k) (with few evals, many
+        tokens share a step)."""
+        early = set(self.early(k))
+        return [i for i in self._order(-self.learned_at, len(self.last)) if i not in early][:k]
 
     def forgotten(self, k: int = 10, margin: float = FORGET_MARGIN) -> list[int]:
         """Tokens whose loss rose at least margin above its lowest, largest rise first."""
