@@ -12,6 +12,7 @@ from pathlib import Path
 import numpy as np
 
 from core.dynamics.induction import INDUCTION_THRESHOLD, first_crossing
+from core.dynamics.ngram_stages import first_below
 from core.store.metrics import MetricsReader, parse_records
 from core.store.rundir import RunDir
 from dashboard.charts import HLine, Trace, empty_note, line_figure
@@ -23,6 +24,10 @@ SCALARS = (
     "context_icl",
     "train_exact",
     "val_exact",
+    "unigram_loss",
+    "bigram_loss",
+    "trigram_loss",
+    "bigram_kl",
     "probe_s",
 )
 _KINDS = (b'"dynamics"', b'"extraction"')
@@ -38,7 +43,12 @@ SOURCES = {
     "memorization": "Exact memorization (Tirumala et al. 2022, arXiv 2205.10770): the share "
     "of tokens whose most likely prediction is the true next one, on up to 1,024 training "
     "and 1,024 val tokens; a widening gap is memorization, shown beside the samples' copy rate.",
+    "ngram": "Beyond n-grams (Belrose et al. 2024, arXiv 2402.04362): the network's loss on the "
+    "val probe against the unigram, bigram and trigram models of the training split on the "
+    "same tokens, and the KL divergence from its next-token distribution to the bigram "
+    "model's (first 256 tokens); networks learn the low-order statistics first.",
 }
+NGRAMS = ("unigram", "bigram", "trigram")
 
 
 @dataclass(frozen=True)
@@ -125,6 +135,14 @@ class DynamicsSeries:
         grid = self.heads[self.steps.index(step)]
         layer, head = np.unravel_index(int(np.argmax(grid)), grid.shape)
         return Formed(step, int(layer), int(head), float(grid[layer, head]))
+
+
+def beats_bigram(d: DynamicsSeries) -> int | None:
+    """The first eval step at which the network's val-probe loss was below the bigram's."""
+    bigram = d.column("bigram_loss")
+    if not len(d) or not np.isfinite(bigram).any():
+        return None
+    return first_below(d.steps, d.column("probe_loss"), float(np.nanmax(bigram)))
 
 
 def _head_grid(r: dict) -> np.ndarray | None:
@@ -227,4 +245,31 @@ def memorization_figure(all_dyn: list[DynamicsSeries], copy_rates: dict, color_o
         y_format=".1f",
         height=300,
         uirevision="dyn-memorization",
+    )
+
+
+def ngram_figure(all_dyn: list[DynamicsSeries], color_of):
+    """The network's val-probe loss and its KL to the bigram model, with the n-gram losses."""
+    traces = _traces(
+        all_dyn,
+        [("probe_loss", "network (val probe)", "line"), ("bigram_kl", "KL to bigram", "dash")],
+        color_of,
+    )
+    lines = []
+    for name in NGRAMS:
+        values = [d.column(f"{name}_loss") for d in all_dyn if len(d)]
+        finite = [v[np.isfinite(v)] for v in values if np.isfinite(v).any()]
+        if finite:
+            lines.append(HLine(float(finite[0][-1]), f"{name} {finite[0][-1]:.2f}"))
+    if not lines:
+        return empty_note("No n-gram baselines recorded", height=300)
+    return line_figure(
+        traces,
+        title="Beyond n-grams",
+        x_title="step",
+        y_title="nats per token",
+        hlines=lines,
+        y_format=".3f",
+        height=300,
+        uirevision="dyn-ngram",
     )

@@ -10,10 +10,12 @@ import streamlit as st
 from dashboard.colors import run_color
 from dashboard.dynamics_data import (
     SOURCES,
+    beats_bigram,
     dynamics_for,
     icl_figure,
     induction_figure,
     memorization_figure,
+    ngram_figure,
 )
 from dashboard.live_figures import elapsed_unit
 
@@ -62,12 +64,17 @@ def dynamics_section(runs, all_series) -> None:
         ("induction", induction_figure(dyn, run_color)),
         ("icl", icl_figure(dyn, run_color)),
         ("memorization", memorization_figure(dyn, copy_rates, run_color)),
+        ("ngram", ngram_figure(dyn, run_color)),
     )
-    grid = st.columns(3)
-    for col, (name, fig) in zip(grid, charts):
-        with col:
+    grid = st.columns(2)
+    for i, (name, fig) in enumerate(charts):
+        with grid[i % 2]:
             st.plotly_chart(fig, key=f"live_dyn_{name}", config={"displaylogo": False})
             st.caption(SOURCES[name])
+    for d in dyn:
+        step = beats_bigram(d)
+        if step is not None:
+            st.caption(f"{d.run.run_id} beats the bigram model from step {step:,}.")
     formed = [(d.run.run_id, d.formed()) for d in dyn]
     for rid, f in formed:
         if f is not None:

@@ -17,10 +17,16 @@ from core.dynamics.memorization_metrics import extract, verbatim_passages
 from core.store.rundir import RunDir
 from dashboard.checkpoint_picker import load_cached
 from dashboard.colors import run_color
-from dashboard.dynamics_data import SOURCES, DynamicsSeries, memorization_figure
+from dashboard.dynamics_data import (
+    SOURCES,
+    DynamicsSeries,
+    beats_bigram,
+    memorization_figure,
+    ngram_figure,
+)
 from dashboard.token_curves_view import token_curves_tab
 
-TABS = ["Induction heads", "Per-token curves", "Memorization"]
+TABS = ["Induction heads", "Per-token curves", "Memorization", "n-gram stages"]
 NO_RECORDS = (
     "Run {run} has no training-dynamics records: it was made before they existed, with "
     "dynamics_every = 0, or has not reached its first eval."
@@ -144,6 +150,20 @@ def extraction_panel(path: Path, cfg, device: str) -> None:
         st.html(passages_html(passages))
 
 
+def ngram_tab(d: DynamicsSeries) -> None:
+    """The network against the n-gram models, and when it first beat the bigram model."""
+    if not np.isfinite(d.column("bigram_loss")).any():
+        st.info(NO_RECORDS.format(run=d.run.run_id).replace("training-dynamics", "n-gram"))
+        return
+    step = beats_bigram(d)
+    if step is not None:
+        st.success(f"Beats the bigram model from step {step:,}.")
+    else:
+        st.caption("Not below the bigram model's loss yet.")
+    st.plotly_chart(ngram_figure([d], run_color), key="ins_dyn_ngram")
+    st.caption(SOURCES["ngram"])
+
+
 def passages_html(passages) -> str:
     """Verbatim passages as (text, where) pairs, escaped, one block each."""
     return "".join(
@@ -159,10 +179,12 @@ def learning_view(run: RunDir, extraction_fn) -> None:
     checkpoint (it needs the loaded model)."""
     d = DynamicsSeries(run)
     d.refresh()
-    heads, tokens, memo = st.tabs(TABS)
+    heads, tokens, memo, ngram = st.tabs(TABS)
     with heads:
         induction_tab(d)
     with tokens:
         token_curves_tab(run)
     with memo:
         memorization_tab(run, d, extraction_fn)
+    with ngram:
+        ngram_tab(d)

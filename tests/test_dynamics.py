@@ -188,6 +188,7 @@ def test_engine_records_dynamics_without_changing_training(probed_runs):
     assert [r["step"] for r in dyn] == [3, 6]
     assert len(dyn[0]["head_scores"]) == dyn[0]["n_layer"] * dyn[0]["n_head"] == 4
     assert 0 <= dyn[-1]["val_exact"] <= 1 and dyn[-1]["probe_s"] > 0
+    assert dyn[-1]["trigram_loss"] < dyn[-1]["unigram_loss"] and dyn[-1]["bigram_kl"] > 0
     (extraction,) = [r for r in on if r["kind"] == "extraction"]
     assert extraction["k"] >= 50 and extraction["prefix_len"] == 16
     curves = token_curves.read(probed_runs["on"].token_curves_path)
@@ -230,3 +231,29 @@ def test_token_stages_known_curves():
     assert list(thin_evals(5, 10)) == [0, 1, 2, 3, 4]
     thinned = thin_evals(1000, 200)
     assert len(thinned) <= 200 and thinned[0] == 0 and thinned[-1] == 999
+
+
+# --- beyond n-grams ------------------------------------------------------------------------------
+def test_ngram_probe_losses_and_the_bigram_kl():
+    from core.data.ngram import NgramModel, V
+    from core.dynamics import ngram_stages
+
+    text = np.tile(distinct_text(40), 20)
+    models = {k: NgramModel.fit(text, k) for k in (1, 2, 3)}
+    ids = text[:101]
+    losses = ngram_stages.probe_losses(models, ids)
+    assert losses["bigram_loss"] == pytest.approx(-models[2].log_probs(ids).mean())
+    assert losses["bigram_loss"] < losses["unigram_loss"]
+    meter = ngram_stages.BigramKL(models[2], ids, n=64)
+    assert meter.n == 64
+    # a network whose next-token distribution is the bigram model's: KL 0
+    same = torch.stack([meter.log_q[r] for r in meter.row])
+    padded = torch.cat([same, torch.full((64, 47), -1e9)], dim=1)  # the model's vocabulary
+    meter.hook(padded[:40], torch.zeros(40), torch.zeros(40))
+    meter.hook(padded[40:], torch.zeros(40), torch.zeros(40))
+    assert meter.result() == pytest.approx(0.0, abs=1e-4)
+    uniform = torch.full((64, V), -np.log(V))
+    meter.hook(uniform, torch.zeros(64), torch.zeros(64))
+    assert meter.result() > 1.0
+    assert ngram_stages.first_below([10, 20, 30], [5.0, 4.0, 3.0], 4.5) == 20
+    assert ngram_stages.first_below([10], [5.0], 4.5) is None

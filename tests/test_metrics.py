@@ -40,6 +40,23 @@ def test_every_kind_round_trips_through_the_writer_and_reader(tmp_path):
             peak_source="fp32 matmul measured here",
         ),
         "system": dict(cpu_percent=180.0, rss_mb=400.0, gpu_mem_mb=1.0, gpu_util=50.0),
+        "dynamics": dict(
+            head_scores=[0.1, 0.9],
+            n_layer=1,
+            n_head=2,
+            repeat_first_loss=9.0,
+            repeat_second_loss=4.0,
+            probe_loss=5.0,
+            context_icl=-0.2,
+            train_exact=0.3,
+            val_exact=0.2,
+            unigram_loss=6.0,
+            bigram_loss=5.5,
+            trigram_loss=5.2,
+            bigram_kl=1.5,
+            probe_s=0.4,
+        ),
+        "extraction": dict(k=64, prefix_len=32, suffix_len=32, extracted=0.5, offsets=[0, 64]),
     }
     assert set(examples) == set(KINDS)  # a new kind needs an example here
     written = [log.write(kind, 3, 1000.0, **values) for kind, values in examples.items()]

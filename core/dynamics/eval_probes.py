@@ -15,6 +15,7 @@ import torch
 from core.config import TrainConfig
 from core.dynamics import induction
 from core.dynamics.memorization_metrics import exact_memorization, extract
+from core.dynamics.ngram_stages import BigramKL, probe_losses
 from core.dynamics.probes import PROBE_TOKENS, context_icl, text_probe, token_pass
 from core.model.gpt import GPT
 from core.store import token_curves
@@ -30,6 +31,7 @@ class EvalProbes:
         self.curves_path = curves_path
         self.train_tokens = train
         self.train_ids, self.val_ids = text_probe(train), text_probe(val)
+        self.ngram_losses, self.kl = _ngram_baselines(cfg, self.val_ids)
 
     @classmethod
     def open(cls, cfg, curves_path: Path, train, val, resumed_at: int | None = None):
@@ -53,15 +55,19 @@ class EvalProbes:
         was = model.training
         model.eval()
         try:
-            val = token_pass(model, self.val_ids, self.window, device, autocast)
+            hook = self.kl.hook if self.kl else None
+            val = token_pass(model, self.val_ids, self.window, device, autocast, hook)
             train = token_pass(model, self.train_ids, self.window, device, autocast)
             heads = _induction_fields(model, device, autocast)
         finally:
             model.train(was)
         token_curves.append(self.curves_path, self.val_ids, step, val.losses)
         icl = context_icl(val.losses, val.positions, self.window)
+        kl = self.kl.result() if self.kl else None
         return dict(
             **heads,
+            **self.ngram_losses,
+            **({"bigram_kl": kl} if kl is not None else {}),
             probe_loss=float(val.losses.mean()),
             **({"context_icl": icl} if icl is not None else {}),
             train_exact=exact_memorization(train.correct),
@@ -88,3 +94,16 @@ def _induction_fields(model: GPT, device, autocast) -> dict:
         repeat_first_loss=result.first_loss,
         repeat_second_loss=result.second_loss,
     )
+
+
+def _ngram_baselines(cfg: TrainConfig, val_ids: np.ndarray) -> tuple[dict, BigramKL | None]:
+    """The n-gram models' losses on the val probe and the bigram KL meter; none (and a line in
+    the log) when the models cannot be built."""
+    from core.data.ngram import load_ngrams
+
+    try:
+        models = load_ngrams(cfg.data, cfg.val_fraction)
+        return probe_losses(models, val_ids), BigramKL(models[2], val_ids)
+    except (ValueError, OSError, MemoryError) as e:
+        print(f"n-gram baselines off: {e}", flush=True)
+        return {}, None

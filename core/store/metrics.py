@@ -61,7 +61,9 @@ KINDS: dict[str, dict[str, tuple]] = {
     # prefix-matching score (n_layer x n_head, row by row) and the loss on the first and second
     # copy of repeated random tokens (Olsson et al. 2022); the val probe's mean loss and its
     # late-minus-early loss (context_icl); exact memorization (share of argmax hits) on the
-    # train and val probes (Tirumala et al. 2022); probe_s, the seconds all of it took.
+    # train and val probes (Tirumala et al. 2022); the unigram, bigram and trigram models' loss
+    # on the val probe and the KL from the network to the bigram model (Belrose et al. 2024);
+    # probe_s, the seconds all of it took.
     "dynamics": dict(
         head_scores=NUMBERS,
         n_layer=NUMBER,
@@ -72,6 +74,10 @@ KINDS: dict[str, dict[str, tuple]] = {
         context_icl=NUMBER,
         train_exact=NUMBER,
         val_exact=NUMBER,
+        unigram_loss=NUMBER,
+        bigram_loss=NUMBER,
+        trigram_loss=NUMBER,
+        bigram_kl=NUMBER,
         probe_s=NUMBER,
     ),
     # Extraction at the end of a run (Carlini et al. 2023): k training prefixes of prefix_len
@@ -133,13 +139,18 @@ def parse_records(chunk: bytes) -> list[dict]:
 
 
 def series_fields(kind: str) -> tuple[str, ...]:
-    """The numeric and flag fields of a kind (what a chart can draw), in KINDS order."""
-    return tuple(name for name, types in KINDS[kind].items() if types is not TEXT)
+    """The numeric and flag fields of a kind (what a chart can draw), in KINDS order; lists of
+    numbers (NUMBERS) are not columns."""
+    return tuple(name for name, types in KINDS[kind].items() if types not in (TEXT, NUMBERS))
 
 
 def every_field() -> dict[str, tuple[str, ...]]:
-    """Every known kind with all its fields: what read_columns reads by default."""
-    return {kind: tuple(spec) for kind, spec in KINDS.items()}
+    """Every known kind with all its column fields (not NUMBERS lists): what read_columns
+    reads by default."""
+    return {
+        kind: tuple(name for name, types in spec.items() if types is not NUMBERS)
+        for kind, spec in KINDS.items()
+    }
 
 
 def read_columns(chunk: bytes, want: dict[str, tuple[str, ...]] | None = None) -> dict:
