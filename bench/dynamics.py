@@ -74,12 +74,41 @@ def cost(presets: list[str]) -> None:
             t0 = time.perf_counter()
             probes.extraction(model, choice)
             extract_s = time.perf_counter() - t0
+        step_s = _step_seconds(cfg, choice, train)
+        share = measure_s / (cfg.eval_interval * step_s)
         print(
             f"{name}: probes {measure_s:.2f} s per eval (recorded probe_s "
-            f"{fields['probe_s']:.2f}), extraction {extract_s:.2f} s once, on {choice.device}, "
-            f"eval every {cfg.eval_interval} steps | {uptime()}",
+            f"{fields['probe_s']:.2f}), extraction {extract_s:.2f} s once, a training step "
+            f"{step_s:.2f} s: {share:.1%} of the {cfg.eval_interval} steps between evals, on "
+            f"{choice.device} | {uptime()}",
             flush=True,
         )
+
+
+def _step_seconds(cfg, choice, train, steps: int = 3) -> float:
+    """Seconds per optimizer step of the preset (forward, backward, AdamW), after one warm-up."""
+    import torch
+
+    from core.data.walker import BatchWalker
+    from core.model.gpt import GPT, ModelConfig
+    from core.train.optim import make_optimizer
+
+    model = GPT(ModelConfig.of(cfg), fused_loss=choice.loss == "fused").to(choice.device)
+    optimizer = make_optimizer(model, cfg, choice.type)
+    batches = BatchWalker(train, cfg.micro_batch_size, cfg.seq_len)
+    for i in range(steps + 1):
+        if i == 1:
+            t0 = time.perf_counter()
+        for micro in range(cfg.grad_accum_steps):
+            x, y = (t.to(choice.device) for t in batches.batch(i * cfg.grad_accum_steps + micro))
+            with choice.autocast():
+                _, loss = model(x, y)
+            (loss / cfg.grad_accum_steps).backward()
+        optimizer.step()
+        optimizer.zero_grad(set_to_none=True)
+    if choice.type == "cuda":
+        torch.cuda.synchronize()
+    return (time.perf_counter() - t0) / steps
 
 
 def induction(steps: int, out: Path | None) -> None:

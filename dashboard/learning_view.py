@@ -160,7 +160,9 @@ def ngram_tab(d: DynamicsSeries) -> None:
         st.success(f"Beats the bigram model from step {step:,}.")
     else:
         st.caption("Not below the bigram model's loss yet.")
-    st.plotly_chart(ngram_figure([d], run_color), key="ins_dyn_ngram")
+    st.plotly_chart(
+        ngram_figure([d], run_color), key="ins_dyn_ngram", config={"displaylogo": False}
+    )
     st.caption(SOURCES["ngram"])
 
 

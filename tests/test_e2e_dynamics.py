@@ -1,7 +1,8 @@
 """End to end in a real browser: the training-dynamics views on the memorized run (trained once,
 in this process, with the probes on as every run now has them). The Live page's row beside the
 loss, and Inspect's "How it learned": the head-by-step heatmap, the per-token heatmap where a
-click picks a token's curve, and extraction with the verbatim passages' source lines.
+click picks a token's curve, extraction with the verbatim passages' source lines, and the
+network against the n-gram models.
 Screenshots go to artifacts/screenshots/ (dynamics-*.png)."""
 
 import os
@@ -42,13 +43,14 @@ def test_live_row_beside_the_loss(app, page):
     page.goto(app)
     settle(page)
     open_page(page, "Live metrics")
-    for key in ("live_dyn_induction", "live_dyn_icl", "live_dyn_memorization"):
+    for key in ("live_dyn_induction", "live_dyn_icl", "live_dyn_memorization", "live_dyn_ngram"):
         wait_until(page, lambda key=key: painted(page, key), f"the {key} chart")
         assert all(n == 3 for n in trace_points(page, key)[:2]), key  # evals at 40, 80, 120
     page.get_by_text(
         re.compile(r"best head.s prefix-matching score at each eval.*Olsson")
     ).wait_for()
     page.get_by_text(re.compile(r"^Exact memorization \(Tirumala et al\. 2022")).wait_for()
+    page.get_by_text(re.compile(r"^Beyond n-grams \(Belrose et al\. 2024")).wait_for()
     assert_no_exception(page)
     screenshot(page, "dynamics-1-live")
 
@@ -91,3 +93,9 @@ def test_inspect_how_it_learned(app, page):
     assert page.get_by_text(re.compile(r"tiny\.txt line")).count() > 0
     assert_no_exception(page)
     screenshot(page, "dynamics-4-memorization")
+
+    page.get_by_role("tab", name="n-gram stages").click()
+    wait_until(page, lambda: painted(page, "ins_dyn_ngram"), "the n-gram chart")
+    page.get_by_text(re.compile(r"^Beyond n-grams \(Belrose et al\. 2024")).last.wait_for()
+    assert_no_exception(page)
+    screenshot(page, "dynamics-5-ngram")
