@@ -117,7 +117,8 @@ def memorization_tab(run: RunDir, d: DynamicsSeries, extraction_fn) -> None:
         e = d.extraction
         st.caption(_extraction_summary(e, f"At the end of the run (step {e['step']:,})"))
         if e.get("offsets"):
-            with st.expander(f"The {len(e['offsets'])} passages that came out verbatim"):
+            n = len(e["offsets"])
+            with st.expander(f"The {n} passage{'' if n == 1 else 's'} that came out verbatim"):
                 cfg = run.read_config()
                 length = int(e["prefix_len"] + e["suffix_len"])
                 st.html(passages_html(_passages(cfg.data, cfg.val_fraction, e["offsets"], length)))

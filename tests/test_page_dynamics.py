@@ -49,9 +49,18 @@ def live(open_app, runs_dir, run_id):
 
 def test_live_row_beside_the_loss(open_app, runs):
     at = live(open_app, runs, "memorized")
-    assert {"Induction heads", "In-context learning", "Memorization"} <= set(titles(at))
+    assert {"Induction heads", "In-context learning", "Memorization", "Beyond n-grams"} <= set(
+        titles(at)
+    )
     text = captions(at)
     assert "Olsson et al. 2022" in text and "Tirumala et al. 2022" in text
+    assert "Belrose et al. 2024" in text
+    ngram = next(
+        f for f in figures(at) if f["layout"].get("title", {}).get("text") == "Beyond n-grams"
+    )
+    assert [t["name"] for t in ngram["data"]] == ["network (val probe)", "KL to bigram"]
+    lines = [a.get("text", "") for a in ngram["layout"].get("annotations", [])]
+    assert any(t.startswith("bigram ") for t in lines), lines
     memo = next(
         f for f in figures(at) if f["layout"].get("title", {}).get("text") == "Memorization"
     )
