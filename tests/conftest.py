@@ -90,6 +90,7 @@ def make_tiny_config(data: Path, **overrides):
                 checkpoint_interval=5,
                 keep_checkpoints=0,
                 target_loss=0.0,
+                dynamics_every=0,  # the per-eval probes cost seconds; tests that need them opt in
                 data=str(data),
                 device="cpu",
                 seed=7,

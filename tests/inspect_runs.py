@@ -47,6 +47,7 @@ def memorized_run():
         snapshot_interval=30,
         val_fraction=0.3,
         sample_tokens=8,
+        dynamics_every=1,
     )
     (root / "runs").mkdir()
     run = RunDir.create(root / "runs", "memorized", cfg)
