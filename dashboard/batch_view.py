@@ -11,6 +11,7 @@ import streamlit as st
 
 from core.store import metrics
 from core.store.rundir import RunDir
+from dashboard import glossary
 
 CACHE_KEY = "_live_batch"  # the last step shown: a training run's refreshes do not run the model
 
@@ -86,6 +87,7 @@ def batch_view(run: RunDir, trained_steps, world_size: int) -> None:
         st.caption(f"Step {step:,} is not trained yet.")
         return
     shown = step_batch(run, step, world_size)
+    st.caption(glossary.MICRO_BATCH)
     st.caption(checksum_note(shown["checksum"], shown["recorded"]))
     losses = [loss for _, _, loss in shown["windows"]]
     lo, hi = min(float(x.min()) for x in losses), max(float(x.max()) for x in losses)

@@ -210,6 +210,8 @@ def _trace_dict(t: Trace) -> dict:
         d.update(_STYLES[t.style](t.color))
     else:
         d.update(mode="lines", line=dict(color=t.color, width=2))
+    if d.get("mode") == "lines" and t.x is not None and len(t.x) == 1:
+        d["mode"] = "lines+markers"  # a line through one point draws nothing: show the point
     return {k: v for k, v in d.items() if v is not None}
 
 

@@ -268,11 +268,13 @@ def pick_many(
     if not found:
         return []
     labels = [c.label for c in found]
-    key = f"{prefix}_many"
-    if key in st.session_state:  # drop choices that no longer exist (pruned, new best)
+    key, default_key = f"{prefix}_many", f"{prefix}_many_default"
+    fresh = [c.label for c in spread(found, default_n)]
+    if key not in st.session_state or st.session_state[key] == st.session_state.get(default_key):
+        st.session_state[key] = fresh  # not chosen by hand: a spread over what exists now
+    else:  # the user's choice, less what no longer exists (pruned, new best)
         st.session_state[key] = [x for x in st.session_state[key] if x in labels]
-    else:
-        st.session_state[key] = [c.label for c in spread(found, default_n)]
+    st.session_state[default_key] = fresh
     chosen = st.multiselect(
         label, labels, key=key, help="The same prompt and seed are generated from each"
     )

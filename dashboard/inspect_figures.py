@@ -16,7 +16,9 @@ GRID_CELLS = 32  # a small map shows at most this many rows and columns (block m
 
 def lens_figure(lens) -> go.Figure:
     probs = np.array(lens.grid("prob"), dtype=float)
+    width = tv.cell_chars(len(lens.positions))  # labels that fit their cells, never overlap
     texts = [[tv.readable(t) for t in row] for row in lens.grid("text")]
+    labels = [[tv.clip(t, width) for t in row] for row in texts]
     inputs = [tv.readable(lens.tokens[p]) for p in lens.positions]
     cols = list(range(len(lens.positions)))
     nxt = [[("-" if q is None else tv.fmt_prob(q)) for q in row] for row in lens.grid("next_prob")]
@@ -32,9 +34,9 @@ def lens_figure(lens) -> go.Figure:
             z=probs,
             x=cols,
             y=lens.layers,
-            text=texts,
+            text=labels,
             texttemplate="%{text}",
-            textfont=dict(size=10),
+            textfont=dict(size=10 if width >= 6 else 8),
             customdata=custom,
             colorscale="Viridis",
             zmin=0,

@@ -7,7 +7,10 @@ from __future__ import annotations
 import numpy as np
 import streamlit as st
 
+from core.store import metrics
+from core.store.rundir import RunDir
 from core.units import format_duration
+from dashboard import glossary
 
 UNKNOWN = "–"  # a figure not known yet
 
@@ -17,11 +20,23 @@ def number(value: float, fmt: str) -> str:
 
 
 def cards(
-    step: int, max_steps: int, eta: float | None, state: str, series, summary, status, cfg
+    run: RunDir,
+    step: int,
+    max_steps: int,
+    eta: float | None,
+    state: str,
+    series,
+    summary,
+    status,
+    cfg,
 ) -> None:
-    """Two rows of five cards: how far the run is, then its latest training figures."""
+    """Two rows of five cards: how far the run is, then its latest training figures, and the
+    peak MFU is measured against."""
     progress_cards(step, max_steps, eta, state, summary, status, cfg)
-    latest_cards(series, cfg)
+    start = metrics.first_start(run.metrics_path) or {}
+    peak = glossary.peak_text(start.get("peak_flops"), start.get("peak_source"))
+    latest_cards(series, cfg, peak)
+    st.caption(f"MFU is measured against a peak of {peak}.")
 
 
 def progress_cards(
@@ -32,7 +47,8 @@ def progress_cards(
     row[0].metric(
         "State",
         state,
-        help="crashed: the run says running but its process is gone and its heartbeat stopped",
+        help="crashed: the run says running but its process is gone and its heartbeat stopped; "
+        "stopping: Stop was pressed and the run finishes its final eval, sample and checkpoint",
     )
     row[1].metric("Step", f"{step:,} / {max_steps:,}")
     row[2].metric(
@@ -54,7 +70,7 @@ def progress_cards(
     )
 
 
-def latest_cards(series, cfg) -> None:
+def latest_cards(series, cfg, peak: str) -> None:
     """Loss, learning rate, gradient norm, tokens/s and MFU at the last step."""
     train = series.train
     last = (lambda c: float(train[c][-1])) if len(train) else (lambda c: None)
@@ -78,6 +94,5 @@ def latest_cards(series, cfg) -> None:
     row[4].metric(
         "MFU",
         UNKNOWN if mfu is None or mfu != mfu else f"{mfu:.1%}",
-        help="model FLOPs utilisation: (6N + 12·L·H·Q·T) FLOPs per token x tokens/s "
-        "over the device's peak",
+        help=f"{glossary.MFU} Peak here: {peak}.",
     )

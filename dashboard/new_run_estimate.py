@@ -12,7 +12,7 @@ from core.data import dataset as data
 from core.model.param_count import param_count
 from core.train import estimate, throughput
 from core.units import escape_md, format_duration, format_mib
-from dashboard import new_run_form
+from dashboard import new_run_form, time_budget
 
 PREFIX = new_run_form.KEY_PREFIX
 PROBED = "new_run_probed"  # shapes over PROBE_AUTO_PARAMS the user asked to time
@@ -66,6 +66,7 @@ def estimate_of(cfg: TrainConfig, tokens, choice, runs_root) -> estimate.Estimat
         device_type=choice.type,
         peak_flops=device.peak_flops(choice, cfg.peak_flops).value or None,
         probe=probe_for(cfg, choice, runs_root),
+        loss=choice.loss,
     )
 
 
@@ -189,8 +190,9 @@ def estimate_tables(est: estimate.Estimate, cfg: TrainConfig) -> None:
         )
 
 
-def estimate_panel(form: dict, runs_root) -> None:
-    """What the run means, or what to fix first."""
+def estimate_panel(form: dict, runs_root, preset_name: str, apply_preset) -> None:
+    """What the run means, or what to fix first; the time budget, and above Launch the warning
+    when the settings take much longer than the budget here (apply_preset: the page's own)."""
     st.subheader("What this run means")
     problems = form["problems"]
     if problems:
@@ -202,6 +204,9 @@ def estimate_panel(form: dict, runs_root) -> None:
     cfg = form["cfg"]
     est = estimate_of(cfg, form["tokens"], form["choice"], runs_root)
     estimate_metrics(est, cfg, form["choice"])
+    probe = probe_for(cfg, form["choice"], runs_root)
+    time_budget.budget_input(cfg, est, probe)
     xray_panel(cfg, est.params)
     disk_panel(cfg, runs_root)
     estimate_tables(est, cfg)
+    time_budget.slow_warning(cfg, est, preset_name, probe, apply_preset)  # right above Launch

@@ -17,7 +17,6 @@ import numpy as np
 
 from core.config import PRESET_NOTES, SHAPE_FIELDS, TrainConfig, field_problems, preset
 from core.data import dataset
-from core.units import format_duration
 
 if TYPE_CHECKING:  # core.train.estimate loads the model code (and torch)
     from core.train.estimate import Estimate
@@ -144,17 +143,14 @@ def time_note(est: Estimate) -> str:
     return " ".join([text, *(note[0].upper() + note[1:] + "." for note in est.notes)])
 
 
-def preset_note(name: str, est: Estimate | None, max_steps: int) -> str:
-    """What a preset is, with its size and duration from its estimate (the same figures the
-    estimate panel shows for the preset's values)."""
+def preset_note(name: str, est: Estimate | None) -> str:
+    """What a preset is and what it reached where it was measured (core.config's note, one
+    time only), with its size; the time of the form's own settings is the estimate panel's."""
     note = PRESET_NOTES.get(name, "")
     if est is None:
         return note
-    parts = [f"{est.params / 1e6:,.2f} M parameters"]
-    if est.time_s:
-        how = "measured here" if not est.time_is_guess else "a rough guess"
-        parts.append(f"about {format_duration(est.time_s)} for {max_steps:,} steps ({how})")
-    return f"{note}: {'; '.join(parts)}." if note else "; ".join(parts) + "."
+    size = f"{est.params / 1e6:,.2f} M parameters"
+    return f"{note}; {size}." if note else f"{size}."
 
 
 # --- "New run from this one": a run's config as the form's values ----------------------------

@@ -37,13 +37,10 @@ class Ask:
 def _sliders() -> tuple[int, float, int, float]:
     """Max new tokens, temperature, top-k and top-p."""
     c1, c2, c3, c4 = st.columns(4)
-    max_new = c1.slider(
-        "Max new tokens", *sampling.MAX_NEW_RANGE, sampling.MAX_NEW_DEFAULT, key="pg_max_new"
-    )
+    max_new = c1.slider("Max new tokens", *sampling.MAX_NEW_RANGE, key="pg_max_new")
     temperature = c2.slider(
         "Temperature",
         *sampling.TEMPERATURE_RANGE,
-        sampling.TEMPERATURE_DEFAULT,
         step=0.05,
         key="pg_temperature",
         help="Below 1 sharpens the distribution, above 1 flattens it",
@@ -51,14 +48,12 @@ def _sliders() -> tuple[int, float, int, float]:
     top_k = c3.slider(
         "Top-k",
         *sampling.TOP_K_RANGE,
-        sampling.TOP_K_DEFAULT,
         key="pg_top_k",
         help="Sample only among the k most likely tokens (0 = off)",
     )
     top_p = c4.slider(
         "Top-p",
         0.05,
-        1.0,
         1.0,
         step=0.05,
         key="pg_top_p",
@@ -72,9 +67,9 @@ def controls() -> tuple[sampling.SamplingSettings, bool, bool, int]:
     probability, mark copies from the training data, the shortest copy marked)."""
     max_new, temperature, top_k, top_p = _sliders()
     c1, c2, c3, c4 = st.columns(4)
-    seed = c1.number_input("Seed", min_value=0, value=1337, step=1, key="pg_seed")
+    seed = c1.number_input("Seed", min_value=0, step=1, key="pg_seed")
     greedy = c2.checkbox("Greedy (always the most likely)", key="pg_greedy")
-    stop_eot = c3.checkbox("Stop at end-of-text", value=True, key="pg_stop_eot")
+    stop_eot = c3.checkbox("Stop at end-of-text", key="pg_stop_eot")
     colour = c4.checkbox(
         "Colour tokens by probability",
         key="pg_colour",
@@ -89,7 +84,7 @@ def controls() -> tuple[sampling.SamplingSettings, bool, bool, int]:
         "click one for where it comes from",
     )
     min_len = c2.slider(
-        "Shortest copied span (tokens)", 2, 32, 8, key="pg_copy_min", disabled=not copies
+        "Shortest copied span (tokens)", 2, 32, key="pg_copy_min", disabled=not copies
     )
     settings = sampling.SamplingSettings(
         temperature, top_k, top_p, max_new, int(seed), stop_eot, greedy

@@ -12,10 +12,13 @@ import streamlit as st
 
 from core.config import ConfigError
 from core.runs import launcher
-from core.store.rundir import ACTIVE_STATES, RunDir
+from core.store.rundir import ACTIVE_STATES, STOPPING, RunDir
 from dashboard import state as app_state
 
 STOP_HELP = "Checkpoint and stop after the current step; the next queued run then starts"
+
+# What a run does between Stop and its end (seconds to a minute or more on a busy CPU).
+STOPPING_NOTE = "stopping: final eval, sample and checkpoint, then it ends"
 
 
 def resume_reason(run: RunDir) -> tuple[bool, str]:
@@ -29,15 +32,18 @@ def resume_reason(run: RunDir) -> tuple[bool, str]:
 
 def stop_button(run: RunDir, state: str, key: str) -> None:
     """Stop (enabled while the run trains): asks the engine to checkpoint and end after the
-    current step, then redraws the page."""
+    current step, then redraws the page, which shows "stopping" at once (the button disabled,
+    what is left on hover) until the engine has run its final eval and checkpoint."""
+    stopping = run.shown_state(state) == STOPPING
     if st.button(
-        "Stop", key=key, disabled=state not in ACTIVE_STATES, width="stretch", help=STOP_HELP
+        "Stopping..." if stopping else "Stop",
+        key=key,
+        disabled=state not in ACTIVE_STATES or stopping,
+        width="stretch",
+        help=STOPPING_NOTE.capitalize() if stopping else STOP_HELP,
     ):
         launcher.stop(run, wait=False)
-        st.toast(
-            f"Stop requested for {run.run_id}: it checkpoints and ends after the current step."
-        )
-        st.rerun()
+        st.rerun()  # "stopping" now, not at the next refresh
 
 
 def resume_button(run: RunDir, key: str) -> None:
@@ -105,6 +111,12 @@ def continue_training(run: RunDir, state: str, prefix: str) -> None:
             key=f"{prefix}_more_target_{rid}",
         )
         st.caption(f"Continues from the checkpoint at step {step:,}. {schedule_note(cfg)}")
+        busy = training_beside(run)
+        if busy:
+            st.warning(
+                f"{busy} is training now: continuing starts beside it, and on a small machine "
+                "two runs at once halve each other's speed. Stop it first, or continue later."
+            )
         if st.button("Continue", key=f"{prefix}_more_go_{rid}", type="primary"):
             try:
                 launcher.continue_run(run, int(max_steps), float(target))
@@ -113,6 +125,14 @@ def continue_training(run: RunDir, state: str, prefix: str) -> None:
             else:
                 st.toast(f"Continuing {rid} up to step {int(max_steps):,}.")
                 st.rerun()
+
+
+def training_beside(run: RunDir) -> str | None:
+    """Another run of run's runs directory that is training or starting now, or None."""
+    for info in launcher.list_runs(run.path.parent):
+        if info.run_id != run.run_id and info.state in ACTIVE_STATES:
+            return info.run_id
+    return None
 
 
 # --- "New run from this one": a run's config handed to the New run page ----------------------

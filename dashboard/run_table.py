@@ -82,7 +82,7 @@ def summary_row(
     row = {
         "name": info.run_id,
         **note_cells(info.run_id, notes),
-        "state": info.state,
+        "state": info.run.shown_state(info.state),  # "stopping" while it finishes
         "step": step,
         "max steps": max_steps,
         "progress": min(1.0, step / max_steps) if max_steps else 0.0,

@@ -88,11 +88,12 @@ def one_of(options: Iterable[str]) -> Callable[[str], str]:
     return parse
 
 
-def number_in(low: float, high: float) -> Callable[[str], float]:
-    """A URL value parser for a number between low and high (ValueError otherwise)."""
+def number_in(low: float, high: float, kind: type = float) -> Callable[[str], float]:
+    """A URL value parser for a number (float, or int with kind=int) between low and high
+    (ValueError otherwise)."""
 
     def parse(value: str) -> float:
-        number = float(value)
+        number = kind(value)
         if not low <= number <= high:
             raise ValueError(f"{value} is outside [{low}, {high}]")
         return number

@@ -153,6 +153,29 @@ def fmt_prob(p: float) -> str:
     return f"{p:.1e}"
 
 
+def cell_chars(columns: int) -> int:
+    """Characters a chart cell's label may have when columns cells share the chart's width
+    (~900 px at 10-11 px a character)."""
+    return max(2, 80 // max(columns, 1))
+
+
+def clip(text: str, width: int) -> str:
+    """text cut to width characters, the cut marked with '…' (whole hover text elsewhere)."""
+    return text if len(text) <= width else text[: max(width - 1, 1)] + "…"
+
+
+def decade_ticks(values) -> tuple[list[float], list[str]]:
+    """Tick positions and labels for a log probability axis over values: one per power of ten
+    from the smallest positive value up to 1, labelled readably (0.01%, 0.1%, 1%, 10%, 100%;
+    1e-05 below), never the "0%" a percent format gives a small probability."""
+    positive = [float(v) for v in values if v and v > 0]
+    low = math.floor(math.log10(min(positive))) if positive else -4
+    powers = list(range(low, 1))
+    step = max(1, math.ceil(len(powers) / 8))  # at most ~8 labels
+    ticks = [10.0**k for k in powers[::-1][::step][::-1]]
+    return ticks, [f"{v * 100:g}%" if v >= 1e-4 else f"{v:.0e}" for v in ticks]
+
+
 def _logp(p: float) -> str:
     if p <= 0:
         return "-∞"

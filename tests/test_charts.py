@@ -142,6 +142,19 @@ def test_line_figure_has_labelled_axes_lines_and_uirevision():
     assert smooth["line"]["color"] == "#1f77b4" and smooth["uid"] == "r"
 
 
+def test_a_single_point_is_drawn_as_a_point():
+    one, two = np.array([1.0]), np.arange(2.0)
+    fig = line_figure(
+        [Trace(one, one, "train", "#1f77b4", "smooth"), Trace(two, two, "other", "#ff7f0e")],
+        x_title="step",
+        y_title="loss (nats)",
+        uirevision="loss:step",
+    )
+    first, second = fig.to_plotly_json()["data"]
+    assert first["mode"] == "lines+markers"  # a line through one point would be invisible
+    assert second["mode"] == "lines"
+
+
 def test_log_ticks_are_short_and_inside_the_range():
     assert log_ticks(0.08, 12.0) == (
         [0.1, 0.2, 0.5, 1.0, 2.0, 5.0, 10.0],

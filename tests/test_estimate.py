@@ -43,6 +43,36 @@ def test_memory_scales_as_the_formula_says():
     assert estimate.memory_mb(cfg, "bfloat16")["activations"] < one
 
 
+# Peak memory measured by `python bench/train.py --compare-loss` (README, "The fused loss":
+# peak resident memory of the training process on the 2-core CPU, fp32, 2026-11-30).
+MEASURED_PEAK_MIB = [
+    ("nano", {}, "plain", 1342),
+    ("nano", {}, "fused", 516),
+    ("micro", {}, "plain", 2309),
+    ("micro", {}, "fused", 699),
+    ("gpt2-124m", {"grad_accum_steps": 1}, "plain", 4719),
+    ("gpt2-124m", {"grad_accum_steps": 1}, "fused", 3549),
+]
+
+
+@pytest.mark.parametrize("name, overrides, loss, measured", MEASURED_PEAK_MIB)
+def test_memory_estimate_of_the_chosen_loss_path_meets_measured_peaks(
+    name, overrides, loss, measured
+):
+    total = estimate.memory_mb(preset(name, **overrides), "float32", loss, "cpu")["total"]
+    assert abs(total - measured) / measured < 0.2, (name, loss, round(total), measured)
+
+
+def test_the_fused_path_counts_no_full_logits():
+    cfg = preset("micro")
+    plain, fused = estimate.memory_mb(cfg, loss="plain"), estimate.memory_mb(cfg, loss="fused")
+    assert plain["activations"] == fused["activations"]
+    logits = cfg.micro_batch_size * cfg.seq_len * cfg.vocab_size * 4 / 2**20
+    assert plain["output layer and loss (plain)"] > 3 * logits
+    assert fused["output layer and loss (fused)"] < logits / 4  # a 128-row chunk, not 2,048
+    assert "PyTorch process (CPU)" not in estimate.memory_mb(cfg, loss="fused", device_type="cuda")
+
+
 def test_time_is_a_labelled_guess_without_history(runs_dir):
     cfg = make_tiny_config("x", max_steps=100)
     est = estimate.estimate(cfg, runs_dir=runs_dir, peak_flops=1e10)

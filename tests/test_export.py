@@ -89,7 +89,23 @@ def test_cli_writes_both_formats(trained_run, tmp_path, capsys):
     )
     out = capsys.readouterr().out
     assert "bfloat16" in out and "optimizer" in out
+    assert f"from {trained_run.latest_checkpoint()} (step 12)" in out  # the file is named
     assert len(list((tmp_path / "st").glob("*.safetensors"))) == 1
+    assert (tmp_path / "hf" / "vocab.json").is_file() and (tmp_path / "hf" / "merges.txt").is_file()
+
+
+def test_cli_flags_an_export_of_step_0(trained_run, tmp_path, capsys):
+    first = trained_run.snapshots()[0][1] if trained_run.snapshots() else None
+    if first is None:  # the tiny run keeps no snapshots: write the untrained model's
+        from core.model.gpt import GPT, ModelConfig
+        from core.store.checkpoint import save_snapshot
+
+        cfg = trained_run.read_config()
+        first = save_snapshot(RunDir(tmp_path / "run0"), GPT(ModelConfig.of(cfg)), cfg, 0)
+    args = ["--run-dir", str(trained_run.path), "--checkpoint", str(first), "--out", str(tmp_path)]
+    assert export.main(args) == 0
+    captured = capsys.readouterr()
+    assert "(step 0)" in captured.out and "random weights" in captured.err
 
 
 def test_cli_errors_are_one_line_exit_2(runs_dir, tiny_config, tmp_path, capsys):
@@ -108,4 +124,59 @@ def test_zip_holds_the_hf_folder(loaded):
     z = zipfile.ZipFile(
         io.BytesIO(export.hf_zip_bytes(loaded.model, loaded.config, name="trained"))
     )
-    assert sorted(z.namelist()) == ["trained/config.json", "trained/model.safetensors"]
+    assert sorted(z.namelist()) == [
+        "trained/config.json",
+        "trained/merges.txt",
+        "trained/model.safetensors",
+        "trained/special_tokens_map.json",
+        "trained/tokenizer_config.json",
+        "trained/vocab.json",
+    ]
+
+
+def test_the_exported_tokenizer_is_gpt2s_tiktoken_one(loaded, tmp_path, shakespeare_path):
+    transformers = pytest.importorskip("transformers")
+    from core.data.dataset import get_tokenizer
+
+    folder = export.write_hf(loaded.model, loaded.config, tmp_path / "hf")
+    tokenizer = transformers.AutoTokenizer.from_pretrained(str(folder))
+    text = shakespeare_path.read_text()[:5000] + " naïve 😀 <|endoftext|>\n\n  \t end"
+    ids = get_tokenizer().encode(text, allowed_special="all")
+    assert tokenizer(text).input_ids == ids
+    assert tokenizer.decode(ids) == text
+    assert tokenizer.eos_token_id == 50256 and len(tokenizer) == 50257
+    assert tokenizer.model_max_length == loaded.config.block_size
+
+
+def _readme_block_after(marker: str) -> str:
+    from conftest import ROOT
+
+    readme = (ROOT / "README.md").read_text()
+    after = readme.split(marker, 1)[1]
+    return after.split("```python\n", 1)[1].split("```", 1)[0]
+
+
+def test_the_readme_snippet_runs_against_a_real_zip_export(loaded, tmp_path):
+    """The README's and Model info's "use this model" code, run as a user would: the zip the
+    page downloads, unpacked, then the snippet in a fresh Python with transformers."""
+    pytest.importorskip("transformers")
+    import io
+    import subprocess
+    import sys
+    import zipfile
+
+    snippet = _readme_block_after("<!-- hf-snippet -->")
+    assert snippet == export.hf_python_snippet("exported/gpt")  # the page shows this same code
+    assert export.hf_shell_snippet("gpt-hf.zip").startswith("pip install transformers")
+    data = export.hf_zip_bytes(loaded.model, loaded.config, name="gpt")
+    zipfile.ZipFile(io.BytesIO(data)).extractall(tmp_path / "exported")
+    done = subprocess.run(
+        [sys.executable, "-c", snippet],
+        cwd=tmp_path,
+        capture_output=True,
+        text=True,
+        timeout=300,
+        env={**__import__("os").environ, "HF_HUB_OFFLINE": "1"},
+    )
+    assert done.returncode == 0, done.stderr[-2000:]
+    assert done.stdout.startswith("ROMEO:") and len(done.stdout) > len("ROMEO:") + 5

@@ -354,6 +354,11 @@ def test_tiny_shakespeare_xray_and_a_copied_line(shakespeare_path):
     assert xray.warning == (
         "2,000 steps x 32,768 tokens = 216 epochs of this text: expect it to memorize"
     )
+    for r in xray.repeats:  # each from a whole line: no stray '.' of the line before
+        assert not r.text.startswith((".", "\n")), r.text[:40]
+        first = r.text.split("\n", 1)[0]
+        if first.endswith(":") and first[:-1].isupper():  # a speaker's line opens the passage
+            assert r.location.speaker == first[:-1].title() or r.location.speaker == first[:-1]
     index = memo.load_index("tinyshakespeare", 0.1)
     ids = encode("But, soft! what light through yonder window breaks?").tolist()
     (span,) = index.copied_spans(ids)

@@ -241,6 +241,26 @@ def test_csv_export_has_one_row_per_record():
     assert '"a,b\nc"' in text
 
 
+def test_csv_gives_the_time_as_iso_beside_epoch_seconds():
+    text = metrics.to_csv([{"kind": "train", "step": 1, "time": 1_796_290_664.25, "loss": 2.0}])
+    header, row = text.splitlines()
+    assert header == "kind,step,time,time_utc,loss"
+    assert row.split(",")[3] == "2026-12-03T09:37:44.250+00:00"
+
+
+def test_first_start_reads_the_peak_from_the_head(tmp_path):
+    path = tmp_path / "metrics.jsonl"
+    path.write_text(
+        _lines(
+            {"kind": "start", "step": 0, "peak_flops": 4.5e10, "peak_source": "measured"},
+            *({"kind": "train", "step": s, "loss": 1.0} for s in range(1, 2000)),
+            {"kind": "start", "step": 2000, "peak_flops": 1.0, "peak_source": "later"},
+        )
+    )
+    assert metrics.first_start(path)["peak_flops"] == 4.5e10
+    assert metrics.first_start(tmp_path / "missing.jsonl") is None
+
+
 def test_last_step_time_reads_the_tail(tmp_path):
     path = tmp_path / "metrics.jsonl"
     path.write_text(

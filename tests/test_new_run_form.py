@@ -95,16 +95,15 @@ def test_time_note_names_its_source_once(source, guess, start):
     assert "measured: measured" not in note.lower() and "measured measured" not in note.lower()
 
 
-def test_preset_note_uses_the_estimate(runs_dir):
+def test_preset_note_says_what_it_is_and_one_measured_time(runs_dir):
     cfg = preset("nano")
     est = estimate(cfg, runs_dir=runs_dir, peak_flops=1e11)  # no finished run: a guess
-    note = new_run_form.preset_note("nano", est, cfg.max_steps)
+    note = new_run_form.preset_note("nano", est)
     assert note.startswith(PRESET_NOTES["nano"])
-    assert (
-        f"about {format_duration(est.time_s)} for {cfg.max_steps:,} steps (a rough guess)" in note
-    )
     assert f"{param_count(cfg) / 1e6:,.2f} M parameters" in note
-    assert new_run_form.preset_note("nano", None, 200) == PRESET_NOTES["nano"]
+    # one time only: where it was measured, never the form's estimate beside it
+    assert format_duration(est.time_s) not in note and " steps" not in note
+    assert new_run_form.preset_note("nano", None) == PRESET_NOTES["nano"]
 
 
 def test_init_from_is_the_pages_own_input():

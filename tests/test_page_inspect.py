@@ -79,7 +79,7 @@ def test_surprise_totals_equal_the_cores(open_app, memorized, model):
     text = at.text_area(key="ins_text").value
     res = surprise(model, text)
     metrics = {m.label: m.value for m in at.metric}
-    assert metrics["Mean loss"] == f"{res.mean_loss:.4f}"
+    assert metrics["Mean loss"] == f"{res.mean_loss:.3f} nats"  # the unit named, bits beside
     assert metrics["Perplexity"] == f"{res.perplexity:,.2f}"
     assert metrics["Bits per character"] == f"{res.bits_per_char:.3f}"
     assert metrics["Tokens scored"] == f"{res.n_scored:,}"
@@ -131,7 +131,9 @@ def test_logit_lens_heatmap_and_a_chosen_cell(open_app, memorized, model):
     heat = figure(at)["data"][0]
     z = decode(heat["z"]).reshape(len(lens.layers), -1)
     assert z.shape == (3, last) and np.allclose(z, np.array(lens.grid("prob")), atol=1e-5)
-    assert heat["text"][-1] == [tv.readable(t) for t in lens.grid("text")[-1]]
+    width = tv.cell_chars(last)
+    assert heat["text"][-1] == [tv.clip(tv.readable(t), width) for t in lens.grid("text")[-1]]
+    assert all(len(label) <= width for row in heat["text"] for label in row)
     assert list(heat["y"]) == ["embedding", "block 1", "block 2"]
 
     at.selectbox(key="ins_lens_layer").set_value("block 1")
@@ -143,6 +145,10 @@ def test_logit_lens_heatmap_and_a_chosen_cell(open_app, memorized, model):
     at.slider(key="ins_lens_last").set_value(8).run()
     assert f"The last 8 of {n} positions" in texts(at)
     assert decode(figure(at)["data"][0]["x"]).size == 8
+    if n >= 32:  # 32 positions: labels of at most 2 characters, so they never overlap
+        at.slider(key="ins_lens_last").set_value(32).run()
+        labels = figure(at)["data"][0]["text"]
+        assert all(len(label) <= tv.cell_chars(32) for row in labels for label in row)
 
 
 def test_attention_grid_head_labels_and_one_large_head(open_app, memorized, model):

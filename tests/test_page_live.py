@@ -152,6 +152,42 @@ def test_completed_run_shows_all_charts(trained_run, monkeypatch):
     assert loss_fig["layout"]["yaxis"]["type"] == "log"
 
 
+def test_mfu_names_its_peak_in_plain_words(trained_run, monkeypatch):
+    from core.store.metrics import first_start
+    from dashboard import glossary
+
+    at = _open_live(monkeypatch, trained_run.path.parent, selected_run="trained")
+    start = first_start(trained_run.metrics_path)
+    assert start and start["peak_flops"] > 0
+    peak = glossary.peak_text(start["peak_flops"], start["peak_source"])
+    assert "GFLOP/s" in peak and start["peak_source"] in peak
+    assert any(c.value == f"MFU is measured against a peak of {peak}." for c in at.caption)
+    mfu = next(m for m in at.metric if m.label == "MFU")
+    assert mfu.help.startswith(glossary.MFU) and peak in mfu.help
+
+
+def test_a_yardstick_sits_beside_the_samples(trained_run, tmp_path, monkeypatch):
+    import shutil
+
+    from dashboard import yardstick
+
+    at = _open_live(monkeypatch, trained_run.path.parent, selected_run="trained")
+    texts = " ".join(c.value for c in at.caption)
+    assert "Measured on tiny shakespeare only" in texts  # the tiny run trains on a slice
+    shakespeare = tmp_path / "runs"
+    shutil.copytree(trained_run.path, shakespeare / "trained")
+    cfg = json.loads((shakespeare / "trained" / "config.json").read_text())
+    cfg["data"] = "tinyshakespeare"
+    (shakespeare / "trained" / "config.json").write_text(json.dumps(cfg))
+    at = _open_live(monkeypatch, shakespeare, selected_run="trained")
+    last_val = [
+        r for r in MetricsReader(trained_run.metrics_path).read_new() if r["kind"] == "eval"
+    ]
+    assert yardstick.place(last_val[-1]["val_loss"]) in [c.value for c in at.caption]
+    marks = [m.value for m in at.markdown if m.value.startswith("**5.30**")]
+    assert marks and "micro, 10 minutes" in marks[0]
+
+
 def test_failed_run_shows_error(runs_dir, tiny_config, monkeypatch):
     run = RunDir.create(runs_dir, "broken", tiny_config)
     run.write_status(
@@ -440,6 +476,36 @@ def test_stop_on_the_live_page_writes_a_stop_request(runs_dir, tiny_config, monk
     stop.click().run()
     assert not at.exception
     assert run.stop_requested()
+    # at once, not after the final eval and checkpoint: "stopping", no ETA, Stop disabled
+    assert _metric(at, "State") == "stopping"
+    assert _metric(at, "ETA") == "–"
+    assert "stopping: final eval, sample and checkpoint" in at.get("progress")[0].proto.text
+    stop = at.button(key="live_stop_busy")
+    assert stop.disabled and stop.label == "Stopping..."
+    assert at.button(key="live_more_busy").disabled  # no Continue while it still trains
+    # a second tab (a fresh session) sees the same
+    again = _open_live(monkeypatch, runs_dir)
+    assert _metric(again, "State") == "stopping" and again.button(key="live_stop_busy").disabled
+
+
+def test_a_finished_run_points_to_the_run_the_queue_started_after_it(
+    runs_dir, tiny_config, monkeypatch, sleeper
+):
+    ended = time.time() - 5
+    first = RunDir.create(runs_dir, "first", tiny_config)
+    first.write_status(state="stopped", step=3, ended=ended, reason="stopped by request")
+    _train_lines(first, 3)
+    after = RunDir.create(runs_dir, "second", tiny_config)
+    after.write_status(state="running", pid=sleeper.pid, started=ended + 1, from_queue=ended + 1)
+    unrelated = RunDir.create(runs_dir, "older", tiny_config)
+    unrelated.write_status(state="completed", from_queue=ended - 600)
+    at = _open_live(monkeypatch, runs_dir, **{"selected_run": "first"})
+    at.multiselect(key="live_runs").set_value(["first"]).run()
+    note = next(i.value for i in at.info if "The queue started the next run" in i.value)
+    assert "second" in note
+    at.button(key="live_next_first").click().run()
+    assert not at.exception
+    assert at.multiselect(key="live_runs").value == ["second"]
 
 
 def test_resume_only_where_it_does_something(runs_dir, tiny_config, monkeypatch):
@@ -571,3 +637,20 @@ def test_continue_training_from_the_live_page(trained_run, monkeypatch, tmp_path
     at.number_input(key="live_more_steps_trained").set_value(30).run()
     at.button(key="live_more_go_trained").click().run()
     assert calls == [("trained", 30, 0.0)]
+
+
+def test_continue_training_warns_when_another_run_trains(
+    trained_run, monkeypatch, tmp_path, sleeper
+):
+    import shutil
+
+    runs = tmp_path / "more-runs"
+    runs.mkdir()
+    shutil.copytree(trained_run.path, runs / "trained")
+    at = _open_live(monkeypatch, runs, selected_run="trained")
+    assert not [w for w in at.warning if "is training now" in w.value]
+    busy = RunDir.create(runs, "busy", trained_run.read_config())
+    busy.write_status(state="running", pid=sleeper.pid, started=time.time(), step=1)
+    at.run()
+    warning = next(w.value for w in at.warning if "is training now" in w.value)
+    assert warning.startswith("busy is training now: continuing starts beside it")

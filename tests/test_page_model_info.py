@@ -51,8 +51,10 @@ def test_trained_run(open_app, trained_run):
         at.table[1].value.loc["token embedding (wte, tied with lm_head)", "parameters"]
         == f"{50304 * 32:,}"
     )
-    hp = at.dataframe[0].value
+    hp = next(t.value for t in at.table if "meaning" in t.value.columns)
     assert dict(zip(hp["setting"], hp["value"]))["max_lr"] == "0.003"
+    # a static table: every meaning whole, none cut at the page's edge
+    assert "transformer blocks" in set(hp["meaning"]) and not at.dataframe
 
 
 def test_older_checkpoint_can_be_chosen(open_app, trained_run):
@@ -61,3 +63,30 @@ def test_older_checkpoint_can_be_chosen(open_app, trained_run):
     at.selectbox(key="mi_ckpt").set_value(first).run()
     assert not at.exception
     assert at.selectbox(key="mi_ckpt").value == first
+
+
+def test_the_file_is_named_and_the_use_this_model_code_is_shown(open_app, trained_run):
+    from core.store import export
+
+    at = open_app(PAGE, trained_run.path.parent)
+    step = trained_run.checkpoints()[-1][0]
+    assert f"Weights from `checkpoints/{trained_run.latest_checkpoint().name}`" in texts(at)
+    code = [c.value.strip() for c in at.code]
+    assert export.hf_python_snippet(f"trained-step{step}").strip() in code
+    assert export.hf_shell_snippet(f"trained-step{step}-hf.zip").strip() in code
+    assert not [w for w in at.warning if "step-0" in w.value]
+
+
+def test_a_step_0_snapshot_is_flagged_as_random_weights(open_app, runs_dir, tiny_config):
+    from core.model.gpt import GPT, ModelConfig
+    from core.store.checkpoint import save_snapshot
+
+    cfg = tiny_config.replace(snapshot_interval=5)
+    fresh = RunDir.create(runs_dir, "fresh", cfg)
+    save_snapshot(fresh, GPT(ModelConfig.of(cfg)), cfg, 0)  # what a run writes before step 1
+    at = open_app(PAGE, runs_dir)
+    assert not at.exception
+    assert f"`snapshots/{fresh.snapshot_path(0).name}`" in texts(at)
+    assert any("step-0 snapshot" in w.value for w in at.warning)
+    metrics = {m.label: m.value for m in at.metric}
+    assert metrics["Weights + AdamW state"] == "not in this file"

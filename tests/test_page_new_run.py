@@ -177,16 +177,60 @@ def test_measured_time_says_measured_once(runs_dir):
     assert "measured measured" not in caption_text(at).lower()
 
 
-def test_preset_note_and_estimate_are_one_figure(page):
+def test_preset_note_gives_one_time_and_ignores_the_forms_steps(page):
     from core.config import PRESET_NOTES
-    from core.model.param_count import param_count
 
     name = page.selectbox(key="nr_preset").value
-    cfg = preset(name)
-    estimated = next(m.value for m in page.metric if m.label == "Estimated time")
+    page.number_input(key="nr_max_steps").set_value(60).run()
     note = next(c.value for c in page.caption if c.value.startswith(PRESET_NOTES[name]))
-    assert f"about {estimated} for {cfg.max_steps:,} steps" in note
-    assert f"{param_count(cfg) / 1e6:,.2f} M parameters" in note
+    estimated = next(m.value for m in page.metric if m.label == "Estimated time")
+    assert estimated not in note and "steps" not in note.split(PRESET_NOTES[name])[1]
+
+
+def _measured(runs_dir, name: str, tokens_per_sec: float) -> None:
+    """A completed run of the preset's shape on this host that trained at tokens_per_sec."""
+    done = RunDir.create(runs_dir, f"{name}-done", preset(name))
+    log = metrics.MetricsLog(done.metrics_path)
+    for step in (1, 2, 3):
+        log.write("train", step, time.time(), loss=5.0, dt_ms=50.0, tokens_per_sec=tokens_per_sec)
+    log.close()
+    done.write_status(state="completed", host=socket.gethostname())
+
+
+def test_a_budget_of_n_minutes_fills_max_steps_from_the_measured_speed(runs_dir):
+    from core.train import budget
+
+    _measured(runs_dir, "micro", 500.0)
+    at = open_new_run(preset="micro")
+    assert at.number_input(key="nr_budget_minutes").value == 10  # the preset's label
+    at.number_input(key="nr_budget_minutes").set_value(4).run()
+    expected = budget.steps_for_seconds(preset("micro"), 4 * 60, 500.0)
+    assert at.number_input(key="nr_max_steps").value == expected
+    # and back: the estimate of those steps is within the budget, and says so in words
+    est = estimate.estimate(preset("micro", max_steps=expected), runs_dir=runs_dir)
+    assert est.time_s <= 4 * 60
+    assert metric_values(at)["Estimated time"] == format_duration(est.time_s)
+    assert f"max_steps {expected:,} takes about {format_duration(est.time_s)}" in caption_text(at)
+    assert not at.exception
+
+
+def test_launch_warns_when_the_preset_is_slow_here_and_fixes_it_in_one_click(runs_dir):
+    from core.train import budget
+
+    _measured(runs_dir, "micro", 300.0)  # a busy machine: micro's 600 steps take ~70 min
+    at = open_new_run(preset="micro")
+    warning = next(w.value for w in at.warning if "these settings take" in w.value)
+    assert "300 tokens/s" in warning and "not about 10 minutes" in warning
+    at.button(key="nr_fit_budget").click().run()
+    steps = budget.steps_for_seconds(preset("micro"), 600, 300.0)
+    assert at.number_input(key="nr_max_steps").value == steps
+    assert not any("these settings take" in w.value for w in at.warning)
+    # the other fix: the smaller preset, with its own label's budget
+    at.number_input(key="nr_max_steps").set_value(600).run()
+    at.button(key="nr_smaller_preset").click().run()
+    assert at.selectbox(key="nr_preset").value == "nano"
+    assert at.number_input(key="nr_budget_minutes").value == 2
+    assert not at.exception
 
 
 def test_a_field_error_keeps_the_rows_of_three(page):
@@ -273,7 +317,7 @@ def test_data_xray_of_the_default_run(page):
     assert shown["steps per epoch"] == "297.0"  # 304,222 // 1,024 whole micro batches
     assert shown["epochs"] == f"{nano.max_steps / 297:.2f}"
     assert shown["parameters per training token"] == f"{param_count(nano) / 304_223:,.2f}"
-    assert not page.warning  # about one epoch: nothing to warn about
+    assert not [w for w in page.warning if "memorize" in w.value]  # about one epoch: no warning
     where = [m.value for m in page.markdown if "times; first at" in m.value]
     assert len(where) == 3 and "tinyshakespeare\\.txt line" in where[0]
     assert any("KING RICHARD III:" in c.value for c in page.code)  # the passage as text

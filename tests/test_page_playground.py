@@ -209,6 +209,9 @@ def test_next_token_view_top_k_top_p_log_scale_and_training_text(open_app, memor
     assert raw == pytest.approx(top.values.tolist(), rel=1e-4)
     assert sampled == pytest.approx(expected[top.indices].tolist(), rel=1e-4, abs=1e-7)
     assert fig["layout"]["xaxis"]["type"] == "log"
+    labels = fig["layout"]["xaxis"]["ticktext"]
+    assert labels[-3:] == ["1%", "10%", "100%"] and "0%" not in labels
+    assert len(set(labels)) == len(labels)  # every tick says something different
     assert at.metric[3].value == "3"  # tokens left to sample from
 
     cfg = memorized.read_config()
@@ -328,3 +331,107 @@ def test_a_vanished_data_file_is_said_and_the_rest_works(open_app, runs_dir, tin
     assert "training text of this run cannot be read" in texts(at)
     assert "data file of this run is missing" in texts(at)
     assert at.get("plotly_chart")  # the next-token view still draws
+
+
+def test_settings_survive_a_page_switch_and_a_reload(open_app, trained_run, monkeypatch):
+    from streamlit.testing.v1 import AppTest
+
+    at = open_app(PAGE, trained_run.path.parent)
+    at.text_area(key="pg_prompt").set_value("JULIET:")
+    at.slider(key="pg_temperature").set_value(1.2)
+    at.slider(key="pg_top_k").set_value(40)
+    at.checkbox(key="pg_colour").check()
+    at.checkbox(key="pg_stop_eot").uncheck()
+    at.toggle(key="pg_copy").set_value(True).run()
+    at.slider(key="pg_copy_min").set_value(12).run()
+    expected = {
+        "pg_prompt": "JULIET:",
+        "pg_temperature": 1.2,
+        "pg_top_k": 40,
+        "pg_colour": True,
+        "pg_stop_eot": False,
+        "pg_copy": True,
+        "pg_copy_min": 12,
+    }
+    at.switch_page("views/runs.py").run()
+    at.switch_page(PAGE).run()
+    assert not at.exception
+    for key, value in expected.items():
+        assert at.session_state[key] == value, key
+    assert at.slider(key="pg_temperature").value == 1.2 and at.checkbox(key="pg_colour").value
+    # a reload (a fresh session) with the page's URL shows the same settings
+    url = dict(at.query_params)
+    assert url["temperature"] == "1.2" and url["stop_eot"] == "0" and url["run"]
+    assert "max_new" not in url  # defaults stay out of the URL
+    monkeypatch.setenv("GPT_RUNS_DIR", str(trained_run.path.parent))
+    again = AppTest.from_file("../dashboard/app.py", default_timeout=60)
+    again.query_params.update(url)
+    again.run()
+    again.switch_page(PAGE).run()
+    assert not again.exception
+    for key, value in expected.items():
+        assert again.session_state[key] == value, key
+    assert not again.warning  # no "default value but also set via Session State" warning
+
+
+def test_time_travel_follows_new_checkpoints_until_chosen_by_hand(open_app, runs_dir, trained_run):
+    import shutil
+
+    run = RunDir.create(runs_dir, "growing", trained_run.read_config())
+    run.checkpoint_dir.mkdir(parents=True)
+    steps = [s for s, _ in trained_run.checkpoints()]
+    first, rest = trained_run.checkpoints()[:1], trained_run.checkpoints()[1:]
+    for s, p in first:
+        shutil.copy(p, run.checkpoint_path(s))
+    at = open_app(PAGE, runs_dir)
+    assert at.multiselect(key="pg_tt_many").value == [f"step {steps[0]}"]
+    for s, p in rest:  # the run trains on: more checkpoints appear
+        shutil.copy(p, run.checkpoint_path(s))
+    at.run()
+    assert at.multiselect(key="pg_tt_many").value[-1] == f"step {steps[-1]}"
+    at.multiselect(key="pg_tt_many").set_value([f"step {steps[0]}"]).run()  # by hand
+    at.run()
+    assert at.multiselect(key="pg_tt_many").value == [f"step {steps[0]}"]
+
+
+def test_model_info_and_playground_follow_the_run_chosen_elsewhere(open_app, runs_dir, trained_run):
+    import shutil
+
+    for name in ("alpha", "beta"):
+        shutil.copytree(trained_run.path, runs_dir / name)
+    at = open_app("views/model_info.py", runs_dir)
+    first = at.selectbox(key="mi_run").value
+    other = "alpha" if first == "beta" else "beta"
+    at.session_state["selected_run"] = other  # as Runs or Live select a run
+    at.switch_page("views/model_info.py").run()
+    assert at.selectbox(key="mi_run").value == other
+    at.switch_page(PAGE).run()
+    assert at.selectbox(key="pg_run").value == other
+
+
+def test_generate_says_when_a_training_run_slows_it(open_app, runs_dir, trained_run):
+    import shutil
+    import subprocess
+    import time
+
+    shutil.copytree(trained_run.path, runs_dir / "done")
+    busy = RunDir.create(runs_dir, "busy", trained_run.read_config())
+    sleeper = subprocess.Popen(["sleep", "60"], start_new_session=True)
+    try:
+        busy.write_status(state="running", pid=sleeper.pid, started=time.time(), step=1)
+        at = open_app(PAGE, runs_dir)
+        at.selectbox(key="pg_run").set_value("done").run()
+        assert "busy is training on this machine" in texts(at)
+    finally:
+        sleeper.kill()
+        sleeper.wait()
+
+
+def test_generate_brings_the_text_into_view(open_app, trained_run):
+    at = open_app(PAGE, trained_run.path.parent)
+    assert not [h for h in at.get("html") if "scrollIntoView" in h.proto.body]
+    generate(at, "ROMEO:", 10)
+    scripts = [h.proto.body for h in at.get("html") if "scrollIntoView" in h.proto.body]
+    assert scripts and ".st-key-pg_result_box" in scripts[0]
+    at.slider(key="pg_temperature").set_value(0.7).run()  # another control: no jump
+    assert not [h for h in at.get("html") if "scrollIntoView" in h.proto.body]

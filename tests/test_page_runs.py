@@ -94,8 +94,11 @@ def values(array) -> np.ndarray:
 def test_no_runs_yet_points_to_new_run(runs_dir):
     at = open_runs_page(runs_dir)
     assert "No runs yet" in at.info[0].value
-    links = at.get("page_link")
-    assert links and "new_run" in links[0].proto.page
+    start = at.button(key="runs_first_new")  # the obvious button, not a small link
+    assert start.proto.type == "primary"
+    start.click().run()
+    assert not at.exception
+    assert any(t.value == "New run" for t in at.title)
 
 
 def test_table_shows_every_state(runs, runs_dir):
@@ -112,6 +115,7 @@ def test_table_shows_every_state(runs, runs_dir):
     assert table.loc["done", "training time"] == "1m 05s"  # from the records, not wall time
     assert table.loc["done", "best val step"] == 4
     assert table.loc["broken", "max lr"] == 1e-2
+    assert at.dataframe[0].proto.placeholder == "–"  # unknown values (no eval) read as a dash
     at.selectbox(key="runs_selected").set_value("broken").run()
     assert "TrainingDiverged" in at.error[0].value
     assert at.button(key="runs_resume").disabled  # no checkpoint
@@ -130,6 +134,26 @@ def test_stop_action_stops_a_running_run(runs, runs_dir):
     assert runs["live"].read_status()["state"] == "stopped"
     at.run()
     assert at.dataframe[0].value.set_index("name").loc["live", "state"] == "stopped"
+
+
+def test_a_stop_request_shows_stopping_until_the_run_ends(runs_dir, small_text):
+    # An engine that takes its time over the final eval and checkpoint (a sleeping process).
+    sleeper = subprocess.Popen(["sleep", "120"], start_new_session=True)
+    try:
+        busy = RunDir.create(runs_dir, "busy", make_tiny_config(small_text, max_steps=10))
+        busy.write_status(state="running", pid=sleeper.pid, started=time.time(), step=3)
+        at = open_runs_page(runs_dir)
+        at.selectbox(key="runs_selected").set_value("busy").run()
+        assert at.dataframe[0].value.set_index("name").loc["busy", "state"] == "running"
+        at.button(key="runs_stop").click().run()
+        assert busy.stop_requested()
+        assert at.dataframe[0].value.set_index("name").loc["busy", "state"] == "stopping"
+        stop = at.button(key="runs_stop")
+        assert stop.disabled and stop.label == "Stopping..."
+        assert "final eval, sample and checkpoint" in stop.help
+    finally:
+        sleeper.kill()
+        sleeper.wait()
 
 
 def test_delete_asks_for_confirmation(runs, runs_dir):

@@ -251,3 +251,24 @@ def test_the_training_process_starts_the_queue_and_never_fails_because_of_it(
     err = capsys.readouterr().err
     assert "run queue: could not start the next run: RuntimeError: queue exploded" in err
     assert RunDir(runs_dir / "solo").read_status()["state"] == "completed"
+
+
+def test_started_after_names_the_run_the_queue_launched_when_one_ended(runs_dir, small_text):
+    cfg = make_tiny_config(small_text)
+    ended = 1_000_000.0
+    first = RunDir.create(runs_dir, "first", cfg)
+    first.write_status(state="stopped", ended=ended)
+    for name, started in (("before", ended - 5), ("next", ended + 2), ("later", ended + 90)):
+        RunDir.create(runs_dir, name, cfg).write_status(state="completed", from_queue=started)
+    assert run_queue.started_after(first, runs_dir) == "next"
+    running = RunDir.create(runs_dir, "running", cfg)
+    running.write_status(state="running")  # never ended: nothing followed it
+    assert run_queue.started_after(running, runs_dir) is None
+
+
+def test_a_run_the_queue_starts_records_when(runs_dir, small_text, monkeypatch):
+    monkeypatch.setattr(launcher, "_spawn", lambda run, cmd: None)  # no engine process
+    run_id = run_queue.enqueue(make_tiny_config(small_text), runs_dir, "waits")
+    assert run_queue.start_next(runs_dir) == run_id
+    status = RunDir(runs_dir / run_id).read_status()
+    assert status["state"] == "queued" and isinstance(status["from_queue"], float)

@@ -108,3 +108,14 @@ def test_status_fields_of_the_wrong_type_read_as_damaged(runs_dir):
     status = run.read_status()
     assert status["state"] == "damaged" and "step='7'" in status["error"]
     assert run.effective_state() == "damaged"
+
+
+def test_shown_state_names_starting_and_stopping_apart_from_waiting(tmp_path, tiny_config):
+    from core.store.rundir import STARTING, STOPPING
+
+    run = RunDir.create(tmp_path, "r", tiny_config)
+    assert run.shown_state("queued") == STARTING  # its process is starting
+    assert run.shown_state("waiting") == "waiting"  # in the run queue
+    run.request_stop()
+    assert run.shown_state("running") == STOPPING and run.shown_state("queued") == STOPPING
+    assert run.shown_state("stopped") == "stopped"

@@ -73,7 +73,9 @@ def data_xray(cfg, n_params: int, top: int = 3, index: CorpusIndex | None = None
             decode(index.train.tokens[o : o + min(n, 500)]),
             index.locate(o, n),
         )
-        for o, n in _cached_repeats(index, top)
+        for o, n in (
+            _from_a_line_start(index.train.tokens, *r) for r in _cached_repeats(index, top)
+        )
     ]
     return DataXray(
         len(index.tokens),
@@ -86,6 +88,23 @@ def data_xray(cfg, n_params: int, top: int = 3, index: CorpusIndex | None = None
         repeats,
         warning,
     )
+
+
+def _from_a_line_start(tokens: np.ndarray, offset: int, length: int) -> tuple[int, int]:
+    """A repeated passage that begins mid-line (often the '.' that ends the line before it)
+    starts at its first whole line instead, so its text and its speaker are the passage's own;
+    kept as found when that would drop more than half of it."""
+    if offset == 0 or "\n" in decode(tokens[offset - 1 : offset]):
+        return offset, length
+    for k in range(length // 2):
+        if "\n" in decode(tokens[offset + k : offset + k + 1]):
+            start = k + 1
+            while (
+                start < length and not decode(tokens[offset + start : offset + start + 1]).strip()
+            ):
+                start += 1  # blank lines too
+            return (offset + start, length - start) if start <= length // 2 else (offset, length)
+    return offset, length
 
 
 def _cached_repeats(index: CorpusIndex, top: int) -> list[tuple[int, int]]:

@@ -145,7 +145,13 @@ def launch_prepared(run: RunDir) -> str:
     reap()
     cfg = run.read_config()
     run.write_status(
-        state="queued", pid=None, launcher_pid=None, error=None, reason=None, ended=None
+        state="queued",
+        pid=None,
+        launcher_pid=None,
+        error=None,
+        reason=None,
+        ended=None,
+        from_queue=time.time(),  # the Live page says which run it followed
     )
     _spawn(run, engine_command(run.path, cfg.nproc))
     return run.run_id

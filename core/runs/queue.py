@@ -146,6 +146,23 @@ def clear(runs_dir: str | Path | None = None) -> list[str]:
     return run_ids
 
 
+HANDOVER_S = 30.0  # a queued run that started this soon after a run ended is its successor
+
+
+def started_after(run: RunDir, runs_dir: str | Path | None = None) -> str | None:
+    """The run the queue started when run ended (the first one it launched within HANDOVER_S
+    of run's end), or None: the Live page of a finished run points to it."""
+    ended = run.read_status().get("ended")
+    if not isinstance(ended, (int, float)):
+        return None
+    followers = []
+    for other in launcher.list_runs(_root(runs_dir)):
+        started = other.status.get("from_queue")
+        if isinstance(started, (int, float)) and 0 <= started - ended <= HANDOVER_S:
+            followers.append((started, other.run_id))
+    return min(followers)[1] if followers else None
+
+
 def start_next(runs_dir: str | Path | None = None) -> str | None:
     """When no run in runs_dir is active (queued or running; crashed ones do not count) and the
     queue holds a waiting run, take the first one off the queue and launch it; returns its id,

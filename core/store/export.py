@@ -17,6 +17,7 @@ from pathlib import Path
 import torch
 
 from core.config import TrainConfig
+from core.data import hf_tokenizer
 from core.data.dataset import EOT_TOKEN
 from core.model.gpt import GPT
 from core.store import checkpoint
@@ -69,13 +70,42 @@ def hf_tensors(model: GPT, dtype: str = "float32") -> dict[str, torch.Tensor]:
     return out
 
 
+def hf_shell_snippet(zip_name: str) -> str:
+    """The commands that get a downloaded Hugging Face zip ready (install, unzip)."""
+    return f"pip install transformers torch safetensors\nunzip {zip_name}\n"
+
+
+def hf_python_snippet(folder: str) -> str:
+    """Python that loads an exported Hugging Face folder and generates from it: the text Model
+    info shows and the README quotes (tests/test_export.py runs it against a real export)."""
+    return f"""from transformers import AutoTokenizer, GPT2LMHeadModel
+
+tokenizer = AutoTokenizer.from_pretrained("{folder}")
+model = GPT2LMHeadModel.from_pretrained("{folder}")
+ids = tokenizer("ROMEO:", return_tensors="pt").input_ids
+room = model.config.n_positions - ids.shape[1]  # the model sees at most n_positions tokens
+out = model.generate(
+    ids,
+    max_new_tokens=min(100, room),
+    do_sample=True,
+    temperature=0.5,
+    top_k=10,
+    pad_token_id=tokenizer.eos_token_id,
+)
+print(tokenizer.decode(out[0]))
+"""
+
+
 def write_hf(model: GPT, cfg: TrainConfig, folder: str | Path, dtype: str = "float32") -> Path:
-    """Write a Hugging Face GPT-2 folder (config.json + model.safetensors); returns the folder."""
+    """Write a Hugging Face GPT-2 folder (config.json, model.safetensors and GPT-2's tokenizer
+    files from the local tiktoken data); returns the folder."""
     from safetensors.torch import save_file
 
     folder = Path(folder)
     folder.mkdir(parents=True, exist_ok=True)
     (folder / "config.json").write_text(json.dumps(hf_config(cfg, dtype), indent=2))
+    for file_name, text in hf_tokenizer.files_for(cfg.block_size).items():
+        (folder / file_name).write_text(text, encoding="utf-8")
     save_file(
         hf_tensors(model, dtype), str(folder / "model.safetensors"), metadata={"format": "pt"}
     )
@@ -85,7 +115,7 @@ def write_hf(model: GPT, cfg: TrainConfig, folder: str | Path, dtype: str = "flo
 def hf_zip_bytes(
     model: GPT, cfg: TrainConfig, dtype: str = "float32", name: str = "model"
 ) -> bytes:
-    """The Hugging Face folder as a zip archive (for a download button)."""
+    """The Hugging Face folder (write_hf's files) as a zip archive, for a download button."""
     from safetensors.torch import save
 
     buf = io.BytesIO()
@@ -94,6 +124,8 @@ def hf_zip_bytes(
         z.writestr(
             f"{name}/model.safetensors", save(hf_tensors(model, dtype), metadata={"format": "pt"})
         )
+        for file_name, text in hf_tokenizer.files_for(cfg.block_size).items():
+            z.writestr(f"{name}/{file_name}", text, compress_type=zipfile.ZIP_DEFLATED)
     return buf.getvalue()
 
 
@@ -103,7 +135,7 @@ def export(
     out: str | Path,
     dtype: str = "float32",
     checkpoint_file: str | Path | None = None,
-) -> dict[str, int]:
+) -> dict[str, int | str]:
     """Export a run's checkpoint (newest by default) into folder `out`; returns the sizes in
     bytes of the training checkpoint (with optimizer state), and the written model file."""
     if fmt not in FORMATS:
@@ -130,6 +162,8 @@ def export(
         "fp32": weights["fp32"],
         "half": weights["bf16"],
         "path": str(written),
+        "source": str(path),
+        "step": step,
     }
 
 
@@ -159,6 +193,12 @@ def main(argv=None) -> int:
         print(f"error: {e}", file=sys.stderr)
         return 2
     print(f"wrote {result['path']} ({human_bytes(result['model'])}, {args.dtype})")
+    print(f"from {result['source']} (step {result['step']:,})")
+    if result["step"] == 0:
+        print(
+            "note: step 0 is the untrained model (random weights): it generates noise",
+            file=sys.stderr,
+        )
     print(
         f"sizes: training checkpoint with optimizer state {human_bytes(result['checkpoint'])} | "
         f"fp32 model {human_bytes(result['fp32'])} | fp16/bf16 model {human_bytes(result['half'])}"

@@ -22,6 +22,7 @@ import math
 import os
 import threading
 from dataclasses import asdict, dataclass, field, fields
+from datetime import datetime, timezone
 from pathlib import Path
 
 from core import atomic
@@ -327,6 +328,19 @@ def last_step_time_ms(path: Path) -> float:
     return 0.0
 
 
+def first_start(path: Path, head_bytes: int = 65536) -> dict | None:
+    """The run's first start record (its peak FLOP/s and where that peak comes from), read from
+    the file's head: it is among the first lines, however long the file grows."""
+    try:
+        with open(path, "rb") as f:
+            head = f.read(head_bytes)
+    except OSError:
+        return None
+    lines = head.splitlines()
+    lines = lines[:-1] if len(head) == head_bytes else lines  # the last line may be cut
+    return next((r for r in parse_records(b"\n".join(lines) + b"\n") if r["kind"] == "start"), None)
+
+
 def _finite(x) -> bool:
     return isinstance(x, (int, float)) and math.isfinite(x)
 
@@ -541,9 +555,24 @@ def cached_summary(path: Path) -> RunSummary:
     return _SUMMARIES.get(path)
 
 
+def _with_iso_time(record: dict) -> dict:
+    """The record with `time_utc` right after `time` (when time is a number)."""
+    t = record.get("time")
+    if not _finite(t):
+        return record
+    iso = datetime.fromtimestamp(t, timezone.utc).isoformat(timespec="milliseconds")
+    out = {}
+    for key, value in record.items():
+        out[key] = value
+        if key == "time":
+            out["time_utc"] = iso
+    return out
+
+
 def to_csv(records: list[dict]) -> str:
     """Records as CSV, one row each; the `kind` column tells them apart, a field a kind lacks
-    stays empty."""
+    stays empty. Beside `time` (epoch seconds), `time_utc` gives it as ISO 8601."""
+    records = [_with_iso_time(r) for r in records]
     columns: list[str] = []
     for r in records:
         columns += [k for k in r if k not in columns]

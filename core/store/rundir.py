@@ -30,6 +30,8 @@ from core import atomic
 from core.config import SCHEMA_VERSION, ConfigError, TrainConfig, check_run_id, missing_fields
 
 ACTIVE_STATES = ("queued", "running")
+STOPPING = "stopping"  # shown only: an active run that was asked to stop and is finishing
+STARTING = "starting"  # shown for "queued": its process is starting (not the run queue's WAITING)
 WAITING = "waiting"  # in the run queue, never started: not active (may be deleted), never crashed
 CRASHED = "crashed"  # never written: how readers show a running run whose process is gone
 DAMAGED = "damaged"  # never written: how readers show a run whose config or status is unusable
@@ -407,6 +409,15 @@ class RunDir:
 
     def stop_requested(self) -> bool:
         return (self.path / "STOP").exists()
+
+    def shown_state(self, state: str) -> str:
+        """The state a page shows for state (effective_state's): "stopping" for an active run
+        with a stop request, which still runs its final eval, sample and checkpoint; "starting"
+        for "queued" (its process is starting), so it never reads like the run queue's
+        "waiting"."""
+        if state in ACTIVE_STATES and self.stop_requested():
+            return STOPPING
+        return STARTING if state == "queued" else state
 
     def clear_stop(self, older_than: float | None = None) -> None:
         """Remove the stop request; with older_than, only one written before that time (a stop

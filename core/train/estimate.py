@@ -24,29 +24,47 @@ FP32 = 4
 DTYPE_BYTES = {"float32": 4, "bfloat16": 2, "float16": 2}
 STARTUP_S = 4.0  # launch to first step, eager, caches warm (bench/launch.py: 3.8 s)
 GUESS_UTILISATION = 0.30  # fraction of peak FLOP/s a small GPT step reaches (a rough guess)
+CPU_RUNTIME_MB = 300.0  # resident memory of a CPU training process before any tensor: Python,
+# PyTorch, tiktoken and the engine imported (291 MiB measured here with ru_maxrss)
+CHUNK_ROWS = 128  # core.model.fused_loss.DEFAULT_CHUNK_ROWS (not imported: no torch here)
 ACTIVATION_FORMULA = (
-    "activations ~ B*T*(16*L*C*a + V*(a + 8) + 4*C) bytes per process: each block keeps ~16 "
-    "values of width C per token for the backward pass (Korthikanti et al. 2022, no dropout; "
-    "SDPA attention stores no T x T matrix), and the logits (a bytes each) meet two fp32 tensors "
-    "of their shape (log-softmax and its gradient) at the start of the backward pass. "
-    "B = micro_batch_size, T = seq_len, L = n_layer, C = n_embd, V = vocab_size, a = bytes of the "
-    "autocast dtype; one micro batch is alive at a time, so grad_accum_steps adds nothing."
+    "activations ~ B*T*(16*L*C*a + 4*C) bytes per process: each block keeps ~16 values of width "
+    "C per token for the backward pass (Korthikanti et al. 2022; SDPA attention stores no T x T "
+    "matrix), and with dropout two masks and outputs more per block (2*C*(1 + a)). The output "
+    "layer and loss: the plain path forms the logits (a bytes each) and meets three fp32 "
+    "tensors of their shape (log-softmax, its gradient and the logits' gradient), B*T*V*(a + "
+    "12) bytes; the fused path (the CPU default) never forms them: one 128-row chunk of fp32 "
+    "logits, the output weight's gradient and the input's, 128*V*4 + V*C*4 + B*T*C*4 bytes. "
+    "On a CPU the process itself adds ~300 MiB (PyTorch, measured). B = micro_batch_size, "
+    "T = seq_len, L = n_layer, C = n_embd, V = vocab_size, a = bytes of the autocast dtype; one "
+    "micro batch is alive at a time, so grad_accum_steps adds nothing."
 )
 
 
-def memory_mb(cfg: TrainConfig, dtype: str = "float32") -> dict[str, float]:
-    """Estimated training memory per process in MiB (2**20 bytes; the name says MB for
-    history): fp32 weights, fp32 gradients, AdamW's two fp32 moments, activations of one micro
-    batch (see ACTIVATION_FORMULA) and their total."""
+def memory_mb(
+    cfg: TrainConfig, dtype: str = "float32", loss: str = "plain", device_type: str = "cpu"
+) -> dict[str, float]:
+    """Estimated peak training memory per process in MiB (2**20 bytes; the name says MB for
+    history): fp32 weights, fp32 gradients, AdamW's two fp32 moments, the blocks' activations
+    of one micro batch, what the loss path allocates (see ACTIVATION_FORMULA), on a CPU the
+    process itself, and their total. tests/test_estimate.py checks it against measured peaks."""
     n = param_count(cfg)
     a = DTYPE_BYTES.get(dtype, FP32)
     B, T, L, C, V = cfg.micro_batch_size, cfg.seq_len, cfg.n_layer, cfg.n_embd, cfg.vocab_size
+    per_block = 16 * C * a + (2 * C * (1 + a) if cfg.dropout else 0)
+    if loss == "fused":
+        output = min(CHUNK_ROWS, B * T) * V * FP32 + V * C * FP32 + B * T * C * FP32
+    else:
+        output = B * T * V * (a + 12)
     parts = {
         "weights": n * FP32 / MB,  # autocast keeps fp32 master weights
         "gradients": n * FP32 / MB,
         "optimizer (AdamW, 2 x fp32)": 2 * n * FP32 / MB,
-        "activations": B * T * (L * 16 * C * a + V * (a + 8) + 4 * C) / MB,
+        "activations": B * T * (L * per_block + 4 * C) / MB,
+        f"output layer and loss ({loss})": output / MB,
     }
+    if device_type == "cpu":
+        parts["PyTorch process (CPU)"] = CPU_RUNTIME_MB
     parts["total"] = sum(parts.values())
     return parts
 
@@ -109,11 +127,12 @@ def estimate(
     device_type: str = "cpu",
     peak_flops: float | None = None,
     probe: Probe | None = None,
+    loss: str = "plain",
 ) -> Estimate:
     """Everything the New run page shows before launch, for a valid cfg.
 
-    n_tokens is the data set's token count (for steps per epoch); dtype and device_type are the
-    resolved device choice. The time uses the mean throughput of the newest completed run on
+    n_tokens is the data set's token count (for steps per epoch); dtype, device_type and loss
+    (the loss path) are the resolved device choice. The time uses the mean throughput of the newest completed run on
     this machine with the same model shape (from runs_dir), else a probe of this shape (a few
     real training steps timed by core.train.throughput.probe), else a guess from FLOPs against
     peak_flops (the CPU's measured peak when not given) at GUESS_UTILISATION. It adds the
@@ -134,7 +153,7 @@ def estimate(
         tokens_per_step=tokens_step,
         grad_accum_steps=cfg.grad_accum_steps,
         steps_per_epoch=steps_epoch,
-        memory_mb=memory_mb(cfg, dtype),
+        memory_mb=memory_mb(cfg, dtype, loss, device_type),
         flops_per_token=fpt,
         total_tokens=cfg.max_steps * tokens_step,
     )

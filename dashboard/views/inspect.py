@@ -4,6 +4,7 @@ predicts), attention (where each head looks) and how the run learned (dashboard.
 core does the work; results are cached per checkpoint file and text, so changing a view's
 control does not compute again."""
 
+import math
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -15,6 +16,7 @@ from core.inspect.attention import attention_weights, head_scores
 from core.inspect.logit_lens import logit_lens_text
 from core.inspect.surprise import random_val_passage, surprise, surprise_diff
 from core.store.rundir import RunDir
+from dashboard import glossary
 from dashboard import inspect_figures as figures
 from dashboard import token_view as tv
 from dashboard.checkpoint_picker import (
@@ -167,11 +169,14 @@ def _surprise_view(t: Target) -> None:
     a, b, c, d = st.columns(4)
     a.metric(
         "Mean loss",
-        f"{res.mean_loss:.4f}",
-        help="nats per scored token: the model's "
-        "cross-entropy on this text, as training and validation report it",
+        f"{res.mean_loss:.3f} nats",
+        f"{res.mean_loss / math.log(2):.2f} bits",
+        delta_color="off",
+        delta_arrow="off",
+        help="per scored token: the model's cross-entropy on this text, as training and "
+        f"validation report it (in nats). {glossary.NATS_BITS}",
     )
-    b.metric("Perplexity", f"{res.perplexity:,.2f}")
+    b.metric("Perplexity", f"{res.perplexity:,.2f}", help=glossary.PERPLEXITY)
     c.metric("Bits per character", f"{res.bits_per_char:.3f}")
     d.metric("Tokens scored", f"{res.n_scored:,}")
     st.caption(
@@ -279,7 +284,8 @@ def _lens_view(t: Target) -> None:
         )
     st.plotly_chart(figures.lens_figure(lens), key="ins_lens_chart")
     st.caption(
-        "Each cell: the most likely next token after that block, read through the final "
+        f"{glossary.LOGIT_LENS} Each cell: the most likely next token after that block, "
+        "read through the final "
         "LayerNorm and the output layer; its colour is that token's probability. The "
         "last row is the model's own prediction."
     )
@@ -325,7 +331,7 @@ def _attention_view(t: Target) -> None:
         + ". Labels name heads whose score reaches "
         "0.4: previous-token (looks one back), first-token (parks on position 0), "
         "induction (looks at what followed the last occurrence of the current token, "
-        "measured on repeated random tokens)."
+        f"measured on repeated random tokens). {glossary.INDUCTION}"
     )
     labels = [figures.head_label(s) for s in scores]
     best = max(

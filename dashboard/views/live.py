@@ -10,9 +10,9 @@ import numpy as np
 import streamlit as st
 
 from core.store import metrics
-from core.store.rundir import ACTIVE_STATES, CRASHED, RunDir, list_run_dirs
+from core.store.rundir import ACTIVE_STATES, CRASHED, STOPPING, RunDir, list_run_dirs
 from core.units import escape_md, format_duration
-from dashboard import live_view, run_actions
+from dashboard import live_panels, live_view, run_actions
 from dashboard import state as app_state
 from dashboard.batch_view import batch_view
 from dashboard.colors import run_color
@@ -199,23 +199,28 @@ def run_header(
             max_steps,
             since_step=int(resumes[-1]) if resumes.size else 0,
         )
-        if state == "running"
+        if state == "running" and not run.stop_requested()
         else None
     )
+    shown = run.shown_state(state)
     if show_name:
         name = html.escape(escape_md(run.run_id))  # a folder name is not trusted HTML
         st.markdown(
             f"<span style='color:{run_color(run.run_id)}'>●</span> **{name}**",
             unsafe_allow_html=True,
         )
-    cards(step, max_steps, eta, state, series, summary, status, cfg)
+    cards(run, step, max_steps, eta, shown, series, summary, status, cfg)
     fraction = min(1.0, step / max_steps) if max_steps else 0.0
     text = f"{fraction:.0%} of {max_steps:,} steps"
     if eta is not None:
         text += f" · ETA {format_duration(eta, UNKNOWN)}"
+    elif shown == STOPPING:
+        text += f" · {run_actions.STOPPING_NOTE}"
     elif state not in ACTIVE_STATES and status.get("reason"):
         text += f" · {status['reason']}"
     st.progress(fraction, text=text)
+    if state not in ACTIVE_STATES:
+        live_panels.handover_note(run)
     learning_notes(run, series, summary, cfg)
     run_controls(run, state)
     _problems(run, status, state)
@@ -266,8 +271,12 @@ def timeline(series) -> None:
 def details(run: RunDir, series, status: dict, cfg) -> None:
     """Sample timeline, log tail and the batch behind a step, in tabs."""
     samples, log, batch = st.tabs(["Sample timeline", "Log", "Batch behind a step"])
-    with samples, st.container(height=480, border=False):
-        timeline(series)
+    with samples:
+        left, right = st.columns([3, 1])
+        with left, st.container(height=480, border=False):
+            timeline(series)
+        with right:
+            live_panels.yardstick_panel(series, cfg)
     with log, st.container(height=480, border=False, autoscroll=True):
         # autoscroll: the newest lines, at the bottom, stay in view as the log grows.
         st.code(tail_text(run.log_path) or "(the log is empty)", language=None, wrap_lines=True)

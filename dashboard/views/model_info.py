@@ -16,6 +16,7 @@ from core.store import checkpoint, export
 from core.store.checkpoint import load_model, sizes
 from core.units import format_duration, human_bytes
 from dashboard.checkpoint_picker import pick_header
+from dashboard.glossary import PERPLEXITY
 
 st.title("Model info")
 
@@ -33,7 +34,8 @@ def _checkpoint_facts(path: str, mtime: float) -> dict:
 
 
 picked = pick_header("mi", [3, 2], device=False)
-run, ckpt = picked.run, picked.choice.path if picked.choice else None
+run, chosen = picked.run, picked.choice
+ckpt = chosen.path if chosen else None
 
 facts = None
 if ckpt is not None:
@@ -47,7 +49,17 @@ try:
 except ValueError as e:
     st.error(f"Cannot read the run's config: {e}")
     st.stop()
-if facts is None:
+if facts is not None:
+    st.caption(
+        f"Weights from `{ckpt.relative_to(run.path)}` ({chosen.title}): sizes, parameters "
+        "and export below are this file's."
+    )
+    if facts["step"] == 0:
+        st.warning(
+            "This is the step-0 snapshot: the untrained, random weights written before the "
+            "first step. Its export generates noise; wait for the first checkpoint, or pick one."
+        )
+else:
     st.info(
         f"Run **{run.run_id}** has no checkpoint yet ({run.effective_state()}): the "
         "architecture and parameter counts below come from its config; sizes and export "
@@ -79,8 +91,10 @@ if facts:
     b.metric("Weights, bf16", human_bytes(sz["bf16"]))
     c.metric(
         "Weights + AdamW state",
-        human_bytes(sz["fp32_with_optimizer"]),
-        help=f"optimizer moments: {human_bytes(sz['optimizer'])}",
+        human_bytes(sz["fp32_with_optimizer"]) if sz["optimizer"] else "not in this file",
+        help=f"optimizer moments: {human_bytes(sz['optimizer'])}"
+        if sz["optimizer"]
+        else "a weights-only snapshot keeps no optimizer state: pick a step checkpoint",
     )
     d.metric(
         "Checkpoint file",
@@ -111,7 +125,7 @@ c.metric(
     _fmt(r["best_val_loss"], "{:.4f}"),
     help=_fmt(r["best_val_step"], "at step {}", none=None),
 )
-d.metric("Best val perplexity", _fmt(r["best_val_perplexity"], "{:,.1f}"))
+d.metric("Best val perplexity", _fmt(r["best_val_perplexity"], "{:,.1f}"), help=PERPLEXITY)
 a, b, c, d = st.columns(4)
 a.metric("Steps", f"{r['steps']:,}" + (f" / {r['max_steps']:,}" if r["max_steps"] else ""))
 b.metric(
@@ -135,12 +149,23 @@ hp = [
     }
     for f in dataclasses.fields(TrainConfig)
 ]
-st.dataframe(
-    pd.DataFrame(hp),
-    hide_index=True,
-    height=35 * (len(hp) + 1) + 3,
-    column_config={"meaning": st.column_config.TextColumn(width="large")},
-)
+st.table(pd.DataFrame(hp), hide_index=True)  # a static table wraps the meanings whole
+
+
+def use_this_model(folder: str, run_path) -> None:
+    """How to use the Hugging Face download elsewhere: install, unzip, load, generate (the code
+    core.store.export writes, which the README quotes and a test runs)."""
+    st.markdown(
+        "**Use this model** with Hugging Face `transformers`, anywhere: the zip holds the "
+        "weights, the config and GPT-2's tokenizer."
+    )
+    st.code(export.hf_shell_snippet(f"{folder}-hf.zip"), language="bash")
+    st.code(export.hf_python_snippet(folder), language="python")
+    st.caption(
+        "From the command line, without the browser: `python -m core.store.export "
+        f"--run-dir {run_path} --format hf --out FOLDER`."
+    )
+
 
 st.subheader("Export")
 if facts is None:
@@ -184,8 +209,4 @@ else:
         mime="application/zip",
         on_click="ignore",
     )
-    st.caption(
-        "The Hugging Face folder loads with `transformers.GPT2LMHeadModel."
-        "from_pretrained(folder)`. From the command line: `python -m core.store.export "
-        f"--run-dir {run.path} --format hf --out FOLDER`."
-    )
+    use_this_model(f"{name}-step{step}", run.path)

@@ -13,7 +13,7 @@ from core.runs import launcher
 from core.runs import queue as run_queue
 from core.store import rundir as runsdir
 from core.units import escape_md
-from dashboard import new_run_form, run_actions, state
+from dashboard import new_run_form, run_actions, state, time_budget
 from dashboard.new_run_estimate import estimate_of, estimate_panel
 from dashboard.new_run_read import read_form
 
@@ -38,6 +38,7 @@ def apply_preset(runs_root) -> None:
     name = st.session_state[PRESET_KEY]
     st.session_state.update(new_run_form.preset_values(name))
     st.session_state[PREFIX + "run_name"] = launcher.default_run_name(name, runs_root)
+    time_budget.reset_for_preset(name)
 
 
 def apply_preset_choice(runs_root) -> None:
@@ -93,6 +94,7 @@ def save_form(value_keys: list[str]) -> None:
         PREFIX + "start",
         PREFIX + "start_run",
         PREFIX + "start_hf",
+        time_budget.BUDGET_KEY,
     ]
     st.session_state[SAVED] = {k: st.session_state[k] for k in keys if k in st.session_state}
 
@@ -226,7 +228,7 @@ def preset_and_name(form: dict, runs_root) -> None:
     est = None
     if form["choice"] is not None:
         est = estimate_of(chosen, form["tokens"], form["choice"], runs_root)
-    top[0].caption(new_run_form.preset_note(name, est, chosen.max_steps))
+    top[0].caption(new_run_form.preset_note(name, est))
     with top[1]:
         st.text_input(
             "Run name",
@@ -332,7 +334,9 @@ def main() -> None:
         preset_and_name(form, runs_root)
         field_groups(form, runs_root)
     with right:
-        estimate_panel(form, runs_root)
+        estimate_panel(
+            form, runs_root, st.session_state[PRESET_KEY], lambda: apply_preset(runs_root)
+        )
         when = launch_buttons(form, runs_root)
         queued_note(runs_root)
     save_form(form["value_keys"])

@@ -9,6 +9,9 @@ import plotly.graph_objects as go
 import streamlit as st
 
 from core.generate import sampling
+from core.store.rundir import list_run_dirs
+from dashboard import playground_settings
+from dashboard import state as app_state
 from dashboard import token_view as tv
 from dashboard.checkpoint_picker import cached_model, model_line, pick_header
 from dashboard.playground_ask import Ask, controls, copies_of, event_dict, prompt_tokens
@@ -111,7 +114,7 @@ def _cancel() -> None:
     st.session_state.pg_cancelled = True
 
 
-def _generate(ask: Ask, progress, stats, view_box, cancel_box) -> None:
+def _generate(ask: Ask, progress, stats, view_box, cancel_box, scroll_box) -> None:
     """Stream tokens into the page. The result is kept in the session as it grows, so a Cancel
     (which reruns the page and so ends this run at its next redraw) keeps the text so far."""
     st.session_state.pg_cancelled = False
@@ -130,7 +133,7 @@ def _generate(ask: Ask, progress, stats, view_box, cancel_box) -> None:
     )
     st.session_state.pg_result = result
     cancel_box.button("Cancel", key="pg_cancel", on_click=_cancel)
-    t0, last_draw = time.perf_counter(), 0.0
+    t0, last_draw, scrolled = time.perf_counter(), 0.0, False
     progress.progress(0.0, text=f"0 / {max_new} tokens")
     model = ask.loaded
     for ev in sampling.stream_tokens(model.model, ask.prompt_ids, ask.settings, model.device):
@@ -149,8 +152,32 @@ def _generate(ask: Ask, progress, stats, view_box, cancel_box) -> None:
                 view_box.html(_token_view(ask, result))
             else:
                 view_box.text(ask.prompt + result["text"])
+            scrolled = scrolled or scroll_to(scroll_box)  # the page is long enough now
     result["done"] = True
     cancel_box.empty()
+    scroll_to(scroll_box)  # the whole text, in view
+
+
+def busy_note(box, ask: Ask) -> None:
+    """Beside Generate: a run training on this machine takes most of the CPU."""
+    runs = list_run_dirs(app_state.runs_dir())
+    training = [r.run_id for r in runs if r.effective_state() == "running"]
+    if training and str(ask.loaded.device).startswith("cpu"):
+        box.caption(
+            f"⏳ {training[0]} is training on this machine: generating here is much slower "
+            "until it ends (25-30 times on a 2-core CPU: 4-6 tokens/s instead of 120-150)."
+        )
+
+
+def scroll_to(box) -> bool:
+    """Bring the generated text into view (below the fold on a laptop screen) with a script in
+    box; the time in it makes each one new, so the browser runs it again. Returns True."""
+    box.html(
+        "<script>document.querySelector('.st-key-pg_result_box')"
+        f"?.scrollIntoView({{behavior: 'smooth', block: 'start'}}); // {time.time()}</script>",
+        unsafe_allow_javascript=True,
+    )
+    return True
 
 
 def generate_tab(ask: Ask) -> None:
@@ -158,13 +185,16 @@ def generate_tab(ask: Ask) -> None:
     disabled = ask.prompt_ids is None
     clicked = b1.button("Generate", key="pg_generate", type="primary", disabled=disabled)
     cancel_box = b2.empty()
-    progress, stats, view_box = st.empty(), st.empty(), st.empty()
+    busy_note(cancel_box, ask)
+    with st.container(key="pg_result_box"):  # scrolled into view on Generate
+        progress, stats, view_box = st.empty(), st.empty(), st.empty()
+    scroll_box = st.empty()
     previous = st.session_state.get("pg_result")
     if previous and not previous.get("done"):  # a rerun ended the last generation early
         previous["done"] = True
         previous["cancelled"] = "button" if st.session_state.get("pg_cancelled") else "rerun"
     if clicked and not disabled:
-        _generate(ask, progress, stats, view_box, cancel_box)
+        _generate(ask, progress, stats, view_box, cancel_box, scroll_box)
     result = st.session_state.get("pg_result")
     if result:
         _show(ask, result, progress, stats, view_box)
@@ -206,7 +236,8 @@ def _next_token_chart(rows: list[dict], log_axis: bool, temperature: float) -> g
         legend=dict(orientation="h", yanchor="bottom", y=1.0, x=0),
     )
     if log_axis:
-        fig.update_xaxes(type="log", tickformat=".1~%", dtick=1)
+        ticks, labels = tv.decade_ticks([r["p"] for r in rows] + [r["p_sampled"] for r in rows])
+        fig.update_xaxes(type="log", tickvals=ticks, ticktext=labels)
     else:
         fig.update_xaxes(tickformat=".3~%")
     return fig
@@ -249,7 +280,7 @@ def _next_token_table(rows: list[dict], temperature: float) -> pd.DataFrame:
 
 
 def _next_token_view(ask: Ask) -> None:
-    k = st.slider("Tokens shown", 3, 30, 10, key="pg_nt_k")
+    k = st.slider("Tokens shown", 3, 30, key="pg_nt_k")
     log_axis = st.checkbox("Log scale (small probabilities stay visible)", key="pg_nt_log")
     s, model = ask.settings, ask.loaded
     temperature, top_k, top_p = s.temperature, s.top_k, s.top_p
@@ -300,6 +331,7 @@ def _training_continuation(ask: Ask, k: int) -> None:
 
 def main() -> None:
     st.title("Playground")
+    playground_settings.restore()  # the settings as the user left them (or as the URL says)
     ask = read_ask()
     gen_tab, next_tab, compare_tab = st.tabs(["Generate", "Next token", "Compare checkpoints"])
     with gen_tab:
@@ -311,6 +343,7 @@ def main() -> None:
             _next_token_view(ask)
     with compare_tab:
         compare_view(ask)
+    playground_settings.save(ask.picked.run.run_id)
 
 
 main()

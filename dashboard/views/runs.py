@@ -11,6 +11,7 @@ import streamlit as st
 from core.config import ConfigError
 from core.runs import launcher
 from core.runs.launcher import RunInfo
+from core.store import rundir
 from dashboard import run_table, state
 from dashboard.run_follow import fresh_infos, refresh_every, rerun_when_settled
 from dashboard.run_queue_panel import queue_section
@@ -67,6 +68,7 @@ def dataframe(rows: list[dict], key: str | None, columns: tuple[str, ...]) -> No
         width="stretch",
         column_order=[c for c in columns if c in table],
         column_config={k: v for k, v in TABLE_CONFIG.items() if k in table},
+        placeholder="–",  # an unknown value (no eval yet), not a grey "None"
     )
 
 
@@ -78,7 +80,11 @@ def state_filter() -> list[str]:
     state.seed_from_url("runs_state_filter", "states", state.one_of(STATE_ORDER), many=True)
     st.session_state.setdefault("runs_state_filter", list(STATE_ORDER))
     return st.multiselect(
-        "Filter by state", STATE_ORDER, key="runs_state_filter", persist_state="session"
+        "Filter by state",
+        STATE_ORDER,
+        key="runs_state_filter",
+        persist_state="session",
+        format_func=lambda s: rundir.STARTING if s == "queued" else s,
     )
 
 
@@ -254,7 +260,10 @@ def no_runs(runs_root) -> None:
     st.info(
         f"No runs yet in `{runs_root}`. Start one: pick a preset, press Launch, and watch it learn."
     )
-    st.page_link("views/new_run.py", label="New run", icon=":material/rocket_launch:")
+    if st.button(
+        "Start a new run", key="runs_first_new", type="primary", icon=":material/rocket_launch:"
+    ):
+        st.switch_page("views/new_run.py")
     st.stop()
 
 
