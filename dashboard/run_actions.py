@@ -110,13 +110,7 @@ def continue_training(run: RunDir, state: str, prefix: str) -> None:
             format="%.3f",
             key=f"{prefix}_more_target_{rid}",
         )
-        st.caption(f"Continues from the checkpoint at step {step:,}. {schedule_note(cfg)}")
-        busy = training_beside(run)
-        if busy:
-            st.warning(
-                f"{busy} is training now: continuing starts beside it, and on a small machine "
-                "two runs at once halve each other's speed. Stop it first, or continue later."
-            )
+        continue_notes(run, step, cfg)
         if st.button("Continue", key=f"{prefix}_more_go_{rid}", type="primary"):
             try:
                 launcher.continue_run(run, int(max_steps), float(target))
@@ -125,6 +119,18 @@ def continue_training(run: RunDir, state: str, prefix: str) -> None:
             else:
                 st.toast(f"Continuing {rid} up to step {int(max_steps):,}.")
                 st.rerun()
+
+
+def continue_notes(run: RunDir, step: int, cfg) -> None:
+    """Where continuing starts and what it does to the schedule; a warning when another run
+    trains (continuing would start beside it)."""
+    st.caption(f"Continues from the checkpoint at step {step:,}. {schedule_note(cfg)}")
+    busy = training_beside(run)
+    if busy:
+        st.warning(
+            f"{busy} is training now: continuing starts beside it, and on a small machine "
+            "two runs at once halve each other's speed. Stop it first, or continue later."
+        )
 
 
 def training_beside(run: RunDir) -> str | None:

@@ -144,15 +144,9 @@ def launch_prepared(run: RunDir) -> str:
     Returns the run id."""
     reap()
     cfg = run.read_config()
-    run.write_status(
-        state="queued",
-        pid=None,
-        launcher_pid=None,
-        error=None,
-        reason=None,
-        ended=None,
-        from_queue=time.time(),  # the Live page says which run it followed
-    )
+    cleared = dict(pid=None, launcher_pid=None, error=None, reason=None, ended=None)
+    # from_queue: the Live page of the run that ended says which run the queue started after it
+    run.write_status(state="queued", from_queue=time.time(), **cleared)
     _spawn(run, engine_command(run.path, cfg.nproc))
     return run.run_id
 
