@@ -35,9 +35,11 @@ def replacing(path: Path, durable: bool = False) -> Iterator[Path]:
         if durable:
             _fsync(tmp)
         os.replace(tmp, path)
-    except BaseException:
+    except BaseException as e:
         with contextlib.suppress(OSError):  # a full disk must not leave temp files behind
             tmp.unlink(missing_ok=True)
+        if isinstance(e, OSError) and not e.filename:  # a failed write names no file: say it
+            raise OSError(e.errno, e.strerror, str(path)) from e
         raise
     if durable:
         _fsync(path.parent)

@@ -7,12 +7,13 @@ command line, the dashboard form and config.json all come from this one definiti
 from __future__ import annotations
 
 import dataclasses
-import json
 import math
 import os
 import re
 from dataclasses import dataclass, field
 from pathlib import Path
+
+from core.jsonfile import DamagedFile, read_json
 
 SCHEMA_VERSION = 1
 GPT2_VOCAB = 50257  # tokens in the GPT-2 BPE; the model pads to a multiple of 64 for speed
@@ -444,10 +445,13 @@ def missing_fields(values: dict) -> list[str]:
 
 
 def load_json(path: str | Path) -> TrainConfig:
+    """The settings of a --config file (a JSON object of field: value)."""
     try:
-        values = json.loads(Path(path).read_text())
-    except (OSError, json.JSONDecodeError) as e:
-        raise ConfigError(f"cannot read config file {path}: {e}") from e
+        values = read_json(path, dict, "give a JSON object of settings, as config.json holds")
+    except FileNotFoundError:
+        raise ConfigError(f"config file {path} does not exist: check the path") from None
+    except DamagedFile as e:
+        raise ConfigError(f"config file {e}") from None
     return TrainConfig.from_dict(values)
 
 

@@ -19,6 +19,8 @@ from dataclasses import dataclass
 
 import torch
 
+from core.jsonfile import read_json
+
 # Dense bf16 tensor-core peaks (FLOP/s) from the vendors' data sheets, for MFU.
 GPU_PEAK_BF16 = {
     "H200": 989e12,
@@ -183,10 +185,8 @@ def measured_cpu_peak(
     key = f"{platform.processor() or platform.machine()}-{os.cpu_count()}-{torch.get_num_threads()}"
     path = cache_dir() / "cpu_peak.json"
     try:
-        cached = json.loads(path.read_text())
-        if not isinstance(cached, dict):
-            cached = {}
-    except (OSError, json.JSONDecodeError):
+        cached = read_json(path)
+    except (OSError, ValueError):  # missing or damaged: measured again
         cached = {}
     now = time.time()
     old = cached.get(key)

@@ -46,8 +46,10 @@ def step_batch(run: RunDir, step: int, world_size: int) -> dict:
     if cached and cached[0] == key:
         return cached[1]
     model = cached_model(nearest[1]).model if nearest else None
-    view = inspect_batch.describe_step(run.read_config(), step, world_size, model)
     records = metrics.read_all(run.metrics_path)
+    view = inspect_batch.describe_step(
+        run.read_config(), step, world_size, model, segments=metrics.world_segments(records)
+    )
     shown = dict(
         checkpoint_step=nearest[0] if nearest else None,
         checksum=view.checksum,

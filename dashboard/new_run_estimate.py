@@ -9,6 +9,7 @@ import streamlit as st
 from core import device
 from core.config import TrainConfig
 from core.data import dataset as data
+from core.data.xray import too_large_to_wait
 from core.model.param_count import param_count
 from core.train import estimate, throughput
 from core.units import escape_md, format_duration, format_mib
@@ -107,9 +108,13 @@ def xray_panel(cfg: TrainConfig, n_params: int) -> None:
     """core.data.corpus's data X-ray: sizes, passes over the text, parameters per training
     token, the longest passages the text repeats, and a warning when it will likely memorize."""
     st.markdown("**Data X-ray**")
+    too_large = too_large_to_wait(cfg.data)
+    if too_large:
+        st.caption(f"No X-ray of this data: {too_large}.")
+        return
     try:
         x = data_xray(new_run_form.xray_key(cfg), n_params, new_run_form.data_mtime(cfg.data))
-    except (data.DataError, OSError, ValueError) as e:
+    except (data.DataError, OSError, ValueError, MemoryError) as e:
         st.caption(f"No X-ray of this data: {e}")
         return
     st.table(

@@ -26,7 +26,7 @@ def test_running_run_with_dead_process_and_stale_heartbeat_is_crashed(runs_dir):
     dead = subprocess.Popen(["true"])
     dead.wait()
     run.write_status(state="running", pid=dead.pid)
-    assert run.effective_state() == "running"  # heartbeat still fresh
+    assert run.effective_state() == "crashed"  # its process is gone: fresh heartbeat or not
     status = run.read_status()
     status["updated"] = time.time() - 30
     assert run.effective_state(status) == "crashed"

@@ -40,6 +40,12 @@ from core.data.dataset import DataError
 CHUNK = 1 << 20  # suffixes sorted at once: bounds the build's work buffers
 
 
+CELLS = 1 << 21  # entries of one block comparison's work arrays (16 MiB each as int64)
+
+
+MAX_REPEAT = 1024  # repeats are searched up to this length; the longest are then measured whole
+
+
 STRIDE = 64  # the byte offset of every STRIDE-th token is stored; the rest are summed on demand
 
 
@@ -173,16 +179,24 @@ def _refine_chunk(sa, rank, group_start, group_len, h):
     return pos[run_first[tied]], run_len[tied]
 
 
-def lcp_array(tokens: np.ndarray, sa: np.ndarray) -> np.ndarray:
-    """LCP[j]: how many tokens the suffixes at sa[j-1] and sa[j] share (LCP[0] = 0). Most pairs
-    share a few tokens, so it compares one token a round over the pairs still equal, and hands
-    the few long ones to the block comparison."""
-    n = len(sa)
-    out = np.zeros(n, np.int32)
-    step = CHUNK * 4
-    for start in range(1, n, step):
-        j = np.arange(start, min(start + step, n))
-        a, b = sa[j - 1].astype(np.int64), sa[j].astype(np.int64)
+def lcp_array(tokens: np.ndarray, sa: np.ndarray, limit: int | None = None) -> np.ndarray:
+    """LCP[j]: how many tokens the suffixes at sa[j-1] and sa[j] share (LCP[0] = 0), counted up
+    to `limit` when given (a text pasted twice has millions of pairs sharing thousands of
+    tokens: the limit bounds the work). Most pairs share a few tokens, so it compares one token
+    a round over the pairs still equal, and hands the long ones to the block comparison."""
+    out = np.zeros(len(sa), np.int32)
+    out[1:] = pair_lcp(tokens, sa[:-1], sa[1:], limit)
+    return out
+
+
+def pair_lcp(tokens: np.ndarray, first, second, limit: int | None = None) -> np.ndarray:
+    """How many tokens the suffixes at first[i] and second[i] share, for each i (up to limit
+    when given), a block of pairs at a time."""
+    n, step = len(tokens), CHUNK * 4
+    out = np.zeros(len(first), np.int32)
+    for start in range(0, len(first), step):
+        j = np.arange(start, min(start + step, len(first)))
+        a, b = np.asarray(first[j], np.int64), np.asarray(second[j], np.int64)
         k = 0
         while len(j) > 1024 and k < 64:
             same = (b + k < n) & (a + k < n)  # a or b past the end: they differ there
@@ -192,9 +206,9 @@ def lcp_array(tokens: np.ndarray, sa: np.ndarray) -> np.ndarray:
             out[j] = k
         if len(j):
             out[j], _ = _first_diff(
-                tokens, a, tokens, b, np.full(len(j), k, np.int64), TEXT_END, QUERY_END
+                tokens, a, tokens, b, np.full(len(j), k, np.int64), TEXT_END, QUERY_END, limit
             )
-    return out
+    return out if limit is None else np.minimum(out, limit, out=out)
 
 
 # --- comparing -----------------------------------------------------------------------------
@@ -209,13 +223,26 @@ def _gather(arr: np.ndarray, idx: np.ndarray, fill: int) -> np.ndarray:
     return values
 
 
-def _first_diff(x, x_at, y, y_at, skip, x_end, y_end):
+def _first_diff(x, x_at, y, y_at, skip, x_end, y_end, limit=None):
     """For each row r, compare x[x_at[r]:] with y[y_at[r]:] from position skip[r] on (the first
     skip[r] tokens are known equal): return where they first differ (the LCP) and the sign of
-    y - x there. Different end sentinels make every pair differ somewhere."""
+    y - x there. Different end sentinels make every pair differ somewhere. With `limit`, a row
+    equal for `limit` tokens stops there (at or past limit, sign 0). Rows go in slices, so the
+    work arrays stay under CELLS entries however many rows share long stretches."""
     d = skip.astype(np.int64)
     sign = np.zeros(len(d), np.int8)
-    todo = np.arange(len(d))
+    rows = CELLS // 8
+    for a in range(0, len(d), rows):
+        _first_diff_rows(
+            x, x_at, y, y_at, d, sign, np.arange(a, min(a + rows, len(d))), (x_end, y_end), limit
+        )
+    return d, sign
+
+
+def _first_diff_rows(x, x_at, y, y_at, d, sign, todo, ends, limit):
+    """_first_diff for the rows in todo, in place: blocks of `width` tokens a round, the width
+    doubling (to 4,096) while rows x width stays within CELLS."""
+    x_end, y_end = ends
     width = 8
     while todo.size:
         offs = d[todo, None] + np.arange(width)
@@ -229,8 +256,9 @@ def _first_diff(x, x_at, y, y_at, skip, x_end, y_end):
         sign[todo[rows]] = np.sign(yv[rows, col].astype(np.int64) - xv[rows, col])
         todo = todo[~hit]
         d[todo] += width
-        width = min(width * 2, 4096)  # long matches: fewer, wider rounds
-    return d, sign
+        if limit is not None:
+            todo = todo[d[todo] < limit]
+        width = min(width * 2, 4096, max(8, CELLS // max(len(todo), 1)))  # long: fewer, wider
 
 
 # --- querying ------------------------------------------------------------------------------
@@ -405,14 +433,17 @@ class SuffixIndex:
 
     def repeats(self, top: int = 3) -> list[tuple[int, int]]:
         """The longest passages this text repeats: (offset, length) of up to `top` distinct
-        ones, longest first, from the largest LCPs of pairs that cannot be extended leftwards."""
+        ones, longest first, from the largest LCPs of pairs that cannot be extended leftwards.
+        LCPs are searched up to MAX_REPEAT tokens (bounded work for any text); a chosen passage
+        that long is then measured whole."""
         if len(self.sa) < 2:
             return []
-        lcp = lcp_array(self.tokens, self.sa)
         a, b = self.sa[:-1].astype(np.int64), self.sa[1:].astype(np.int64)
         left = (a == 0) | (b == 0)
         left |= self.tokens[np.maximum(a - 1, 0)] != self.tokens[np.maximum(b - 1, 0)]
-        score = np.where(left, lcp[1:], 0)
+        left = np.flatnonzero(left)  # in a text pasted twice, few pairs: the work they save
+        score = np.zeros(len(a), np.int32)
+        score[left] = pair_lcp(self.tokens, a[left], b[left], MAX_REPEAT)
         chosen: list[tuple[int, int, list[tuple[int, int]]]] = []
         best = np.argpartition(-score, min(max(50 * top, 200), len(score) - 1))[
             : max(50 * top, 200)
@@ -424,7 +455,11 @@ class SuffixIndex:
             spots = [(int(a[j]), int(a[j]) + length), (int(b[j]), int(b[j]) + length)]
             if any(s < e2 and s2 < e for s, e in spots for *_, seen in chosen for s2, e2 in seen):
                 continue
+            if length >= MAX_REPEAT:  # measured whole: one pair, bounded memory
+                length = int(pair_lcp(self.tokens, a[j : j + 1], b[j : j + 1])[0])
+                spots = [(s, s + length) for s, _ in spots]
             chosen.append((min(spots)[0], length, spots))
+        chosen.sort(key=lambda c: -c[1])
         return [(offset, length) for offset, length, _ in chosen]
 
 
@@ -495,6 +530,23 @@ def _cached(path: Path, make, check) -> np.ndarray:
     with atomic.replacing(path) as tmp, open(tmp, "wb") as f:
         np.save(f, array, allow_pickle=False)
     return array
+
+
+def looks_sorted(tokens: np.ndarray, sa: np.ndarray, samples: int = 256) -> bool:
+    """Whether a cached suffix array can be trusted for these tokens: the right dtype and
+    shape, and `samples` random adjacent suffixes in range and in order (a shuffled or stale
+    file fails at once; checking every suffix would cost as much as building it)."""
+    n = len(tokens)
+    if sa.dtype != np.int32 or sa.shape != (n,):
+        return False
+    if n < 2:
+        return bool(n == 0 or sa[0] == 0)
+    j = np.random.default_rng().integers(1, n, min(samples, n - 1))
+    a, b = np.asarray(sa[j - 1], np.int64), np.asarray(sa[j], np.int64)
+    if min(a.min(), b.min()) < 0 or max(a.max(), b.max()) >= n or np.any(a == b):
+        return False
+    sign = _first_diff(tokens, a, tokens, b, np.zeros(len(j), np.int64), TEXT_END, QUERY_END)[1]
+    return bool(np.all(sign > 0))
 
 
 @functools.lru_cache(maxsize=1)
@@ -656,13 +708,19 @@ def load_index(data: str, val_fraction: float = 0.1) -> CorpusIndex:
         sa = _cached(
             _cache_path(tag, f"{name}-sa"),
             lambda part=part: build_suffix_array(part),
-            lambda a, part=part: a.dtype == np.int32 and a.shape == (len(part),),
+            lambda a, part=part: looks_sorted(part, a),
         )
         indexes.append(SuffixIndex(part, sa, name))
+    size = sum(p.stat().st_size for p in files) + 2 * (len(files) - 1)
     offsets = _cached(
         _cache_path(key, f"offsets{STRIDE}"),
         lambda: byte_offsets(tokens),
-        lambda a: a.dtype == np.int64 and a.shape == (len(tokens) // STRIDE + 1,),
+        lambda a: (
+            a.dtype == np.int64
+            and a.shape == (len(tokens) // STRIDE + 1,)
+            and (len(a) == 0 or (a[0] == 0 and a[-1] <= size))
+            and bool(np.all(np.diff(a) >= 0))
+        ),
     )
     return CorpusIndex(data, val_fraction, files, key, tokens, *indexes, offsets)
 

@@ -10,7 +10,7 @@ grad_accum_steps * world_size).
 from __future__ import annotations
 
 import hashlib
-from collections.abc import Iterable
+from collections.abc import Iterable, Sequence
 from typing import NamedTuple
 
 import numpy as np
@@ -46,15 +46,36 @@ class MicroBatch(NamedTuple):
     y: torch.Tensor  # next-token targets, same shape
 
 
-def micro_batch_numbers(cfg: TrainConfig, step: int, world_size: int = 1) -> range:
+def micro_batch_numbers(
+    cfg: TrainConfig, step: int, world_size: int = 1, segments: Segments = ()
+) -> range:
     """The micro batch numbers step `step` (1-based) trains on, all ranks together, in order;
-    rank r's share is every world_size-th number from the r-th. ValueError for a bad step."""
+    rank r's share is every world_size-th number from the r-th. With segments (from the start
+    records: a resume may change the world size), each step counts with the world size of its
+    segment and world_size is ignored. ValueError for a bad step."""
     if isinstance(step, bool) or not isinstance(step, int) or step < 1:
         raise ValueError(f"step must be a whole number >= 1 (got {step!r}): steps count from 1")
-    if isinstance(world_size, bool) or not isinstance(world_size, int) or world_size < 1:
-        raise ValueError(f"world_size must be a whole number >= 1 (got {world_size!r})")
-    per_step = with_derived_accum(cfg, world_size).grad_accum_steps * world_size
-    return range((step - 1) * per_step, step * per_step)
+    seen = 0
+    parts = list(segments) or [(0, world_size)]
+    for i, (begin, size) in enumerate(parts):
+        if isinstance(size, bool) or not isinstance(size, int) or size < 1:
+            raise ValueError(f"world_size must be a whole number >= 1 (got {size!r})")
+        per_step = with_derived_accum(cfg, size).grad_accum_steps * size
+        end = parts[i + 1][0] if i + 1 < len(parts) else None
+        if end is None or step <= end:
+            first = seen + (step - 1 - begin) * per_step
+            return range(first, first + per_step)
+        seen += (end - begin) * per_step
+    raise AssertionError("unreachable: the last segment is open")
+
+
+Segments = Sequence[tuple[int, int]]  # (the step a segment starts after, its world size)
+
+
+def world_size_at(step: int, segments: Segments, default: int = 1) -> int:
+    """The world size that trained `step`: that of the last segment starting before it."""
+    sizes = [size for begin, size in segments if begin < step]
+    return sizes[-1] if sizes else (segments[0][1] if segments else default)
 
 
 def train_walker(cfg: TrainConfig) -> BatchWalker:
@@ -65,11 +86,16 @@ def train_walker(cfg: TrainConfig) -> BatchWalker:
 
 
 def step_batches(
-    cfg: TrainConfig, step: int, world_size: int = 1, walker: BatchWalker | None = None
+    cfg: TrainConfig,
+    step: int,
+    world_size: int = 1,
+    walker: BatchWalker | None = None,
+    segments: Segments = (),
 ) -> list[MicroBatch]:
     """The (number, x, y) micro batches of a step in micro batch order, as the engine's ranks
-    read them. Pass walker (train_walker(cfg)) to avoid reading the data on every call."""
-    numbers = micro_batch_numbers(cfg, step, world_size)
+    read them (segments: see micro_batch_numbers). Pass walker (train_walker(cfg)) to avoid
+    reading the data on every call."""
+    numbers = micro_batch_numbers(cfg, step, world_size, segments)
     walker = walker or train_walker(cfg)
     return [MicroBatch(n, *walker.batch(n)) for n in numbers]
 

@@ -18,8 +18,9 @@ import torch.nn.functional as F
 
 from core.config import TrainConfig, with_derived_accum
 from core.data import dataset
-from core.data.walker import BatchWalker, batch_checksum, step_batches
+from core.data.walker import BatchWalker, Segments, batch_checksum, step_batches, world_size_at
 from core.model.gpt import GPT
+from core.store.metrics import world_segments
 
 
 @torch.no_grad()
@@ -63,10 +64,13 @@ def describe_step(
     model: GPT | None = None,
     device: str | torch.device = "cpu",
     walker: BatchWalker | None = None,
+    segments: Segments = (),
 ) -> StepView:
     """Everything about one step's data: each micro batch's number, micro step, rank and text,
-    the step's checksum and, with a model, per-token losses (one forward per micro batch)."""
-    batches = step_batches(cfg, step, world_size, walker)
+    the step's checksum and, with a model, per-token losses (one forward per micro batch).
+    segments (metrics.world_segments): the world size of each part of a resumed run."""
+    world_size = world_size_at(step, segments, world_size)
+    batches = step_batches(cfg, step, world_size, walker, segments)
     enc = dataset.get_tokenizer()
     start = batches[0].number
     views = []
@@ -136,14 +140,17 @@ def _load(args):
     model = None
     if args.checkpoint:
         model = load_model(resolve_checkpoint(run, args.checkpoint), args.device).model
-    return cfg, world_size, model, MetricsReader(run.metrics_path).read_new(), status.get("step", 0)
+    records = MetricsReader(run.metrics_path).read_new()
+    return cfg, world_size, model, records, status.get("step") or 0
 
 
 def main(argv=None) -> int:
     args = build_parser().parse_args(argv)
     try:
         cfg, world_size, model, records, trained = _load(args)
-        view = describe_step(cfg, args.step, world_size, model, args.device)
+        segments = world_segments(records) if args.world_size is None else []
+        view = describe_step(cfg, args.step, world_size, model, args.device, segments=segments)
+        world_size = view.world_size
     except (ValueError, FileNotFoundError) as e:
         print(f"error: {str(e).splitlines()[0]}", file=sys.stderr)
         return 2

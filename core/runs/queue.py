@@ -21,7 +21,8 @@ import time
 from pathlib import Path
 
 from core import atomic
-from core.config import ConfigError, TrainConfig, check_run_id
+from core.config import RUN_ID_PATTERN, ConfigError, TrainConfig, check_run_id
+from core.jsonfile import DamagedFile, read_json
 from core.runs import launcher
 from core.runs.preflight import check_runnable
 from core.store.rundir import (
@@ -30,6 +31,7 @@ from core.store.rundir import (
     RunDir,
     default_run_name,
     default_runs_dir,
+    list_run_dirs,
     queue_lock_path,
     queue_path,
 )
@@ -55,24 +57,41 @@ def _locked(root: Path):
 
 
 def _read(root: Path) -> list[str]:
-    """The queued run ids as stored. A missing or unreadable file is an empty queue (the next
-    change rewrites it)."""
+    """The queued run ids as stored: valid run names (never a path), each once. A missing or
+    damaged file reads as empty; queued() then recovers the order from the run directories."""
     try:
-        values = json.loads(queue_path(root).read_text())
-    except (FileNotFoundError, json.JSONDecodeError, UnicodeDecodeError):
+        values = read_json(queue_path(root))
+    except (FileNotFoundError, DamagedFile):
         return []
-    runs = values.get("runs") if isinstance(values, dict) else None
-    return [r for r in runs if isinstance(r, str)] if isinstance(runs, list) else []
+    runs = values.get("runs")
+    found: list[str] = []
+    for run_id in runs if isinstance(runs, list) else []:
+        if isinstance(run_id, str) and RUN_ID_PATTERN.fullmatch(run_id) and run_id not in found:
+            found.append(run_id)
+    return found
 
 
 def _write(root: Path, run_ids: list[str]) -> None:
     path = queue_path(root)
-    atomic.write_text(path, json.dumps({"version": VERSION, "runs": run_ids}), durable=True)
+    try:
+        atomic.write_text(path, json.dumps({"version": VERSION, "runs": run_ids}), durable=True)
+    except OSError as e:
+        raise ConfigError(
+            f"cannot write the run queue {path} ({e.strerror or e}): free some space or make "
+            f"{root} writable; the queue's runs are kept and come back from their folders"
+        ) from e
 
 
 def _is_waiting(root: Path, run_id: str) -> bool:
     run = RunDir(root / run_id)
     return run.exists() and run.read_status().get("state") == WAITING
+
+
+def _strays(root: Path, known: list[str]) -> list[str]:
+    """Waiting runs the stored queue lacks (a damaged or half-written queue.json, a failed
+    write), oldest first: they go back at the end of the queue, never stranded."""
+    runs = [r for r in list_run_dirs(root) if r.run_id not in known]
+    return [r.run_id for r in reversed(runs) if r.read_status().get("state") == WAITING]
 
 
 def enqueue(
@@ -86,15 +105,21 @@ def enqueue(
     name = check_run_id(name) if name else None
     with _locked(root):
         run = RunDir.create(root, name or default_run_name("run", root), config, state=WAITING)
-        _write(root, _read(root) + [run.run_id])
+        try:  # all or nothing: a run the queue cannot hold is removed again
+            _write(root, [r for r in queued(root) if r != run.run_id] + [run.run_id])
+        except ConfigError:
+            run.delete()
+            raise
     return run.run_id
 
 
 def queued(runs_dir: str | Path | None = None) -> list[str]:
     """The run ids waiting to start, first to start first (entries whose run directory was
-    deleted or already started are left out)."""
+    deleted or already started are left out; waiting runs the stored queue lacks follow, oldest
+    first)."""
     root = _root(runs_dir)
-    return [r for r in _read(root) if _is_waiting(root, r)]
+    stored = [r for r in _read(root) if _is_waiting(root, r)]
+    return stored + _strays(root, stored)
 
 
 def move(
@@ -136,7 +161,7 @@ def remove(run_id: str, runs_dir: str | Path | None = None) -> None:
 def clear(runs_dir: str | Path | None = None) -> list[str]:
     """Empty the queue, deleting each waiting run's directory; returns the ids removed."""
     root = _root(runs_dir)
-    if not queue_path(root).exists():
+    if not queue_path(root).exists() and not _strays(root, []):
         return []
     with _locked(root):
         run_ids = queued(root)
@@ -169,12 +194,12 @@ def start_next(runs_dir: str | Path | None = None) -> str | None:
     else None. Safe to call at any time, from any process: the check and the pop happen under
     the queue's lock. A run that cannot be started is marked failed and the next one tried."""
     root = _root(runs_dir)
-    if not queue_path(root).exists():
+    if not queue_path(root).exists() and not _strays(root, []):
         return None  # no queue here: touch nothing (a CLI run's parent may be any folder)
     with _locked(root):
         if any(info.state in ACTIVE_STATES for info in launcher.list_runs(root)):
             return None
-        run_ids = _read(root)
+        run_ids = queued(root)
         while run_ids:
             run_id = run_ids.pop(0)
             if not _is_waiting(root, run_id):

@@ -25,6 +25,7 @@ from core import atomic
 from core import device as devices
 from core.config import DTYPE_ALIASES, TrainConfig
 from core.device import DTYPE_NAMES
+from core.jsonfile import parse_json
 from core.model.gpt import GPT, ModelConfig
 from core.store import checkpoint
 from core.store.rundir import RunDir
@@ -52,7 +53,10 @@ class Checkpoint:
     meta: dict = field(default_factory=dict)  # keys this version does not know, kept as read
 
     def build_model(self) -> GPT:
-        """A GPT (fp32, CPU, eval mode) holding these weights; ValueError if they do not fit."""
+        """A GPT (fp32, CPU, eval mode) holding these weights; ValueError if they do not fit,
+        found before any memory is allocated (a config of 10^9 tokens of vocabulary beside
+        small tensors is a damaged file, not an allocation to attempt)."""
+        self.check_shapes()
         model = GPT(ModelConfig.of(self.config))
         try:
             model.load_state_dict(self.model)
@@ -62,6 +66,24 @@ class Checkpoint:
                 f"describes ({str(e).splitlines()[0][:200]})"
             ) from e
         return model.eval()
+
+    def check_shapes(self) -> None:
+        """ValueError naming the first tensor whose shape differs from what the config's model
+        has (or that it lacks), compared on the meta device: nothing is allocated."""
+        try:
+            with torch.device("meta"):
+                expected = GPT(ModelConfig.of(self.config)).state_dict()
+        except (RuntimeError, ValueError, TypeError) as e:
+            raise ValueError(f"{self.path}: its config describes no model ({e})") from e
+        for name, tensor in expected.items():
+            have = self.model.get(name)
+            shape = tuple(getattr(have, "shape", ()))
+            if have is None or shape != tuple(tensor.shape):
+                raise ValueError(
+                    f"{self.path}: the weights do not match the model its config describes "
+                    f"({name} is {shape or 'missing'}, the config needs {tuple(tensor.shape)}): "
+                    "the file is damaged or from another model; pick another"
+                )
 
 
 _KNOWN = {
@@ -256,7 +278,7 @@ def _load_weights_file(path: Path) -> Checkpoint:
     if "config" not in meta or "transformer.wte.weight" not in tensors:
         raise ValueError(f"{path} has no config in its metadata: not written by this project")
     try:
-        cfg = TrainConfig.from_dict(json.loads(meta["config"]))
+        cfg = TrainConfig.from_dict(parse_json(meta["config"], dict, f"{path}'s config"))
     except (TypeError, ValueError) as e:
         raise ValueError(f"{path} holds a config this version cannot read: {e}") from e
     tensors[TIED] = tensors["transformer.wte.weight"]

@@ -125,7 +125,7 @@ def parse_records(chunk: bytes) -> list[dict]:
     for line in chunk.splitlines():
         try:
             record = clean(json.loads(line))
-        except ValueError:  # JSON or UTF-8 errors: a line torn by a crash
+        except (ValueError, RecursionError):  # a line torn by a crash, bad UTF-8, absurd nesting
             continue
         if record is not None:
             records.append(record)
@@ -246,13 +246,17 @@ class MetricsLog:
     """The engine's writer: one line per record, flushed as written, checked against KINDS."""
 
     def __init__(self, path: Path):
+        self.path = Path(path)
         self._file = open(path, "a", buffering=1)
 
     def write(self, kind: str, step: int, time: float, **values) -> dict:
         unknown = set(values) - set(KINDS[kind])
         assert not unknown, f"fields {unknown} are not declared for kind {kind!r} in KINDS"
         record = {"kind": kind, "step": step, "time": time, **values}
-        self._file.write(json.dumps(record) + "\n")
+        try:
+            self._file.write(json.dumps(record) + "\n")
+        except OSError as e:  # a full disk: say which file it refused
+            raise OSError(e.errno, e.strerror, str(self.path)) from e
         return record
 
     def close(self) -> None:
@@ -302,6 +306,20 @@ class MetricsReader:
 def read_all(path: Path) -> list[dict]:
     """Every clean record of a metrics file."""
     return MetricsReader(Path(path)).read_new()
+
+
+def world_segments(records) -> list[tuple[int, int]]:
+    """(step it starts after, world size) of each training segment, from the start records: a
+    resume may run on another number of processes. A start at a step at or before an earlier
+    one's (a resume from an older checkpoint) replaces what followed it."""
+    segments: list[tuple[int, int]] = []
+    for r in records:
+        size = r.get("world_size") if r["kind"] == "start" else None
+        if isinstance(size, int) and size >= 1:
+            while segments and segments[-1][0] >= r["step"]:
+                segments.pop()
+            segments.append((r["step"], size))
+    return segments
 
 
 def truncate_after(path: Path, step: int) -> None:

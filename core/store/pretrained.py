@@ -10,12 +10,12 @@ read with safetensors' own loader (`model.safetensors`) or torch's weights-only 
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 
 import torch
 
 from core.config import SHAPE_FIELDS, ConfigError
+from core.jsonfile import read_json
 from core.model.gpt import GPT
 
 CONV1D = (".attn.c_attn.weight", ".attn.c_proj.weight", ".mlp.c_fc.weight", ".mlp.c_proj.weight")
@@ -72,7 +72,7 @@ def source_shape(source: str) -> dict[str, int]:
         cfg = _our_checkpoint(source).config
         return {name: getattr(cfg, name) for name in SHAPE_FIELDS}
     try:
-        hf = json.loads((folder / "config.json").read_text())
+        hf = read_json(folder / "config.json")
         return {
             "n_layer": int(hf["n_layer"]),
             "n_head": int(hf["n_head"]),
@@ -87,14 +87,66 @@ def source_shape(source: str) -> dict[str, int]:
 
 
 def shape_conflicts(cfg, source: str) -> list[str]:
-    """One 'field: why' line for each shape field of cfg that differs from the source's."""
+    """One 'field: why' line for each shape field of cfg that differs from the source's; when
+    they agree, a line for weights that do not fit the shape its config.json describes (found
+    from the file headers, before any run directory exists)."""
     shape = source_shape(source)
-    return [
+    conflicts = [
         f"{name}: {getattr(cfg, name)} differs from init_from {source!r}, which has "
         f"{value} (the source decides the model's shape)"
         for name, value in shape.items()
         if getattr(cfg, name) != value
     ]
+    return conflicts or weight_conflicts(cfg, source)
+
+
+def weight_conflicts(cfg, source: str) -> list[str]:
+    """A line naming the first tensor of the source whose shape differs from cfg's model (or
+    that it lacks), compared on the meta device; [] when every one fits."""
+    from core.model.gpt import ModelConfig
+
+    with torch.device("meta"):
+        expected = GPT(ModelConfig.of(cfg)).state_dict()
+    have = _source_shapes(source)
+    for name, tensor in expected.items():
+        if have.get(name) != tuple(tensor.shape):
+            got = have.get(name) or "missing"
+            return [
+                f"init_from {source}: its weights do not fit its own config ({name} is {got}, "
+                f"the config needs {tuple(tensor.shape)}): the download is damaged; fetch it "
+                "again or pick another source"
+            ]
+    return []
+
+
+def _source_shapes(source: str) -> dict[str, tuple]:
+    """Each tensor's shape under our names, from the safetensors headers alone where there
+    are any."""
+    folder = _hf_folder(source)
+    if folder is None:
+        return {k: tuple(v.shape) for k, v in _our_checkpoint(source).model.items()}
+    files = sorted(folder.glob("*.safetensors"))
+    if not files:
+        return {k: tuple(v.shape) for k, v in _hf_state(folder).items()}
+    from safetensors import safe_open
+
+    shapes = {}
+    for f in files:
+        with safe_open(str(f), framework="pt") as handle:
+            for name in handle.keys():  # noqa: SIM118 (a safetensors handle, not a dict)
+                ours = _our_name(name)
+                if ours:
+                    shape = tuple(handle.get_slice(name).get_shape())
+                    shapes[ours] = shape[::-1] if ours.endswith(CONV1D) else shape
+    shapes.setdefault("lm_head.weight", shapes.get("transformer.wte.weight"))
+    return shapes
+
+
+def _our_name(name: str) -> str | None:
+    """A Hugging Face GPT-2 tensor name as ours; None for the causal-mask buffers."""
+    if name.endswith(_SKIPPED):
+        return None
+    return name if name.startswith(("transformer.", "lm_head.")) else f"transformer.{name}"
 
 
 def _hf_state(folder: Path) -> dict[str, torch.Tensor]:
@@ -112,10 +164,9 @@ def _hf_state(folder: Path) -> dict[str, torch.Tensor]:
         raise SourceError(f"{folder} has neither model.safetensors nor pytorch_model.bin")
     state = {}
     for name, t in raw.items():
-        if name.endswith(_SKIPPED):
-            continue
-        name = name if name.startswith(("transformer.", "lm_head.")) else f"transformer.{name}"
-        state[name] = t.t().contiguous() if name.endswith(CONV1D) else t
+        name = _our_name(name)
+        if name:
+            state[name] = t.t().contiguous() if name.endswith(CONV1D) else t
     state.setdefault("lm_head.weight", state["transformer.wte.weight"])  # tied
     return state
 

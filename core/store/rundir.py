@@ -28,6 +28,7 @@ from pathlib import Path
 
 from core import atomic
 from core.config import SCHEMA_VERSION, ConfigError, TrainConfig, check_run_id, missing_fields
+from core.jsonfile import DamagedFile, read_json
 
 ACTIVE_STATES = ("queued", "running")
 STOPPING = "stopping"  # shown only: an active run that was asked to stop and is finishing
@@ -54,7 +55,12 @@ RUN_FILES = frozenset(
         "token_curves.bin",
     }
 )
-_TEMP_FILE = re.compile(r"\.(config\.json|status\.json|metrics\.jsonl|token_curves\.bin)\.\d+\.tmp")
+_TEMP_FILE = re.compile(
+    r"\.(config\.json|status\.json|metrics\.jsonl|token_curves\.bin|notes\.json)\.\d+\.tmp"
+)
+# A temp file of an atomic write (checkpoints, snapshots, best.pt, the run's JSON files): the
+# pid of the writer is in its name.
+_ANY_TEMP = re.compile(r"\..+\.(\d+)\.tmp(\.npy)?")
 _NUMBER = (int, float)
 # status.json fields and their types (None is allowed for each); anything else is damage.
 _STATUS_TYPES = {
@@ -80,6 +86,7 @@ _NOTES_LOCK = threading.Lock()
 _CKPT = re.compile(r"^step_(\d{7})\.pt$")
 _SNAPSHOT = re.compile(r"^step_(\d{7})\.safetensors$")
 TITLE_MAX, NOTE_MAX = 80, 2000
+_FIX = "delete the run, or restore the file from a backup"
 
 
 def default_runs_dir() -> Path:
@@ -98,6 +105,18 @@ def process_start_time(pid: int | None) -> int | None:
         return int(stat.rsplit(")", 1)[1].split()[19])  # fields after the name start at 3
     except (OSError, ValueError, IndexError):
         return None
+
+
+def process_started_at(pid: int | None) -> float | None:
+    """When pid started, as a wall-clock time (from /proc); None where that cannot be read."""
+    ticks = process_start_time(pid)
+    try:
+        uptime = float(Path("/proc/uptime").read_text().split()[0])
+    except (OSError, ValueError, IndexError):
+        return None
+    if ticks is None:
+        return None
+    return time.time() - uptime + ticks / os.sysconf("SC_CLK_TCK")
 
 
 def same_process(pid: int | None, start: int | None) -> bool | None:
@@ -202,11 +221,12 @@ class RunDir:
         """Whether this folder is a run directory of this tool: its config.json is an object with
         schema_version; or, when config.json is unreadable, the folder holds a status.json and
         nothing but run files (a damaged run, still listed and deletable)."""
-        try:
-            values = json.loads((self.path / "config.json").read_bytes())
-        except (FileNotFoundError, IsADirectoryError, NotADirectoryError):
+        where = self.path / "config.json"
+        if not where.is_file():
             return False
-        except (OSError, ValueError):
+        try:
+            values = read_json(where, expect=None)
+        except (FileNotFoundError, DamagedFile):
             values = None
         if isinstance(values, dict):
             return "schema_version" in values
@@ -237,15 +257,11 @@ class RunDir:
         describe another model) or has values of the wrong type."""
         where = self.path / "config.json"
         try:
-            values = json.loads(where.read_bytes())
+            values = read_json(where, dict, _FIX)
         except FileNotFoundError:
             raise ConfigError(f"{self.path} is not a run directory (no config.json)") from None
-        except OSError as e:
-            raise ConfigError(f"{where} cannot be read ({e.strerror})") from e
-        except ValueError as e:  # JSON or UTF-8 errors
-            raise ConfigError(f"{where} is corrupt (not JSON: {e})") from e
-        if not isinstance(values, dict):
-            raise ConfigError(f"{where} holds {type(values).__name__}, not an object of settings")
+        except DamagedFile as e:
+            raise ConfigError(str(e)) from None
         missing = missing_fields(values)
         if missing:
             raise ConfigError(
@@ -269,13 +285,11 @@ class RunDir:
     def _load_status(self) -> tuple[dict, str | None]:
         """(status, None), or ({}, what is wrong) when status.json cannot be used."""
         try:
-            status = json.loads((self.path / "status.json").read_bytes())
+            status = read_json(self.path / "status.json", expect=None)
         except FileNotFoundError:
             return {"state": "queued", "step": 0}, None
-        except OSError as e:
-            return {}, f"status.json cannot be read ({e.strerror})"
-        except ValueError as e:  # JSON or UTF-8 errors
-            return {}, f"status.json is corrupt (not JSON: {e})"
+        except DamagedFile as e:
+            return {}, f"status.json is damaged ({e.reason}): {_FIX}"
         problem = _status_problem(status)
         return ({}, problem) if problem else (status, None)
 
@@ -311,6 +325,32 @@ class RunDir:
             finally:
                 os.close(fd)
 
+    def launched_at(self) -> float | None:
+        """When the process that trains this run started (wall clock): the launcher's child
+        (torchrun or the engine) when status.json names one that still runs, else this
+        process. A STOP older than that was meant for an earlier launch."""
+        status = self.read_status()
+        launcher = status.get("launcher_pid")
+        if launcher and same_process(launcher, status.get("launcher_pid_start")):
+            return process_started_at(launcher)
+        return process_started_at(os.getpid())
+
+    def remove_temp_files(self) -> list[str]:
+        """Remove the temp files of writes that a kill interrupted (a checkpoint, snapshot or
+        best.pt temp can be as large as a checkpoint): every one in checkpoints/ and snapshots/,
+        and this folder's own except this process's. Call while holding the writer lock.
+        Returns the names removed."""
+        removed = []
+        for folder in (self.path, self.checkpoint_dir, self.snapshot_dir):
+            with contextlib.suppress(OSError):
+                for p in folder.iterdir():
+                    m = _ANY_TEMP.fullmatch(p.name)
+                    if m and not (folder == self.path and int(m.group(1)) == os.getpid()):
+                        with contextlib.suppress(OSError):
+                            p.unlink()
+                            removed.append(str(p.relative_to(self.path)))
+        return removed
+
     def mark_started(self, max_steps: int, world_size: int) -> dict:
         return self.write_status(
             state="running",
@@ -343,14 +383,22 @@ class RunDir:
         return pids
 
     def effective_state(self, status: dict | None = None) -> str:
-        """The state to show: an active run whose heartbeat is stale and whose processes are
-        gone (or replaced by others with the same pid) is crashed."""
+        """The state to show: an active run is crashed when every process it recorded is
+        provably gone (dead, or its pid now another process's: kill -9, the OOM killer), at
+        once; or when its heartbeat is stale and no process of it can be shown to live."""
         status = self.read_status() if status is None else status
         state = status.get("state", "queued")
         if (
             state in ACTIVE_STATES
             and status.get("host", socket.gethostname()) == socket.gethostname()
         ):
+            recorded = [
+                (status.get(key), status.get(f"{key}_start"))
+                for key in ("launcher_pid", "pid")
+                if status.get(key)
+            ]
+            if recorded and all(same_process(*p) is False for p in recorded):
+                return CRASHED
             stale = time.time() - (status.get("updated") or 0) > HEARTBEAT_GRACE_S
             if stale and not self.live_pids(status):
                 return CRASHED
@@ -360,8 +408,6 @@ class RunDir:
     def lock(self) -> RunLock:
         """Take the run's writer lock (an exclusive flock on its lock file), held until
         release() or the process ends; ConfigError when another process holds it."""
-        import fcntl
-
         path = self.path / "lock"
         try:
             fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o644)
@@ -370,7 +416,7 @@ class RunDir:
                 f"cannot lock run {self.run_id} ({e.strerror}): check that {self.path} is writable"
             ) from e
         try:
-            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            _flock_soon(fd)
         except BlockingIOError:
             holder = _read_small(fd)
             os.close(fd)
@@ -396,7 +442,8 @@ class RunDir:
         except OSError:
             return False
         try:
-            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            # a shared lock: two probes at once never see each other as the writer
+            fcntl.flock(fd, fcntl.LOCK_SH | fcntl.LOCK_NB)
             return False
         except OSError:
             return True
@@ -476,14 +523,13 @@ class RunDir:
         """{"title", "note"}: the title defaults to the run id, the note to "" (also when
         notes.json is missing or unreadable). The run id itself never changes."""
         try:
-            values = json.loads((self.path / "notes.json").read_text())
-        except (FileNotFoundError, json.JSONDecodeError, UnicodeDecodeError):
+            values = read_json(self.path / "notes.json")
+        except (FileNotFoundError, DamagedFile):
             values = {}
-        values = values if isinstance(values, dict) else {}
         title, note = values.get("title"), values.get("note")
-        return {
-            "title": title if isinstance(title, str) and title else self.run_id,
-            "note": note if isinstance(note, str) else "",
+        return {  # the limits of write_notes hold on read too: a hand-edited file may break them
+            "title": title if title_problem(title) is None else self.run_id,
+            "note": note[:NOTE_MAX] if isinstance(note, str) else "",
         }
 
     def write_notes(self, title: str | None = None, note: str | None = None) -> dict:
@@ -493,14 +539,10 @@ class RunDir:
         if not self.exists():
             raise ConfigError(f"no run at {self.path}: pick one from the runs list")
         if title is not None:
-            if not isinstance(title, str) or not title.strip():
-                raise ConfigError("title: give 1-80 characters (the run id is kept either way)")
-            title = title.strip()
-            if len(title) > TITLE_MAX or not title.isprintable():
-                raise ConfigError(
-                    f"title: use at most {TITLE_MAX} printable characters, no line "
-                    f"breaks or tabs (got {len(title)} characters)"
-                )
+            title = title.strip() if isinstance(title, str) else title
+            problem = title_problem(title)
+            if problem:
+                raise ConfigError(problem)
         if note is not None and (not isinstance(note, str) or len(note) > NOTE_MAX):
             got = len(note) if isinstance(note, str) else type(note).__name__
             raise ConfigError(f"note: use at most {NOTE_MAX} characters (got {got})")
@@ -534,6 +576,19 @@ class RunDir:
         self.path.rmdir()
 
 
+def title_problem(title) -> str | None:
+    """What makes a title unusable (1-80 printable characters; emoji joined by U+200D, as in
+    a technologist or a heart on fire, count as printable), or None."""
+    if not isinstance(title, str) or not title.strip():
+        return "title: give 1-80 characters (the run id is kept either way)"
+    if len(title) > TITLE_MAX or not title.replace("\u200d", "").isprintable():
+        return (
+            f"title: use at most {TITLE_MAX} printable characters, no line breaks or tabs "
+            f"(got {len(title)} characters)"
+        )
+    return None
+
+
 class RunLock:
     """A held writer lock on a run (see RunDir.lock)."""
 
@@ -550,6 +605,21 @@ class RunLock:
 
     def __exit__(self, *exc) -> None:
         self.release()
+
+
+def _flock_soon(fd: int, tries: int = 25) -> None:
+    """The exclusive lock, waiting out (for up to ~0.5 s) the shared locks of readers that
+    probe it (is_locked); BlockingIOError while a writer holds it."""
+    import fcntl
+
+    for attempt in range(tries):
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            return
+        except BlockingIOError:
+            if attempt == tries - 1:
+                raise
+            time.sleep(0.02)
 
 
 def _read_small(fd: int) -> str:

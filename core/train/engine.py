@@ -98,11 +98,47 @@ class _StepResult:
 
 
 def _fit(run: RunDir, cfg: TrainConfig, ddp: Dist, resume: bool, stop_signal: StopSignal) -> str:
+    beat = _begin(run, cfg, ddp) if ddp.master else None
+    try:
+        return _fit_from_setup(run, cfg, ddp, resume, stop_signal, beat)
+    finally:
+        if beat:
+            beat.stop()
+
+
+def _begin(run: RunDir, cfg: TrainConfig, ddp: Dist) -> Heartbeat:
+    """Mark the run started and beat from this moment on: a long setup (tokenizing, the corpus
+    index, a GPT-2 download) is a live run, never a hung one. A STOP older than this launch is
+    stale; one sent while the process was starting stays. Temp files of a killed write go."""
+    run.mark_started(cfg.max_steps, ddp.world_size)
+    run.clear_stop(older_than=run.launched_at() or 0.0)
+    removed = run.remove_temp_files()
+    if removed:
+        print(
+            f"removed {len(removed)} temp file(s) of an interrupted write: {', '.join(removed)}",
+            flush=True,
+        )
+    return Heartbeat(run, None)
+
+
+def _fit_from_setup(
+    run: RunDir,
+    cfg: TrainConfig,
+    ddp: Dist,
+    resume: bool,
+    stop_signal: StopSignal,
+    beat: Heartbeat | None,
+) -> str:
     t = _setup(run, cfg, ddp, resume)
-    beat = Heartbeat(run, t.step) if ddp.master else None
+    first_step = t.step
+    if beat:
+        beat.step = t.step
     reason, state = None, "completed"
     if t.step >= cfg.max_steps:  # resumed at its end: nothing to train
         reason = f"max_steps {cfg.max_steps} reached"
+    stop = stop_requested(run, ddp, stop_signal, t.choice.device)
+    if stop and not reason:  # sent during setup: end before the first step, nothing to save
+        reason, state = f"{stop} while starting", "stopped"
     try:
         while reason is None:
             result = _train_step(t)
@@ -119,12 +155,10 @@ def _fit(run: RunDir, cfg: TrainConfig, ddp: Dist, resume: bool, stop_signal: St
             if _after_step(t, final=reason is not None) and not reason:
                 reason = f"no val improvement in {cfg.early_stop_patience} evals (early stop)"
     finally:
-        if beat:
-            beat.stop()
         if t.log:
             t.log.close()
     if ddp.master:
-        if t.last_saved != t.step:
+        if t.last_saved != t.step and t.step > first_step:
             _save(t)
         run.write_status(state=state, reason=reason, step=t.step, ended=time.time(), stopping=None)
         run.clear_stop()
@@ -141,8 +175,6 @@ def _setup(run: RunDir, cfg: TrainConfig, ddp: Dist, resume: bool) -> _Trainer:
     choice = devices.choose(cfg.device, cfg.dtype, cfg.compile, ddp.local_rank, cfg.loss_path)
     devices.setup_backend(choice)
     if ddp.master:
-        status = run.mark_started(cfg.max_steps, ddp.world_size)
-        run.clear_stop(older_than=status["started"])  # a stop sent while it was starting stays
         print(
             f"device {choice.device} | dtype {choice.dtype} | compile {choice.compile} | "
             f"loss {choice.loss} | world size {ddp.world_size} ({choice.why})",

@@ -25,7 +25,7 @@ def describe(e: BaseException, run: RunDir, ddp: Dist) -> str:
                 free = shutil.disk_usage(run.path).free / 2**20
                 message = (
                     f"no space left on device (free {free:.0f} MB) writing "
-                    f"{e.filename or 'the run'}"
+                    f"{e.filename or run.log_path}"
                 )
         message += "; free some space, then resume: it continues from the last checkpoint"
     if ddp.world_size > 1 and lost_peer(e):

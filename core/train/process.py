@@ -89,7 +89,7 @@ class Heartbeat:
     """Stamps status.json with the step every second from a thread, so a long eval, sample or
     checkpoint never makes a live run look crashed."""
 
-    def __init__(self, run: RunDir, step: int, interval: float = 1.0):
+    def __init__(self, run: RunDir, step: int | None, interval: float = 1.0):
         self.run, self.step, self.interval = run, step, interval
         self._stopped = threading.Event()
         self._thread = threading.Thread(target=self._beat, daemon=True, name="heartbeat")
@@ -98,7 +98,9 @@ class Heartbeat:
     def _beat(self) -> None:
         while not self._stopped.wait(self.interval):
             try:
-                self.run.write_status(step=self.step)
+                # before setup knows the step (None), stamp the time only
+                fields = {} if self.step is None else {"step": self.step}
+                self.run.write_status(**fields)
             except OSError:  # a full disk: the final status write reports it
                 pass
 

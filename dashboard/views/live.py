@@ -177,7 +177,7 @@ def _problems(run: RunDir, status: dict, state: str) -> None:
         )
         st.error(
             f"Run {run.run_id} crashed: its process (pid {status.get('pid')}) is gone and its "
-            f"last heartbeat was {format_duration(time.time() - status.get('updated', 0), UNKNOWN)} ago. "
+            f"last heartbeat was {format_duration(time.time() - (status.get('updated') or 0), UNKNOWN)} ago. "
             f"Resume continues {where}."
             + (f" Last error: {status['error']}" if status.get("error") else "")
         )
