@@ -21,6 +21,7 @@ import numpy as np
 
 from core import atomic
 from core.config import GPT2_VOCAB, cache_dir
+from core.jsonfile import read_json
 
 V = GPT2_VOCAB  # n-gram keys are base-V numbers: id_1 * V^(n-1) + ... + id_n
 ORDERS = (1, 2, 3)
@@ -201,8 +202,10 @@ def baseline_losses(data: str, val_fraction: float) -> dict[str, float]:
     left out. Cached in a small JSON file beside the models."""
     path = _cache_path(data, val_fraction, "losses.json")
     try:
-        losses = json.loads(path.read_text())
-        if set(losses) == set(NAMES.values()):
+        losses = read_json(path)  # a damaged cache is computed again
+        if set(losses) == set(NAMES.values()) and all(
+            isinstance(v, float) for v in losses.values()
+        ):
             return losses
     except (OSError, ValueError):
         pass
