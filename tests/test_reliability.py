@@ -108,17 +108,17 @@ def test_a_stale_stop_from_an_earlier_launch_is_dropped(runs_dir, small_text):
 # --- 3. the heartbeat beats from the first moment; a stop during setup ends it stopped ---------
 def test_a_stop_during_a_long_setup_ends_the_run_stopped(runs_dir, small_text, monkeypatch):
     run = RunDir.create(runs_dir, "slow", make_tiny_config(small_text))
-    real, beats = engine.data.load_tokens, []
+    real, beats = engine.dataset.load_tokens, []
 
     def slow_load(path):  # tokenizing a large text: a few seconds with nothing else happening
         before = run.read_status()["updated"]
         time.sleep(2.5)
         beats.append(run.read_status()["updated"] - before)
         run.request_stop()
-        monkeypatch.setattr(engine.data, "load_tokens", real)
+        monkeypatch.setattr(engine.dataset, "load_tokens", real)
         return real(path)
 
-    monkeypatch.setattr(engine.data, "load_tokens", slow_load)
+    monkeypatch.setattr(engine.dataset, "load_tokens", slow_load)
     assert engine.train(str(run.path)) == "stopped"
     assert beats[0] >= 1.0  # status.json was stamped while setup ran: the launcher waits
     status = run.read_status()
