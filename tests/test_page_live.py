@@ -434,7 +434,9 @@ def test_batch_view_shows_tokens_with_their_losses(trained_run, monkeypatch):
     monkeypatch.setattr(
         inspect_batch,
         "step_batches",
-        lambda cfg, step, world_size, walker=None: [types.SimpleNamespace(number=8, x=x, y=x + 1)],
+        lambda cfg, step, world_size, walker=None, segments=(): [
+            types.SimpleNamespace(number=8, x=x, y=x + 1)
+        ],
     )
     monkeypatch.setattr(inspect_batch, "batch_checksum", lambda xs: "feedc0de")
     monkeypatch.setattr(

@@ -391,9 +391,13 @@ def test_the_app_starts_the_next_queued_run_on_a_page_load(runs_dir, small_text,
     from core.runs import queue as run_queue
 
     started = []
-    monkeypatch.setattr(
-        launcher, "launch_prepared", lambda run: started.append(run.run_id) or run.run_id
-    )
+
+    def launch_prepared(run):  # as the launcher does, the run leaves the state 'waiting'
+        run.write_status(state="queued")
+        started.append(run.run_id)
+        return run.run_id
+
+    monkeypatch.setattr(launcher, "launch_prepared", launch_prepared)
     run_queue.enqueue(make_tiny_config(small_text), runs_dir, "first")
     run_queue.enqueue(make_tiny_config(small_text), runs_dir, "second")
     at = open_runs_page(runs_dir)
