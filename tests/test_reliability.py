@@ -218,7 +218,9 @@ def test_resume_right_after_kill_9_is_accepted(runs_dir, small_text):
     wait_for(lambda: run.latest_checkpoint() and run.read_status().get("step", 0) >= 3, "steps")
     os.kill(run.read_status()["pid"], signal.SIGKILL)
     wait_for(lambda: not run.live_pids(), "the process to go")
-    launcher.resume(run)  # at once, within the heartbeat grace
+    ok, why = launcher.can_resume(run)  # at once, within the heartbeat grace
+    assert ok, why
+    launcher.resume(run)
     wait_for(lambda: "resumed from step" in run.log_path.read_text(), "the resume")
     assert launcher.stop(run) == "stopped"
 
