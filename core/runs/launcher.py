@@ -270,6 +270,17 @@ def checkpoint_step(run: RunDir) -> int | None:
     return found[-1][0] if found else None
 
 
+def _still_locked(run: RunDir, state: str) -> bool:
+    """Whether a process holds the run's writer lock. A killed engine's lock goes with its last
+    thread, a moment after its pid reads dead: for a crashed run, wait up to 2 s for that."""
+    deadline = time.monotonic() + (2.0 if state == "crashed" else 0.0)
+    while run.is_locked():
+        if time.monotonic() >= deadline:
+            return True
+        time.sleep(0.05)
+    return False
+
+
 def can_resume(run: RunDir | str | Path) -> tuple[bool, str]:
     """Whether plain Resume (no new max_steps) would train anything, and why not (or from
     where): refused while active or waiting in the queue, without a checkpoint, and for a
@@ -278,7 +289,7 @@ def can_resume(run: RunDir | str | Path) -> tuple[bool, str]:
     state = state_of(run)
     if state in ACTIVE_STATES:
         return False, f"{state}: stop it before resuming"
-    if run.is_locked():
+    if _still_locked(run, state):
         return False, "being trained by another process: stop it first"
     if state == WAITING:
         return False, "waiting in the run queue: it starts when the runs before it end"
