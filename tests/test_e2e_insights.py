@@ -1,0 +1,55 @@
+"""End to end, in headless Chromium against `streamlit run` on 127.0.0.1: what the Live page
+adds to a fresh run's loss chart (reference baselines). Screenshots go to $GPT_INSIGHT_SHOTS
+(default /tmp/e2e-insight-shots) for a person to look at."""
+
+import os
+from pathlib import Path
+
+import conftest
+import pytest
+from conftest import make_tiny_config, screenshot
+from e2e_helpers import assert_no_exception, kill_leftovers, open_page, settle, wait_until, widget
+
+pytestmark = pytest.mark.browser
+
+SHOTS = Path(os.environ.get("GPT_INSIGHT_SHOTS", "/tmp/e2e-insight-shots"))
+
+
+@pytest.fixture
+def app(streamlit_app, runs_dir, page, monkeypatch):
+    monkeypatch.setattr(conftest, "SCREENSHOTS", SHOTS)
+    page.set_default_timeout(90_000)
+    yield streamlit_app
+    kill_leftovers(runs_dir)
+
+
+def loss_annotations(page) -> list[str]:
+    return page.evaluate("""() => {
+      const box = document.querySelector('.st-key-live_chart_loss .js-plotly-plot');
+      return box && box._fullLayout ? box._fullLayout.annotations.map(a => a.text) : [];
+    }""")
+
+
+def test_baselines_are_labelled_on_a_fresh_run(app, runs_dir, page, shakespeare_path):
+    from core.runs import launcher
+
+    cfg = make_tiny_config(shakespeare_path, max_steps=5000, eval_interval=5, target_loss=0.0)
+    launcher.launch(cfg, runs_dir, "e2e-baselines")
+    page.goto(app)
+    settle(page)
+    open_page(page, "Live metrics")
+    widget(page, "live_runs").filter(has_text="e2e-baselines").wait_for()
+    wait_until(
+        page,
+        lambda: (
+            {"GPT-2 124M, no fine-tuning 4.03", "nanoGPT char-level 4.55"}
+            <= set(loss_annotations(page))
+            and any(a.startswith("bigram model") for a in loss_annotations(page))
+        ),
+        "the labelled baselines on the loss chart",
+        timeout_s=180,
+    )
+    page.get_by_text("Kneser-Ney").first.wait_for()
+    page.get_by_text("bits/char").first.wait_for(timeout=120_000)  # once a val point is in
+    assert_no_exception(page)
+    screenshot(page, "insights-1-baselines")
