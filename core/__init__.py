@@ -2,9 +2,9 @@
 
 Layers (tests/test_layers.py checks every import against them):
 
-    config, units,       settings, readable units and atomic file writes; import nothing
-    atomic               from core
-    device, data, model  import only the three above
+    config, units,       settings, readable units, atomic file writes and the learning-rate
+    atomic, schedule     schedule; import nothing from core but each other
+    device, data, model  import only the four above
     store                the formats on disk, one owner each; imports device, data, model
     dynamics             per-eval measurements and stored-series analysis; imports the above
     generate, inspect    use what is above, never each other

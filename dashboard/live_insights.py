@@ -1,6 +1,6 @@
 """What the Live page's loss chart adds to the curves: reference baselines (with val loss in bits
-per character). The Streamlit side: loading (cached per data set), drawing onto the loss figure
-and the sentence under it."""
+per character) and the forecast of the final loss. The Streamlit side: loading and fitting
+(cached), drawing onto the loss figure and the sentences under it."""
 
 from __future__ import annotations
 
@@ -9,8 +9,10 @@ import streamlit as st
 
 from core.data.baselines import load_baselines
 from core.data.dataset import DataError
-from dashboard import live_baselines
+from dashboard import live_baselines, live_forecast
+from dashboard.colors import run_color
 from dashboard.live_baselines import RunBaselines
+from dashboard.live_figures import _x_axis
 
 
 @st.cache_data(
@@ -35,6 +37,43 @@ def _last_val(series) -> float | None:
     return float(vals[-1]) if vals.size else None
 
 
+def run_forecast(series, cfg, max_steps: int) -> live_forecast.RunForecast:
+    """A run's forecast, fitted again only when points arrived (kept in the session), so an idle
+    refresh costs nothing."""
+    train, ev = series.train, series.eval
+    key = (len(train), len(ev), max_steps, cfg.warmup_steps, cfg.max_lr, cfg.lr_decay_steps)
+    store = st.session_state.setdefault("_live_forecasts", {})
+    cached = store.get(series.run.run_id)
+    if cached is None or cached[0] != key:
+        found = live_forecast.forecast_run(
+            series.run.run_id,
+            cfg,
+            train["step"],
+            train["loss"],
+            ev["step"],
+            ev["val_loss"],
+            max_steps,
+        )
+        cached = store[series.run.run_id] = (key, found)
+    return cached[1]
+
+
+def add_forecasts(fig, all_series: list, configs: dict, view: dict) -> str:
+    """Draw each run's forecast and return what it says (or when it will be drawn)."""
+    one, lines = len(all_series) == 1, []
+    x_scale = _x_axis(all_series, view["x"])[0]  # as the figures scale the time axis
+    for s in all_series:
+        rid, cfg = s.run.run_id, configs[s.run.run_id]
+        max_steps = int(s.run.read_status().get("max_steps") or cfg.max_steps)
+        rf = run_forecast(s, cfg, max_steps)
+        prefix = "" if one else f"{rid} "
+        live_forecast.add_forecast(
+            fig, rf, s, axis=view["x"], x_scale=x_scale, color=run_color(rid), prefix=prefix
+        )
+        lines.append(live_forecast.statement(rf, "" if one else f"{rid}: "))
+    return " ".join(lines) + " " + live_forecast.SOURCE
+
+
 def decorate_loss(fig, all_series: list, configs: dict, view: dict) -> list[str]:
     """Draw what the view asks for onto the loss figure; returns the sentences to show under
     it (each names where its figures come from)."""
@@ -45,6 +84,8 @@ def decorate_loss(fig, all_series: list, configs: dict, view: dict) -> list[str]
         live_baselines.add_bits_per_char(fig, found)
         last = {s.run.run_id: _last_val(s) for s in all_series}
         notes.append(live_baselines.explanation(found, last))
+    if "forecast" in view["show"]:
+        notes.insert(0, add_forecasts(fig, all_series, configs, view))
     return [n for n in notes if n]
 
 
