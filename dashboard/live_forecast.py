@@ -133,3 +133,26 @@ def add_forecast(
         x = future_x(at_steps, steps, known)
         for trace in band_traces(f, x, color, name, f"{rid}:forecast:{what}", dash):
             fig.add_trace(trace)
+
+
+def continue_note(run, from_step: int, max_steps: int) -> str:
+    """What the forecast says a run continued from its checkpoint at from_step to max_steps will
+    reach (the extra steps at min_lr), fitted to its records up to that checkpoint; empty when
+    the run has too few of them or the new max_steps is invalid."""
+    from core.config import ConfigError
+    from core.runs.launcher import continued_config
+    from core.store.metrics import read_all
+
+    try:
+        cfg = continued_config(run.read_config(), from_step, max_steps)
+    except ConfigError:
+        return ""
+    records = [r for r in read_all(run.metrics_path) if r["step"] <= from_step]
+    train = [(r["step"], r.get("loss", np.nan)) for r in records if r["kind"] == "train"]
+    evals = [(r["step"], r.get("val_loss", np.nan)) for r in records if r["kind"] == "eval"]
+    t = np.array(train, dtype=np.float64).reshape(-1, 2)
+    e = np.array(evals, dtype=np.float64).reshape(-1, 2)
+    rf = forecast_run(run.run_id, cfg, t[:, 0], t[:, 1], e[:, 0], e[:, 1], max_steps)
+    if rf.train is None:
+        return ""
+    return statement(rf) + " (the loss law of Tissue et al. 2024, fitted to the steps so far)"

@@ -1,9 +1,12 @@
 """The Live page's additions to the loss chart through AppTest: baselines with their sources
 and val loss in bits per character."""
 
+import base64
 import json
 import os
+import re
 
+import numpy as np
 import pytest
 from streamlit.testing.v1 import AppTest
 
@@ -39,6 +42,13 @@ def _open(monkeypatch, runs_dir, **state) -> AppTest:
 def _loss_figure(at) -> dict:
     chart = next(c for c in at.get("plotly_chart") if c.proto.id.endswith("live_chart_loss"))
     return json.loads(chart.proto.spec)
+
+
+def _array(value) -> np.ndarray:
+    """A plotly 7 array from a figure spec: base64 {dtype, bdata} or a plain list."""
+    if isinstance(value, dict) and "bdata" in value:
+        return np.frombuffer(base64.b64decode(value["bdata"]), dtype=value["dtype"])
+    return np.asarray(value)
 
 
 def _captions(at) -> str:
@@ -100,3 +110,79 @@ def _fresh_cache():
     st.cache_data.clear()
     yield
     st.cache_data.clear()
+
+
+def _law_run(runs_dir, tiny_config, name="fc", done=200, max_steps=400, noise=0.03):
+    """A stopped run whose losses follow the forecast's law with known parameters (and a
+    checkpoint at its last step, so it can be continued)."""
+    from core.dynamics.forecast import LawFit, run_areas
+
+    cfg = tiny_config.replace(max_steps=max_steps, warmup_steps=20)
+    run = RunDir.create(runs_dir, name, cfg)
+    run.write_status(state="stopped", max_steps=max_steps, step=done)
+    areas = run_areas(cfg)
+    law = LawFit(3.0, 2.5, 0.5, 0.5 / areas.s2[-1], 0.0)
+    rng = np.random.default_rng(0)
+    train = [
+        dict(
+            kind="train",
+            step=s,
+            time=1000.0 + s,
+            tokens_seen=256 * s,
+            lr=1e-3,
+            loss=float(law.predict(areas.s1[s - 1], areas.s2[s - 1]) + rng.normal(0, noise)),
+        )
+        for s in range(1, done + 1)
+    ]
+    evals = [
+        dict(
+            kind="eval",
+            step=s,
+            time=1000.0 + s,
+            val_loss=float(law.predict(areas.s1[s], areas.s2[s]) + 0.2),
+        )
+        for s in range(20, done + 1, 20)
+    ]
+    _write(run, train + evals)
+    run.checkpoint_dir.mkdir(exist_ok=True)
+    run.checkpoint_path(done).write_bytes(b"")  # only its name is read here
+    return run, float(law.predict(areas.s1[max_steps - 1], areas.s2[max_steps - 1]))
+
+
+def test_forecast_line_band_and_statement(runs_dir, tiny_config, monkeypatch):
+    _, truth = _law_run(runs_dir, tiny_config)
+    at = _open(monkeypatch, runs_dir)
+    fig = _loss_figure(at)
+    line = next(t for t in fig["data"] if t.get("name") == "train forecast")
+    assert line["line"]["dash"] == "dash"
+    x = _array(line["x"])
+    assert x[-1] == 400 and x[0] <= 200  # from the last fitted point to max_steps
+    bands = [t for t in fig["data"] if t.get("fill") == "tonexty"]
+    assert len(bands) == 2  # train and val
+    assert any(t.get("name") == "val forecast" for t in fig["data"])
+    text = _captions(at)
+    found = re.search(r"at step 400: final train loss about ([\d.]+) \(([\d.]+)-([\d.]+)\)", text)
+    assert found, text
+    mean, lo, hi = map(float, found.groups())
+    assert abs(mean - truth) < 0.1 and lo <= truth + 0.01 and truth - 0.01 <= hi
+    assert "Tissue et al. 2024" in text and "val loss about" in text
+
+
+def test_no_forecast_before_enough_points_says_when(runs_dir, tiny_config, monkeypatch):
+    _law_run(runs_dir, tiny_config, done=30)
+    at = _open(monkeypatch, runs_dir)
+    assert "No forecast yet: the forecast is drawn from step 40 (now 30)" in _captions(at)
+    assert not any("forecast" in (t.get("name") or "") for t in _loss_figure(at)["data"])
+
+
+def test_continue_training_shows_the_forecast_for_the_new_max_steps(
+    runs_dir, tiny_config, monkeypatch
+):
+    _law_run(runs_dir, tiny_config, done=400, max_steps=400)
+    at = _open(monkeypatch, runs_dir)
+    at.number_input(key="live_more_steps_fc").set_value(800).run()
+    text = _captions(at)
+    assert "Forecast at step 800: final train loss about" in text, text
+    assert "fitted to the steps so far" in text
+    at.number_input(key="live_more_steps_fc").set_value(1600).run()
+    assert "Forecast at step 1,600" in _captions(at)
