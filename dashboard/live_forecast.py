@@ -19,6 +19,9 @@ SOURCE = (
 )
 
 
+UNCERTAIN = 1.0  # nats of band width above which the statement says the forecast is uncertain
+
+
 @dataclass(frozen=True)
 class RunForecast:
     """A run's train and val forecasts (None where there is not enough yet, with why)."""
@@ -39,7 +42,7 @@ def forecast_run(run_id: str, cfg, train_steps, train_loss, eval_steps, val_loss
         waiting = str(e)
     if train is not None:
         try:
-            val = val_forecast(cfg, eval_steps, val_loss, max_steps)
+            val = val_forecast(cfg, eval_steps, val_loss, train)
         except NotEnoughData:
             pass
     return RunForecast(run_id, max_steps, train, val, waiting)
@@ -57,6 +60,11 @@ def statement(rf: RunForecast, prefix: str = "") -> str:
     text = f"{prefix}Forecast at step {rf.max_steps:,}: final train loss about {_range(rf.train)}"
     if rf.val is not None:
         text += f"; val loss about {_range(rf.val)}"
+    _, lo, hi = rf.train.final
+    if hi - lo > UNCERTAIN:
+        text += (
+            f" Still uncertain: the band is {hi - lo:.1f} nats wide (it narrows as steps come in)"
+        )
     return text + "."
 
 

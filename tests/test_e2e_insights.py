@@ -53,3 +53,31 @@ def test_baselines_are_labelled_on_a_fresh_run(app, runs_dir, page, shakespeare_
     page.get_by_text("bits/char").first.wait_for(timeout=120_000)  # once a val point is in
     assert_no_exception(page)
     screenshot(page, "insights-1-baselines")
+
+
+def loss_trace_names(page) -> list[str]:
+    return page.evaluate("""() => {
+      const box = document.querySelector('.st-key-live_chart_loss .js-plotly-plot');
+      return box && box._fullData ? box._fullData.map(t => t.name || '') : [];
+    }""")
+
+
+def test_the_forecast_appears_after_enough_points(app, runs_dir, page, small_text):
+    from core.runs import launcher
+
+    cfg = make_tiny_config(small_text, max_steps=400, eval_interval=5, target_loss=0.0)
+    launcher.launch(cfg, runs_dir, "e2e-forecast")
+    page.goto(app)
+    settle(page)
+    open_page(page, "Live metrics")
+    widget(page, "live_runs").filter(has_text="e2e-forecast").wait_for()
+    wait_until(
+        page,
+        lambda: "train forecast" in loss_trace_names(page),
+        "the forecast line on the loss chart",
+        timeout_s=240,
+    )
+    page.get_by_text("Forecast at step 400: final train loss about").first.wait_for()
+    page.get_by_text("Tissue et al. 2024").first.wait_for()
+    assert_no_exception(page)
+    screenshot(page, "insights-2-forecast")

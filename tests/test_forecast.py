@@ -119,8 +119,23 @@ def test_too_few_points_say_how_many_more():
     steps = np.arange(1, 60)
     with pytest.raises(NotEnoughData, match="drawn from step 120"):
         train_forecast(CFG, steps, np.full(steps.size, 5.0))
-    with pytest.raises(NotEnoughData, match="needs 5 points"):
-        val_forecast(CFG, np.array([200, 400]), np.array([5.0, 4.5]))
+    steps = np.arange(1, 1001)
+    train = train_forecast(CFG, steps, np.linspace(6, 4, steps.size))
+    with pytest.raises(NotEnoughData, match="needs 2 evals after warmup"):
+        val_forecast(CFG, np.array([50, 400]), np.array([5.0, 4.5]), train)
+
+
+def test_the_val_forecast_is_the_train_law_shifted_by_the_latest_gap():
+    areas = run_areas(CFG)
+    law = LawFit(3.0, 2.5, 0.5, 0.5 / areas.s2[-1], 0.0)
+    steps = np.arange(1, 1001)
+    train = train_forecast(CFG, steps, _law_curve(CFG, law, steps))
+    evals = np.arange(100, 1001, 100)
+    gap = np.where(evals < 500, 0.05, 0.2)  # the gap widened lately: the latest evals count
+    val = law.predict(areas.s1[evals], areas.s2[evals]) + gap
+    found = val_forecast(CFG, evals, val, train)
+    assert found.final[0] == pytest.approx(law.predict(areas.s1[-1], areas.s2[-1]) + 0.2, abs=0.01)
+    assert found.updates[-1] == CFG.max_steps
 
 
 def test_fit_law_is_exact_on_a_pure_power_law():

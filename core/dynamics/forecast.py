@@ -34,9 +34,11 @@ ALPHAS = np.geomspace(0.02, 3.0, 48)
 MAX_POINTS = 200  # bucket means the law is fitted to
 BLOCKS = 8
 MIN_TRAIN_POINTS = 20
-MIN_EVAL_POINTS = 5
+MIN_EVAL_POINTS = 2
+VAL_EVALS = 3  # the latest evals that set the val forecast's shift
 MIN_FRACTION = 0.05  # of max_steps trained before a forecast is drawn
 CURVE_POINTS = 200
+ANNEAL_PRIOR = 0.5  # nats: see _fit_alphas
 
 
 class NotEnoughData(ValueError):
@@ -112,9 +114,14 @@ def nnls_batch(gram: np.ndarray, rhs: np.ndarray, yy: float) -> tuple[np.ndarray
     return best, np.maximum(best_sse, 0.0)
 
 
-def _fit_alphas(s1, s2, y, alphas) -> tuple[np.ndarray, np.ndarray]:
+def _fit_alphas(s1, s2, y, alphas, s2_end: float = 0.0) -> tuple[np.ndarray, np.ndarray]:
     """(L0, A, C) and SSE of the law for each alpha. The columns (1, S1^-alpha, -S2) are scaled
-    to a maximum of 1 and their normal equations built from sums (no (B, n, 3) design)."""
+    to a maximum of 1 and their normal equations built from sums (no (B, n, 3) design). With
+    s2_end, the annealing drop the law would add by then, D = C * (s2_end - max S2), gets a
+    Gaussian prior of width ANNEAL_PRIOR nats (a ridge of noise / prior^2 on D, the noise
+    estimated from point-to-point differences): a curve with little annealing in it yet cannot
+    pin C down, and an unpinned C extrapolates to any drop at all; a clean curve is not held
+    back."""
     p = s1[None, :] ** -np.asarray(alphas, dtype=np.float64)[:, None]  # (B, n)
     p_max = p.max(axis=1)
     p = p / p_max[:, None]
@@ -128,19 +135,22 @@ def _fit_alphas(s1, s2, y, alphas) -> tuple[np.ndarray, np.ndarray]:
     gram[:, 1] = np.stack([sp, spp, spq], axis=1)
     gram[:, 2] = np.stack([np.full_like(sp, sq), spq, np.full_like(sp, sqq)], axis=1)
     rhs = np.stack([np.full_like(sp, y.sum()), p @ y, np.full_like(sp, q @ y)], axis=1)
+    ahead = max(s2_end - float(np.abs(s2).max()), 0.0) / s2_max
+    noise = float(np.var(np.diff(y))) / 2 if len(y) > 2 else 0.0  # model-free: point to point
+    gram[:, 2, 2] += noise * (ahead / ANNEAL_PRIOR) ** 2
     theta, sse = nnls_batch(gram, rhs, float(y @ y))
     return theta / np.stack([np.ones_like(p_max), p_max, np.full_like(p_max, s2_max)], 1), sse
 
 
-def fit_law(s1: np.ndarray, s2: np.ndarray, y: np.ndarray) -> LawFit:
+def fit_law(s1: np.ndarray, s2: np.ndarray, y: np.ndarray, s2_end: float = 0.0) -> LawFit:
     """The law's best fit to losses y at areas (s1, s2): alpha on a log grid, then on a finer
-    grid between the best one's neighbours."""
+    grid between the best one's neighbours (s2_end: see _fit_alphas)."""
     s1 = np.maximum(np.asarray(s1, dtype=np.float64), 1e-12)
     s2, y = np.asarray(s2, dtype=np.float64), np.asarray(y, dtype=np.float64)
-    _, sse = _fit_alphas(s1, s2, y, ALPHAS)
+    _, sse = _fit_alphas(s1, s2, y, ALPHAS, s2_end)
     i = int(np.argmin(sse))
     fine = np.geomspace(ALPHAS[max(i - 1, 0)], ALPHAS[min(i + 1, len(ALPHAS) - 1)], 17)
-    theta, sse = _fit_alphas(s1, s2, y, fine)
+    theta, sse = _fit_alphas(s1, s2, y, fine, s2_end)
     j = int(np.argmin(sse))
     l0, a, c = theta[j]
     return LawFit(float(l0), float(a), float(fine[j]), float(c), math.sqrt(sse[j] / len(y)))
@@ -196,7 +206,7 @@ def forecast(
             f"the forecast needs {min_points} points after warmup (it has {n.size})"
         )
     n, y = _bucket_means(n, y, MAX_POINTS)
-    law = fit_law(areas.s1[n], areas.s2[n], y)
+    law = fit_law(areas.s1[n], areas.s2[n], y, float(areas.s2[end]))
     grid = np.unique(np.linspace(n[-1], end, CURVE_POINTS).astype(np.int64))
     mean = law.predict(areas.s1[grid], areas.s2[grid])
     spread = _jackknife(n, y, areas, grid)
@@ -213,7 +223,7 @@ def _jackknife(n, y, areas: Areas, grid) -> np.ndarray:
     for b in range(blocks):
         keep = np.ones(n.size, dtype=bool)
         keep[edges[b] : edges[b + 1]] = False
-        law = fit_law(areas.s1[n[keep]], areas.s2[n[keep]], y[keep])
+        law = fit_law(areas.s1[n[keep]], areas.s2[n[keep]], y[keep], float(areas.s2[grid[-1]]))
         preds.append(law.predict(areas.s1[grid], areas.s2[grid]))
     preds = np.array(preds)
     return np.sqrt((blocks - 1) / blocks * ((preds - preds.mean(axis=0)) ** 2).sum(axis=0))
@@ -240,7 +250,26 @@ def train_forecast(cfg: TrainConfig, steps, losses, max_steps: int | None = None
     return forecast(steps - 1, losses, areas, cfg.warmup_steps, end=max_steps - 1)
 
 
-def val_forecast(cfg: TrainConfig, steps, val_losses, max_steps: int | None = None) -> Forecast:
-    """The val loss forecast from eval records (step k is measured after k updates)."""
-    areas = run_areas(cfg, max_steps or cfg.max_steps)
-    return forecast(steps, val_losses, areas, cfg.warmup_steps, min_points=MIN_EVAL_POINTS)
+def val_forecast(cfg: TrainConfig, steps, val_losses, train: Forecast) -> Forecast:
+    """The val loss forecast: the train forecast's law shifted by how far the latest evals sit
+    above it (the mean of the last VAL_EVALS residuals; eval k is measured after k updates).
+    Few evals cannot pin a law of their own down; the gap between the two curves moves slowly.
+    The band adds twice the residuals' spread. Raises NotEnoughData before MIN_EVAL_POINTS evals
+    after warmup."""
+    n = np.asarray(steps, dtype=np.int64)
+    v = np.asarray(val_losses, dtype=np.float64)
+    areas = run_areas(cfg, int(train.updates[-1]) + 1)
+    keep = np.isfinite(v) & (n > cfg.warmup_steps) & (n < len(areas.s1))
+    n, v = n[keep][-VAL_EVALS:], v[keep][-VAL_EVALS:]
+    if n.size < MIN_EVAL_POINTS:
+        raise NotEnoughData(f"the val forecast needs {MIN_EVAL_POINTS} evals after warmup")
+    residual = v - train.law.predict(areas.s1[n], areas.s2[n])
+    shift, spread = float(residual.mean()), float(residual.std())
+    return Forecast(
+        train.updates + 1,
+        train.mean + shift,
+        train.lo + shift - 2 * spread,
+        train.hi + shift + 2 * spread,
+        train.law,
+        int(n.size),
+    )
