@@ -55,12 +55,13 @@ def reference_lines(found: list[RunBaselines]) -> list[HLine]:
     return lines
 
 
-def add_reference_lines(fig, lines: list[HLine], log_y: bool) -> None:
-    """Add the lines and their labels to a loss figure made by line_figure (kept with its own
-    reference lines); a label sits above its line, or below where the line above is close."""
-    if not lines or not fig.data:  # an empty-note figure: nothing drawn yet
+def add_reference_lines(fig, lines: list[HLine], log_y: bool, vlines: list | None = None) -> None:
+    """Add horizontal (and vertical) lines and their labels to a loss figure made by
+    line_figure, beside its own; a horizontal label sits above its line, or below where the
+    line above is close."""
+    if not (lines or vlines) or not fig.data:  # an empty-note figure: nothing drawn yet
         return
-    shapes, annotations = _reference_lines(lines, [], log_y)
+    shapes, annotations = _reference_lines(lines, vlines or [], log_y)
     ordered = sorted(range(len(lines)), key=lambda i: lines[i].y)
     for below, above in zip(ordered, ordered[1:]):
         if lines[above].y - lines[below].y < 0.6:  # close: hang the lower label under its line

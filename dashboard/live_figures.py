@@ -18,6 +18,7 @@ OVERLAYS = {
     "resumes": "stop/resume",
     "baselines": "baselines",
     "forecast": "forecast",
+    "epochs": "epochs",
 }
 NEAR_TARGET = 4.0  # the target line is drawn once the lowest loss is within this factor of it
 SIDE_CHARTS = (  # column, title, y axis title, hover format, smoothed

@@ -1,5 +1,5 @@
 """What the Live page's loss chart adds to the curves: reference baselines (with val loss in bits
-per character) and the forecast of the final loss. The Streamlit side: loading and fitting
+per character), the forecast of the final loss and the epochs seen. The Streamlit side: loading and fitting
 (cached), drawing onto the loss figure and the sentences under it."""
 
 from __future__ import annotations
@@ -9,9 +9,17 @@ import streamlit as st
 
 from core.data.baselines import load_baselines
 from core.data.dataset import DataError
+from core.data.repetition import (
+    FADED_EPOCHS,
+    NEARLY_NEW_EPOCHS,
+    repetition_note,
+    steps_per_epoch,
+    train_tokens,
+)
 from dashboard import live_baselines, live_forecast
+from dashboard.charts import VLine
 from dashboard.colors import run_color
-from dashboard.live_baselines import RunBaselines
+from dashboard.live_baselines import RunBaselines, add_reference_lines
 from dashboard.live_figures import _x_axis
 
 
@@ -80,15 +88,46 @@ def decorate_loss(fig, all_series: list, configs: dict, view: dict) -> list[str]
     notes = []
     if "baselines" in view["show"]:
         found = [run_baselines(s.run.run_id, configs[s.run.run_id]) for s in all_series]
-        live_baselines.add_reference_lines(fig, live_baselines.reference_lines(found), view["log"])
+        add_reference_lines(fig, live_baselines.reference_lines(found), view["log"])
         live_baselines.add_bits_per_char(fig, found)
         last = {s.run.run_id: _last_val(s) for s in all_series}
         notes.append(live_baselines.explanation(found, last))
     if "forecast" in view["show"]:
         notes.insert(0, add_forecasts(fig, all_series, configs, view))
+    if "epochs" in view["show"]:
+        notes.append(add_epochs(fig, all_series, configs, view))
     return [n for n in notes if n]
 
 
 def explain(notes: list[str]) -> None:
     for note in notes:
         st.caption(note)
+
+
+def add_epochs(fig, all_series: list, configs: dict, view: dict) -> str:
+    """Dotted lines where each run reaches 4 and 16 epochs (within its planned steps) and the
+    sentence placing it on the repeated-data scale of Muennighoff et al. 2023."""
+    lines, notes = [], []
+    x_scale = _x_axis(all_series, view["x"])[0]
+    for s in all_series:
+        rid, cfg = s.run.run_id, configs[s.run.run_id]
+        try:
+            per_epoch = steps_per_epoch(train_tokens(cfg.data, cfg.val_fraction), cfg)
+        except (DataError, OSError):
+            continue
+        if not per_epoch or not len(s.train):
+            continue
+        max_steps = int(s.run.read_status().get("max_steps") or cfg.max_steps)
+        marks = [e for e in (NEARLY_NEW_EPOCHS, FADED_EPOCHS) if e * per_epoch <= max_steps]
+        steps = np.array([e * per_epoch for e in marks])
+        xs = live_forecast.future_x(steps, s.train["step"], s.x_values(view["x"]) / x_scale)
+        name = "" if len(all_series) == 1 else f"{rid}: "
+        lines += [VLine(float(x), f"{name}{e:g} epochs", run_color(rid)) for e, x in zip(marks, xs)]
+        seen = float(s.train["step"][-1]) / per_epoch
+        notes.append(
+            f"{name}{seen:,.1f} epochs seen so far, {max_steps / per_epoch:,.1f} planned: "
+            + repetition_note(max_steps / per_epoch)
+        )
+    if lines:
+        add_reference_lines(fig, [], view["log"], vlines=lines)
+    return " ".join(notes)

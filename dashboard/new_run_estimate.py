@@ -99,6 +99,7 @@ XRAY_ROWS = (
     "tokens per optimizer step",
     "steps per epoch",
     "epochs",
+    "repeated data",
     "parameters per training token",
 )
 

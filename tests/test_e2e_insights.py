@@ -23,6 +23,21 @@ def app(streamlit_app, runs_dir, page, monkeypatch):
     kill_leftovers(runs_dir)
 
 
+def painted_shot(page, name: str) -> None:
+    """A full-page screenshot once every chart on the page is painted."""
+    wait_until(
+        page,
+        lambda: page.evaluate("""() => {
+      const charts = [...document.querySelectorAll('[data-testid="stPlotlyChart"]')];
+      return charts.length > 0 && charts.every(c => c.querySelector('.main-svg'));
+    }"""),
+        "every chart painted",
+        timeout_s=60,
+    )
+    assert_no_exception(page)
+    screenshot(page, name)
+
+
 def loss_annotations(page) -> list[str]:
     return page.evaluate("""() => {
       const box = document.querySelector('.st-key-live_chart_loss .js-plotly-plot');
@@ -51,8 +66,7 @@ def test_baselines_are_labelled_on_a_fresh_run(app, runs_dir, page, shakespeare_
     )
     page.get_by_text("Kneser-Ney").first.wait_for()
     page.get_by_text("bits/char").first.wait_for(timeout=120_000)  # once a val point is in
-    assert_no_exception(page)
-    screenshot(page, "insights-1-baselines")
+    painted_shot(page, "insights-1-baselines")
 
 
 def loss_trace_names(page) -> list[str]:
@@ -79,5 +93,6 @@ def test_the_forecast_appears_after_enough_points(app, runs_dir, page, small_tex
     )
     page.get_by_text("Forecast at step 400: final train loss about").first.wait_for()
     page.get_by_text("Tissue et al. 2024").first.wait_for()
-    assert_no_exception(page)
-    screenshot(page, "insights-2-forecast")
+    page.get_by_text("epochs seen so far").first.wait_for()  # and the epochs, beside them
+    assert any(a.endswith("16 epochs") for a in loss_annotations(page))
+    painted_shot(page, "insights-2-forecast-epochs")

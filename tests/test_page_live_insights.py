@@ -186,3 +186,21 @@ def test_continue_training_shows_the_forecast_for_the_new_max_steps(
     assert "fitted to the steps so far" in text
     at.number_input(key="live_more_steps_fc").set_value(1600).run()
     assert "Forecast at step 1,600" in _captions(at)
+
+
+def test_epoch_markers_and_the_repetition_sentence(runs_dir, tiny_config, monkeypatch):
+    from core.data.repetition import steps_per_epoch, train_tokens
+
+    cfg = tiny_config.replace(max_steps=200)
+    run = RunDir.create(runs_dir, "ep", cfg)
+    run.write_status(state="completed", max_steps=200)
+    _write(run, _curve())
+    per_epoch = steps_per_epoch(train_tokens(cfg.data, cfg.val_fraction), cfg)
+    at = _open(monkeypatch, runs_dir)
+    fig = _loss_figure(at)
+    marks = {a["text"]: a["x"] for a in fig["layout"]["annotations"] if "epochs" in a["text"]}
+    assert marks["4 epochs"] == pytest.approx(4 * per_epoch)
+    assert marks["16 epochs"] == pytest.approx(16 * per_epoch)
+    text = _captions(at)
+    assert f"{40 / per_epoch:,.1f} epochs seen so far, {200 / per_epoch:,.1f} planned" in text
+    assert "Muennighoff et al. 2023" in text
