@@ -95,4 +95,7 @@ def test_the_forecast_appears_after_enough_points(app, runs_dir, page, small_tex
     page.get_by_text("Tissue et al. 2024").first.wait_for()
     page.get_by_text("epochs seen so far").first.wait_for()  # and the epochs, beside them
     assert any(a.endswith("16 epochs") for a in loss_annotations(page))
+    launcher.stop(runs_dir / "e2e-forecast")  # a still page for the screenshot
+    page.get_by_text("Forecast at step 400").first.wait_for()
+    wait_until(page, lambda: "train forecast" in loss_trace_names(page), "the forecast, stopped")
     painted_shot(page, "insights-2-forecast-epochs")
