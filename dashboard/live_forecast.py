@@ -63,7 +63,7 @@ def statement(rf: RunForecast, prefix: str = "") -> str:
     _, lo, hi = rf.train.final
     if hi - lo > UNCERTAIN:
         text += (
-            f" Still uncertain: the band is {hi - lo:.1f} nats wide (it narrows as steps come in)"
+            f". Still uncertain: the band is {hi - lo:.1f} nats wide (it narrows as steps come in)"
         )
     return text + "."
 
@@ -80,49 +80,30 @@ def future_x(steps: np.ndarray, known_steps: np.ndarray, known_x: np.ndarray) ->
     return x[-1] + (np.asarray(steps, dtype=np.float64) - s[-1]) * slope
 
 
+def _edge(x, y, color: str, name: str, uid: str, fill: bool) -> dict:
+    """One invisible edge of a band; the upper one fills down to the lower."""
+    edge = dict(type="scatter", x=x, y=y, mode="lines", line=dict(width=0, color=color))
+    edge.update(hoverinfo="skip", showlegend=False, legendgroup=name, uid=uid)
+    if fill:
+        edge.update(fill="tonexty", fillcolor=_rgba(color, 0.15))
+    return edge
+
+
 def band_traces(
     f: Forecast, x: np.ndarray, color: str, name: str, uid: str, dash: str = "dash"
 ) -> list[dict]:
     """Plotly traces of a forecast: the band (a filled area between lo and hi) and the dashed
     (or dotted, for val) line, with the forecast on hover."""
-    hover = "%{y:.3f} forecast (%{customdata[0]:.3f}-%{customdata[1]:.3f})"
+    line = dict(type="scatter", x=x, y=f.mean, mode="lines", name=name, legendgroup=name, uid=uid)
+    line.update(
+        line=dict(color=color, width=2, dash=dash),
+        customdata=np.stack([f.lo, f.hi], axis=1),
+        hovertemplate="%{y:.3f} forecast (%{customdata[0]:.3f}-%{customdata[1]:.3f})",
+    )
     return [
-        dict(
-            type="scatter",
-            x=x,
-            y=f.lo,
-            mode="lines",
-            line=dict(width=0, color=color),
-            hoverinfo="skip",
-            showlegend=False,
-            legendgroup=name,
-            uid=uid + ":lo",
-        ),
-        dict(
-            type="scatter",
-            x=x,
-            y=f.hi,
-            mode="lines",
-            line=dict(width=0, color=color),
-            fill="tonexty",
-            fillcolor=_rgba(color, 0.15),
-            hoverinfo="skip",
-            showlegend=False,
-            legendgroup=name,
-            uid=uid + ":hi",
-        ),
-        dict(
-            type="scatter",
-            x=x,
-            y=f.mean,
-            mode="lines",
-            line=dict(color=color, width=2, dash=dash),
-            name=name,
-            legendgroup=name,
-            customdata=np.stack([f.lo, f.hi], axis=1),
-            hovertemplate=hover,
-            uid=uid,
-        ),
+        _edge(x, f.lo, color, name, uid + ":lo", fill=False),
+        _edge(x, f.hi, color, name, uid + ":hi", fill=True),
+        line,
     ]
 
 

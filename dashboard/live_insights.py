@@ -131,3 +131,19 @@ def add_epochs(fig, all_series: list, configs: dict, view: dict) -> str:
     if lines:
         add_reference_lines(fig, [], view["log"], vlines=lines)
     return " ".join(notes)
+
+
+def noise_section(all_series: list, configs: dict, view: dict) -> None:
+    """The batch size advisor: the noise scale of each run, the batch it uses, the advice."""
+    from dashboard.live_noise import EXPLAIN, noise_view, run_noise
+
+    x_scale, x_title = _x_axis(all_series, view["x"])
+    found = []
+    for s in all_series:
+        rid, cfg = s.run.run_id, configs[s.run.run_id]
+        world = int(s.run.read_status().get("world_size") or cfg.nproc)
+        x_of = lambda steps, s=s: s.x_at(steps, view["x"]) / x_scale  # noqa: E731
+        found.append((rid, run_noise(s, cfg, world), cfg.tokens_per_step(world), x_of))
+    fig, notes = noise_view(found, color_of=run_color, x_title=x_title)
+    st.plotly_chart(fig, key="live_chart_noise", config={"displaylogo": False})
+    st.caption(" ".join(notes + [EXPLAIN]))

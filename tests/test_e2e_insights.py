@@ -1,5 +1,5 @@
 """End to end, in headless Chromium against `streamlit run` on 127.0.0.1: what the Live page
-adds to a fresh run's loss chart (reference baselines). Screenshots go to $GPT_INSIGHT_SHOTS
+adds to a fresh run (reference baselines, the loss forecast, epoch markers, the noise scale). Screenshots go to $GPT_INSIGHT_SHOTS
 (default /tmp/e2e-insight-shots) for a person to look at."""
 
 import os
@@ -7,8 +7,16 @@ from pathlib import Path
 
 import conftest
 import pytest
-from conftest import make_tiny_config, screenshot
-from e2e_helpers import assert_no_exception, kill_leftovers, open_page, settle, wait_until, widget
+from conftest import make_tiny_config
+from e2e_helpers import (
+    chart_points,
+    kill_leftovers,
+    open_page,
+    settle,
+    shot,
+    wait_until,
+    widget,
+)
 
 pytestmark = pytest.mark.browser
 
@@ -23,19 +31,15 @@ def app(streamlit_app, runs_dir, page, monkeypatch):
     kill_leftovers(runs_dir)
 
 
-def painted_shot(page, name: str) -> None:
-    """A full-page screenshot once every chart on the page is painted."""
-    wait_until(
-        page,
-        lambda: page.evaluate("""() => {
-      const charts = [...document.querySelectorAll('[data-testid="stPlotlyChart"]')];
-      return charts.length > 0 && charts.every(c => c.querySelector('.main-svg'));
-    }"""),
-        "every chart painted",
-        timeout_s=60,
-    )
-    assert_no_exception(page)
-    screenshot(page, name)
+def watch(page, app: str, runs_dir, cfg, name: str) -> None:
+    """Launch a fresh run as the app does and open it on the Live page."""
+    from core.runs import launcher
+
+    launcher.launch(cfg, runs_dir, name)
+    page.goto(app)
+    settle(page)
+    open_page(page, "Live metrics")
+    widget(page, "live_runs").filter(has_text=name).wait_for()
 
 
 def loss_annotations(page) -> list[str]:
@@ -46,14 +50,8 @@ def loss_annotations(page) -> list[str]:
 
 
 def test_baselines_are_labelled_on_a_fresh_run(app, runs_dir, page, shakespeare_path):
-    from core.runs import launcher
-
     cfg = make_tiny_config(shakespeare_path, max_steps=5000, eval_interval=5, target_loss=0.0)
-    launcher.launch(cfg, runs_dir, "e2e-baselines")
-    page.goto(app)
-    settle(page)
-    open_page(page, "Live metrics")
-    widget(page, "live_runs").filter(has_text="e2e-baselines").wait_for()
+    watch(page, app, runs_dir, cfg, "e2e-baselines")
     wait_until(
         page,
         lambda: (
@@ -66,7 +64,7 @@ def test_baselines_are_labelled_on_a_fresh_run(app, runs_dir, page, shakespeare_
     )
     page.get_by_text("Kneser-Ney").first.wait_for()
     page.get_by_text("bits/char").first.wait_for(timeout=120_000)  # once a val point is in
-    painted_shot(page, "insights-1-baselines")
+    shot(page, "insights-1-baselines")
 
 
 def loss_trace_names(page) -> list[str]:
@@ -76,15 +74,11 @@ def loss_trace_names(page) -> list[str]:
     }""")
 
 
-def test_the_forecast_appears_after_enough_points(app, runs_dir, page, small_text):
+def test_forecast_epochs_and_noise_scale_on_a_fresh_run(app, runs_dir, page, small_text):
     from core.runs import launcher
 
     cfg = make_tiny_config(small_text, max_steps=400, eval_interval=5, target_loss=0.0)
-    launcher.launch(cfg, runs_dir, "e2e-forecast")
-    page.goto(app)
-    settle(page)
-    open_page(page, "Live metrics")
-    widget(page, "live_runs").filter(has_text="e2e-forecast").wait_for()
+    watch(page, app, runs_dir, cfg, "e2e-forecast")
     wait_until(
         page,
         lambda: "train forecast" in loss_trace_names(page),
@@ -95,7 +89,10 @@ def test_the_forecast_appears_after_enough_points(app, runs_dir, page, small_tex
     page.get_by_text("Tissue et al. 2024").first.wait_for()
     page.get_by_text("epochs seen so far").first.wait_for()  # and the epochs, beside them
     assert any(a.endswith("16 epochs") for a in loss_annotations(page))
+    # the batch size advisor: the run accumulates 2 micro batches, so it has a noise scale
+    wait_until(page, lambda: chart_points(page, "live_chart_noise") > 0, "the noise scale chart")
+    page.get_by_text("Critical batch about").first.wait_for()
     launcher.stop(runs_dir / "e2e-forecast")  # a still page for the screenshot
     page.get_by_text("Forecast at step 400").first.wait_for()
     wait_until(page, lambda: "train forecast" in loss_trace_names(page), "the forecast, stopped")
-    painted_shot(page, "insights-2-forecast-epochs")
+    shot(page, "insights-2-forecast-epochs")

@@ -204,3 +204,38 @@ def test_epoch_markers_and_the_repetition_sentence(runs_dir, tiny_config, monkey
     text = _captions(at)
     assert f"{40 / per_epoch:,.1f} epochs seen so far, {200 / per_epoch:,.1f} planned" in text
     assert "Muennighoff et al. 2023" in text
+
+
+def test_noise_scale_chart_and_advice(runs_dir, tiny_config, monkeypatch):
+    rng = np.random.default_rng(0)
+    records = []
+    for s in range(1, 61):  # |G|^2 = 1, tr(Sigma) = 500 tokens: B_simple = 500
+        small = np.sqrt(1 + 500 / 128 + rng.normal(0, 0.3))  # one micro batch: 4 x 32 tokens
+        big = np.sqrt(1 + 500 / 256 + rng.normal(0, 0.1))  # the step: 2 micro batches
+        records.append(
+            dict(
+                kind="train",
+                step=s,
+                time=1000.0 + s,
+                loss=5.0,
+                grad_norm=big,
+                micro_grad_norm=small,
+            )
+        )
+    run = RunDir.create(runs_dir, "noisy", tiny_config)
+    run.write_status(state="completed")
+    _write(run, records)
+    plain = RunDir.create(runs_dir, "plain", tiny_config.replace(grad_accum_steps=1))
+    plain.write_status(state="completed")
+    _write(plain, _curve())
+    at = _open(monkeypatch, runs_dir, live_runs=["noisy", "plain"])
+    chart = next(c for c in at.get("plotly_chart") if c.proto.id.endswith("live_chart_noise"))
+    fig = json.loads(chart.proto.spec)
+    assert fig["layout"]["yaxis"]["type"] == "log"
+    scale = _array(fig["data"][0]["y"])
+    assert 300 < scale[-1] < 800  # about 500 tokens
+    assert any(a["text"] == "noisy batch 256 tokens" for a in fig["layout"]["annotations"])
+    text = _captions(at)
+    assert "noisy: Critical batch about" in text and "this run uses 256 tokens a step" in text
+    assert "plain cannot estimate it" in text and "grad_accum_steps to 2 or more" in text
+    assert "McCandlish et al. 2018" in text

@@ -251,6 +251,7 @@ def charts_section(all_series: list, summaries: dict, configs: dict, view: dict)
     for i, (name, fig) in enumerate(figures.items()):
         with grid[i % 2]:
             st.plotly_chart(fig, key=f"live_chart_{name}", config=plotly_config)
+    live_insights.noise_section(all_series, configs, view)
 
 
 def timeline(series) -> None:
