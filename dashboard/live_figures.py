@@ -19,6 +19,7 @@ OVERLAYS = {
     "baselines": "baselines",
     "forecast": "forecast",
     "epochs": "epochs",
+    "spikes": "spikes",
 }
 NEAR_TARGET = 4.0  # the target line is drawn once the lowest loss is within this factor of it
 SIDE_CHARTS = (  # column, title, y axis title, hover format, smoothed

@@ -21,6 +21,7 @@ from dashboard.charts import VLine
 from dashboard.colors import run_color
 from dashboard.live_baselines import RunBaselines, add_reference_lines
 from dashboard.live_figures import _x_axis
+from dashboard.live_spikes import EXPLAIN_SPIKES, spike_trace
 
 
 @st.cache_data(
@@ -96,6 +97,8 @@ def decorate_loss(fig, all_series: list, configs: dict, view: dict) -> list[str]
         notes.insert(0, add_forecasts(fig, all_series, configs, view))
     if "epochs" in view["show"]:
         notes.append(add_epochs(fig, all_series, configs, view))
+    if "spikes" in view["show"]:
+        notes.append(add_spikes(fig, all_series, view))
     return [n for n in notes if n]
 
 
@@ -147,3 +150,54 @@ def noise_section(all_series: list, configs: dict, view: dict) -> None:
     fig, notes = noise_view(found, color_of=run_color, x_title=x_title)
     st.plotly_chart(fig, key="live_chart_noise", config={"displaylogo": False})
     st.caption(" ".join(notes + [EXPLAIN]))
+
+
+def run_spikes(series) -> np.ndarray:
+    """Spike steps of a run, found incrementally: only new points are checked each refresh."""
+    from core.dynamics.spikes import find_spikes
+
+    loss, store = series.train["loss"], st.session_state.setdefault("_live_spikes", {})
+    key = str(series.run.path)
+    n, found = store.get(key, (0, np.empty(0, dtype=np.int64)))
+    if n > loss.size:  # the series started over (a resume rewrote the file)
+        n, found = 0, np.empty(0, dtype=np.int64)
+    if loss.size > n:
+        found = np.concatenate([found, find_spikes(loss, start=n)])
+        store[key] = (loss.size, found)
+    return found
+
+
+def add_spikes(fig, all_series: list, view: dict) -> str:
+    """Mark each run's spikes on the loss chart; the sentence lists their steps."""
+    x_scale, listed = _x_axis(all_series, view["x"])[0], []
+    for s in all_series:
+        idx = run_spikes(s)
+        if not idx.size or not fig.data:
+            continue
+        x = s.x_values(view["x"])[idx] / x_scale
+        name = "spikes" if len(all_series) == 1 else f"{s.run.run_id} spikes"
+        fig.add_trace(spike_trace(x, s.train["loss"][idx], s.train["step"][idx], name))
+        steps = ", ".join(f"{int(v):,}" for v in s.train["step"][idx][-10:])
+        listed.append(("" if len(all_series) == 1 else f"{s.run.run_id}: ") + steps)
+    found = f" Spikes at steps {'; '.join(listed)}." if listed else " No spikes so far."
+    return EXPLAIN_SPIKES + found
+
+
+def spike_picker(run, series) -> None:
+    """Open a spike's batch in the 'Batch behind a step' tab (its step field is set)."""
+    steps = [int(series.train["step"][i]) for i in run_spikes(series)]
+    if not steps:
+        return
+
+    def open_batch() -> None:
+        st.session_state[f"live_batch_{run.run_id}"] = st.session_state["live_spike_pick"]
+
+    st.selectbox(
+        "Open a spike's batch",
+        steps[::-1],
+        index=None,
+        key="live_spike_pick",
+        on_change=open_batch,
+        placeholder="pick a spike: its batch shows in the 'Batch behind a step' tab below",
+        help="The tokens that step trained on, each shaded by its loss under the nearest checkpoint",
+    )

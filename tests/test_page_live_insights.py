@@ -239,3 +239,24 @@ def test_noise_scale_chart_and_advice(runs_dir, tiny_config, monkeypatch):
     assert "noisy: Critical batch about" in text and "this run uses 256 tokens a step" in text
     assert "plain cannot estimate it" in text and "grad_accum_steps to 2 or more" in text
     assert "McCandlish et al. 2018" in text
+
+
+def test_a_spike_is_marked_and_opens_its_batch(runs_dir, tiny_config, monkeypatch):
+    rng = np.random.default_rng(0)
+    loss = 3 + 2 * np.exp(-np.arange(120) / 60) + rng.normal(0, 0.03, 120)
+    loss[80] += 1.5  # the step whose batch was one repeated token
+    run = RunDir.create(runs_dir, "spiky", tiny_config.replace(max_steps=120))
+    run.write_status(state="completed", max_steps=120)
+    _write(
+        run,
+        [
+            dict(kind="train", step=s + 1, time=1000.0 + s, loss=float(v))
+            for s, v in enumerate(loss)
+        ],
+    )
+    at = _open(monkeypatch, runs_dir)
+    marks = next(t for t in _loss_figure(at)["data"] if t.get("name") == "spikes")
+    assert _array(marks["x"]).tolist() == [81]
+    assert "Spikes at steps 81." in _captions(at) and "PaLM" in _captions(at)
+    at.selectbox(key="live_spike_pick").set_value(81).run()
+    assert at.number_input(key="live_batch_spiky").value == 81  # the batch tab shows step 81

@@ -274,6 +274,7 @@ def timeline(series) -> None:
 
 def details(run: RunDir, series, status: dict, cfg) -> None:
     """Sample timeline, log tail and the batch behind a step, in tabs."""
+    live_insights.spike_picker(run, series)
     samples, log, batch = st.tabs(["Sample timeline", "Log", "Batch behind a step"])
     with samples:
         left, right = st.columns([3, 1])
