@@ -192,7 +192,7 @@ def spike_picker(run, series) -> None:
     def open_batch() -> None:
         st.session_state[f"live_batch_{run.run_id}"] = st.session_state["live_spike_pick"]
 
-    st.selectbox(
+    picked = st.selectbox(
         "Open a spike's batch",
         steps[::-1],
         index=None,
@@ -200,4 +200,34 @@ def spike_picker(run, series) -> None:
         on_change=open_batch,
         placeholder="pick a spike: its batch shows in the 'Batch behind a step' tab below",
         help="The tokens that step trained on, each shaded by its loss under the nearest checkpoint",
+    )
+    if picked is not None:
+        replay(run, series, int(picked))
+
+
+def replay(run, series, step: int) -> None:
+    """Replay a spike's batch under the newest checkpoint or snapshot from before it: do the
+    earlier weights find it hard too (the data) or not (the model's state)?"""
+    from core.dynamics.spikes import WINDOW, replay_loss, verdict
+    from dashboard.checkpoint_picker import cached_model
+
+    before = [c for c in run.checkpoints() + run.snapshots() if c[0] < step]
+    if not before:
+        st.caption(f"No checkpoint or snapshot from before step {step:,} to replay it with.")
+        return
+    saved_at, path = max(before)
+    if not st.button(
+        f"Replay step {step:,} with the weights of step {saved_at:,}", key="live_replay"
+    ):
+        return
+    cfg, world = run.read_config(), int(run.read_status().get("world_size") or 1)
+    replayed = replay_loss(cached_model(path).model, cfg, step, world)
+    train = series.train
+    i = int(np.searchsorted(train["step"], step))
+    typical = float(np.nanmedian(train["loss"][max(0, i - WINDOW) : i]))
+    at_spike = float(train["loss"][i])
+    st.info(
+        f"Step {step:,}: loss {at_spike:.3f} at the spike, {replayed:.3f} under the weights of "
+        f"step {saved_at:,}, {typical:.3f} typical before it: {verdict(replayed, at_spike, typical)} "
+        "(PaLM: spikes come from particular batches meeting particular parameter states)."
     )

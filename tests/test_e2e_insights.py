@@ -96,3 +96,26 @@ def test_forecast_epochs_and_noise_scale_on_a_fresh_run(app, runs_dir, page, sma
     page.get_by_text("Forecast at step 400").first.wait_for()
     wait_until(page, lambda: "train forecast" in loss_trace_names(page), "the forecast, stopped")
     shot(page, "insights-2-forecast-epochs")
+
+
+def test_a_spike_from_a_batch_of_one_repeated_token_is_marked(app, runs_dir, page, tmp_path):
+    """Tiny shakespeare with a stretch of one rare character repeated near the end of the
+    training text: the batch that reaches it (first at about step 32) spikes."""
+    text = (conftest.SHARED_DATA / "tinyshakespeare.txt").read_text()[:40_000]
+    spiky = tmp_path / "spiky.txt"
+    spiky.write_text(text[:32_000] + "Ж" * 600 + text[32_000:])
+    cfg = make_tiny_config(spiky, max_steps=200, eval_interval=50, target_loss=0.0)
+    watch(page, app, runs_dir, cfg, "e2e-spike")
+    wait_until(
+        page,
+        lambda: any(n == "spikes" for n in loss_trace_names(page)),
+        "a spike marked on the loss chart",
+        timeout_s=300,
+    )
+    page.get_by_text("Spikes at steps").first.wait_for()
+    widget(page, "live_spike_pick").wait_for()
+    from core.runs import launcher
+
+    launcher.stop(runs_dir / "e2e-spike")  # a still page for the screenshot
+    wait_until(page, lambda: "spikes" in loss_trace_names(page), "the spikes, stopped")
+    shot(page, "insights-3-spike")

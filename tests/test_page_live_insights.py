@@ -260,3 +260,29 @@ def test_a_spike_is_marked_and_opens_its_batch(runs_dir, tiny_config, monkeypatc
     assert "Spikes at steps 81." in _captions(at) and "PaLM" in _captions(at)
     at.selectbox(key="live_spike_pick").set_value(81).run()
     assert at.number_input(key="live_batch_spiky").value == 81  # the batch tab shows step 81
+
+
+def test_replay_a_spike_with_the_weights_from_before(runs_dir, trained_run, monkeypatch):
+    import shutil
+
+    cfg = trained_run.read_config().replace(max_steps=120)
+    rng = np.random.default_rng(0)
+    loss = 6 + rng.normal(0, 0.03, 120)
+    loss[80] += 3.0
+    run = RunDir.create(runs_dir, "replayed", cfg)
+    run.write_status(state="completed", max_steps=120)
+    _write(
+        run,
+        [
+            dict(kind="train", step=s + 1, time=1000.0 + s, loss=float(v))
+            for s, v in enumerate(loss)
+        ],
+    )
+    run.checkpoint_dir.mkdir(exist_ok=True)
+    shutil.copy(trained_run.checkpoints()[-1][1], run.checkpoint_path(50))
+    at = _open(monkeypatch, runs_dir)
+    at.selectbox(key="live_spike_pick").set_value(81).run()
+    at.button(key="live_replay").click().run()
+    assert not at.exception, at.exception
+    shown = " ".join(i.value for i in at.info)
+    assert "under the weights of step 50" in shown and "likely cause" in shown

@@ -31,3 +31,31 @@ def find_spikes(loss, window: int = WINDOW, k: float = K, start: int = 0) -> np.
     with np.errstate(invalid="ignore"):
         hit = np.isfinite(here) & (here - median > k * np.maximum(spread, MIN_SPREAD))
     return first + np.flatnonzero(hit)
+
+
+def replay_loss(model, cfg, step: int, world_size: int = 1) -> float:
+    """The mean loss of the batch of `step` (every micro batch the engine's ranks read) under
+    the given model, e.g. weights saved before the spike."""
+    import torch
+
+    from core.data.walker import step_batches
+
+    model.eval()
+    with torch.no_grad():
+        losses = [float(model(b.x, b.y)[1]) for b in step_batches(cfg, step, world_size)]
+    return sum(losses) / len(losses)
+
+
+def verdict(replayed: float, at_spike: float, typical: float) -> str:
+    """Bad data or a bad model state, after PaLM: weights from before the spike that find the
+    batch hard too (at least half of the spike's rise above the typical loss) point at the
+    data; weights that find it ordinary point at the parameter state the batch met."""
+    rise = at_spike - typical
+    if rise <= 0:
+        return "this step's loss is not above its recent level"
+    if replayed - typical >= 0.5 * rise:
+        return "the earlier weights find this batch hard too: the data is the likely cause"
+    return (
+        "the earlier weights find this batch ordinary: the model's state at the spike, not the "
+        "data alone, is the likely cause"
+    )

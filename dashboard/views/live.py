@@ -68,7 +68,7 @@ def save_view(view: dict) -> None:
 
 def view_controls(run_ids: list[str]) -> dict:
     """The runs picker and chart controls; returns the view they describe."""
-    top = st.columns([1, 2], vertical_alignment="bottom", gap="medium")
+    top = st.columns([1, 3], vertical_alignment="bottom", gap="medium")
     chosen = top[0].multiselect(
         "Runs", run_ids, key="live_runs", help="Pick one run, or several to overlay their curves"
     )
