@@ -119,3 +119,25 @@ def test_a_spike_from_a_batch_of_one_repeated_token_is_marked(app, runs_dir, pag
     launcher.stop(runs_dir / "e2e-spike")  # a still page for the screenshot
     wait_until(page, lambda: "spikes" in loss_trace_names(page), "the spikes, stopped")
     shot(page, "insights-3-spike")
+
+
+def test_the_range_test_suggests_a_rate_and_leaves_no_run(app, runs_dir, page):
+    """On the New run page, a small shape (1 layer, 32 wide, 2 x 32 tokens a step): run the
+    range test, apply its suggestion to max_lr, and nothing is left in the runs directory."""
+    from e2e_helpers import click_button, open_expander, set_input
+
+    page.goto(app + "/new_run?preset=nano")
+    settle(page)
+    for key, value in (("n_layer", 1), ("n_head", 2), ("n_embd", 32), ("micro_batch_size", 2)):
+        set_input(page, f"nr_{key}", value)
+    set_input(page, "nr_seq_len", 32)
+    page.get_by_text("Smith 2015").first.wait_for()
+    click_button(page, "nr_lr_range_go")
+    widget(page, "nr_lr_range_apply").wait_for(timeout=240_000)
+    label = widget(page, "nr_lr_range_apply").inner_text().strip()
+    suggested = label.split("=")[1].strip()
+    click_button(page, "nr_lr_range_apply")
+    open_expander(page, "Optimisation")
+    assert widget(page, "nr_max_lr").locator("input").input_value() == suggested
+    assert list(runs_dir.iterdir()) == []  # the throwaway run left nothing
+    shot(page, "insights-4-lr-range")
