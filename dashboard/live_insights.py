@@ -136,9 +136,21 @@ def add_epochs(fig, all_series: list, configs: dict, view: dict) -> str:
     return " ".join(notes)
 
 
+def _cached_noise(series, cfg, world: int):
+    """run_noise, computed again only when points arrived (an idle refresh costs nothing)."""
+    from dashboard.live_noise import run_noise
+
+    store = st.session_state.setdefault("_live_noise", {})
+    key = (len(series.train), world, cfg.micro_batch_size, cfg.seq_len, cfg.grad_accum_steps)
+    cached = store.get(str(series.run.path))
+    if cached is None or cached[0] != key:
+        cached = store[str(series.run.path)] = (key, run_noise(series, cfg, world))
+    return cached[1]
+
+
 def noise_section(all_series: list, configs: dict, view: dict) -> None:
     """The batch size advisor: the noise scale of each run, the batch it uses, the advice."""
-    from dashboard.live_noise import EXPLAIN, noise_view, run_noise
+    from dashboard.live_noise import EXPLAIN, noise_view
 
     x_scale, x_title = _x_axis(all_series, view["x"])
     found = []
@@ -146,7 +158,7 @@ def noise_section(all_series: list, configs: dict, view: dict) -> None:
         rid, cfg = s.run.run_id, configs[s.run.run_id]
         world = int(s.run.read_status().get("world_size") or cfg.nproc)
         x_of = lambda steps, s=s: s.x_at(steps, view["x"]) / x_scale  # noqa: E731
-        found.append((rid, run_noise(s, cfg, world), cfg.tokens_per_step(world), x_of))
+        found.append((rid, _cached_noise(s, cfg, world), cfg.tokens_per_step(world), x_of))
     fig, notes = noise_view(found, color_of=run_color, x_title=x_title)
     st.plotly_chart(fig, key="live_chart_noise", config={"displaylogo": False})
     st.caption(" ".join(notes + [EXPLAIN]))

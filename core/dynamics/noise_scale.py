@@ -33,14 +33,11 @@ def grad_sq(model: torch.nn.Module) -> float:
 
 
 def _ema(x: np.ndarray, weight: float) -> np.ndarray:
-    """Debiased exponential moving average over finite values (NaNs are skipped)."""
-    out, avg, count = np.full(x.size, np.nan), 0.0, 0
-    for i, v in enumerate(x):
-        if math.isfinite(v):
-            avg, count = weight * avg + (1 - weight) * v, count + 1
-        if count:
-            out[i] = avg / (1 - weight**count)
-    return out
+    """Debiased exponential moving average (NaNs are skipped): pandas' adjusted ewm, which
+    divides by the sum of the weights, the same as dividing by 1 - weight^n."""
+    import pandas as pd
+
+    return pd.Series(x).ewm(alpha=1 - weight, adjust=True, ignore_na=True).mean().to_numpy()
 
 
 def noise_scale(
