@@ -9,17 +9,17 @@ import math
 
 import streamlit as st
 
-from core.train.lr_range import LR_FROM, LR_TO, STEPS, lr_range_test
 from core.units import format_duration
 from dashboard.charts import Trace, VLine, line_figure
 from dashboard.new_run_form import KEY_PREFIX, format_float
 
 RESULT = KEY_PREFIX + "lr_range_result"
+STEPS = 100  # core.train.lr_range.STEPS, not imported here: that module loads torch
 EXPLAIN = (
-    f"A throwaway run of this shape and batch whose learning rate rises exponentially from "
-    f"{LR_FROM:g} to {LR_TO:g} over {STEPS} steps (Smith 2015, arXiv 1506.01186); the suggestion "
-    "is where the smoothed loss falls fastest, as PyTorch Lightning's LearningRateFinder picks "
-    "it. Nothing is saved and no run is created."
+    "A throwaway run of this shape and batch whose learning rate rises exponentially from 1e-06 "
+    f"to 1 over {STEPS} steps (Smith 2015, arXiv 1506.01186); the suggestion is where the "
+    "smoothed loss falls fastest, as PyTorch Lightning's LearningRateFinder picks it. Nothing "
+    "is saved and no run is created."
 )
 
 
@@ -41,6 +41,8 @@ def lr_range_panel(cfg, tokens_per_sec: float | None) -> None:
     cost = f"about {format_duration(STEPS * step_s)}" if step_s else "an unknown time"
     st.caption(f"{EXPLAIN} It takes {cost} on this machine; any click on the page cancels it.")
     if st.button("Run the range test", key=KEY_PREFIX + "lr_range_go"):
+        from core.train.lr_range import lr_range_test
+
         bar = st.progress(0.0, text="starting the range test…")
 
         def progress(step: int, lr: float, loss: float) -> None:

@@ -6,6 +6,7 @@ the real one."""
 import numpy as np
 from streamlit.testing.v1 import AppTest
 
+from core.train import lr_range
 from core.train.lr_range import RangeTest, suggest
 from dashboard import lr_range_panel
 
@@ -20,7 +21,7 @@ def _fake(cfg, progress=None, **kw):
 
 
 def test_range_test_suggests_and_applies_a_rate(runs_dir, monkeypatch):
-    monkeypatch.setattr(lr_range_panel, "lr_range_test", _fake)
+    monkeypatch.setattr("core.train.lr_range.lr_range_test", _fake)
     at = AppTest.from_file("../dashboard/app.py", default_timeout=60)
     at.run()
     at.query_params.update(preset="nano")
@@ -34,3 +35,8 @@ def test_range_test_suggests_and_applies_a_rate(runs_dir, monkeypatch):
     apply.click().run()
     assert at.text_input(key="nr_max_lr").value == f"{suggested:g}"
     assert list(runs_dir.iterdir()) == []  # nothing left in the runs list
+
+
+def test_the_panel_states_the_test_s_own_length():
+    assert lr_range_panel.STEPS == lr_range.STEPS  # the panel cannot import it (torch)
+    assert f"from {lr_range.LR_FROM:g} to {lr_range.LR_TO:g} over" in lr_range_panel.EXPLAIN

@@ -19,13 +19,14 @@ from __future__ import annotations
 import math
 
 import numpy as np
-import torch
 
 EMA = 0.95  # per-step weight of the moving averages (about the last 20 steps)
 
 
-def grad_sq(model: torch.nn.Module) -> float:
-    """The squared L2 norm of the model's gradients as they are now (one pass over them)."""
+def grad_sq(model) -> float:
+    """The squared L2 norm of a torch model's gradients as they are now (one pass over them)."""
+    import torch
+
     grads = [p.grad for p in model.parameters() if p.grad is not None]
     if not grads:
         return 0.0
