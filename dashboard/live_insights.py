@@ -160,7 +160,8 @@ def noise_section(all_series: list, configs: dict, view: dict) -> None:
         x_of = lambda steps, s=s: s.x_at(steps, view["x"]) / x_scale  # noqa: E731
         found.append((rid, _cached_noise(s, cfg, world), cfg.tokens_per_step(world), x_of))
     fig, notes = noise_view(found, color_of=run_color, x_title=x_title)
-    st.plotly_chart(fig, key="live_chart_noise", config={"displaylogo": False})
+    if fig is not None:
+        st.plotly_chart(fig, key="live_chart_noise", config={"displaylogo": False})
     st.caption(" ".join(notes + [EXPLAIN]))
 
 

@@ -6,7 +6,7 @@ from __future__ import annotations
 import numpy as np
 
 from core.dynamics.noise_scale import advice, noise_scale
-from dashboard.charts import HLine, Trace, empty_note, line_figure
+from dashboard.charts import HLine, Trace, line_figure
 
 EXPLAIN = (
     "Gradient noise scale B_simple = tr(Σ)/|G|² in tokens (McCandlish et al. 2018, arXiv "
@@ -34,8 +34,8 @@ def run_noise(series, cfg, world_size: int) -> tuple[np.ndarray, np.ndarray] | N
 
 
 def noise_view(found: list, *, color_of, x_title: str) -> tuple[object, list[str]]:
-    """The figure (log y: the scale spans decades) and the sentences: per run its advice, or
-    how to get the estimate. found: (run id, (steps, scale) or None, tokens per step, x)."""
+    """The figure (log y: the scale spans decades; None when no run has an estimate) and the
+    sentences: per run its advice, or how to get the estimate. found: (run id, (steps, scale) or None, tokens per step, x)."""
     traces, lines, notes = [], [], []
     one = len(found) == 1
     for rid, got, per_step, x_of in found:
@@ -52,8 +52,8 @@ def noise_view(found: list, *, color_of, x_title: str) -> tuple[object, list[str
         else:
             last = float("nan")
         notes.append(("" if one else f"{rid}: ") + advice(last, per_step))
-    if not traces:
-        return empty_note("No noise-scale estimate yet"), notes
+    if not traces:  # nothing to chart: the sentences say why and how to get it
+        return None, notes
     fig = line_figure(
         traces,
         title="Gradient noise scale (critical batch)",

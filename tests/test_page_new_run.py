@@ -96,6 +96,8 @@ def fill(page, cfg) -> None:
     for key, value in new_run_form.widget_values(cfg).items():
         if key in choices:
             page.selectbox(key=key).set_value(value)
+        elif isinstance(value, bool):
+            page.checkbox(key=key).set_value(value)
         elif isinstance(value, int):
             page.number_input(key=key).set_value(value)
         else:
