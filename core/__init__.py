@@ -2,14 +2,15 @@
 
 Layers (tests/test_layers.py checks every import against them):
 
-    config, units,       settings, readable units, atomic file writes and the one reading
-    atomic, jsonfile     rule for our JSON files; import nothing from core
-    device, data, model  import only the four above
-    store                the formats on disk, one owner each; imports device, data, model
-    dynamics             per-eval measurements and stored-series analysis; imports the above
-    generate, inspect    use what is above, never each other
-    train                the engine and its command line; never imports inspect
-    runs                 launcher, queue, pre-launch checks; never imports train (it spawns it)
+    config, units, atomic,   settings, readable units, atomic file writes, the one reading rule
+    jsonfile, schedule       for our JSON files and the learning-rate schedule; import nothing
+                             from core but each other
+    device, data, model      import only the five above
+    store                    the formats on disk, one owner each; imports device, data, model
+    dynamics                 per-eval measurements and stored-series analysis; imports the above
+    generate, inspect        use what is above, never each other
+    train                    the engine and its command line; never imports inspect
+    runs                     launcher, queue, pre-launch checks; never imports train (it spawns it)
 
 The dashboard may import anything; nothing in core imports streamlit or dashboard.
 """

@@ -147,6 +147,12 @@ class TrainConfig:
         "measure the training-dynamics probes (induction heads, per-token "
         "curves, memorization) at every Nth eval, and extraction at the end (0 = off)",
     )
+    noise_scale: bool = _f(
+        True,
+        "logging",
+        "when accumulating, record one micro batch's gradient norm per step for the gradient "
+        "noise scale (McCandlish et al. 2018; no extra forward or backward)",
+    )
     seed: int = _f(1337, "logging", "random seed for weights, data order and samples")
 
     def __post_init__(self):

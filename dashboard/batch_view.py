@@ -9,6 +9,7 @@ import html
 import numpy as np
 import streamlit as st
 
+from core.data.dataset import DataError
 from core.store import metrics
 from core.store.rundir import RunDir
 from dashboard import glossary
@@ -88,7 +89,11 @@ def batch_view(run: RunDir, trained_steps, world_size: int) -> None:
     if not len(trained_steps) or step > trained_steps[-1]:
         st.caption(f"Step {step:,} is not trained yet.")
         return
-    shown = step_batch(run, step, world_size)
+    try:
+        shown = step_batch(run, step, world_size)
+    except DataError as e:  # the run's text was moved or deleted: the rest of the page works
+        st.warning(f"Cannot show the batch: {e}")
+        return
     st.caption(glossary.MICRO_BATCH)
     st.caption(checksum_note(shown["checksum"], shown["recorded"]))
     losses = [loss for _, _, loss in shown["windows"]]

@@ -11,7 +11,16 @@ from core.store.metrics import RunSummary
 from dashboard.charts import MAX_BUCKETS, HLine, Trace, VLine, empty_note, line_figure
 from dashboard.live_series import X_AXES, RunSeries
 
-OVERLAYS = {"val": "val loss", "copy": "copied %", "best": "best val", "resumes": "stop/resume"}
+OVERLAYS = {
+    "val": "val loss",
+    "copy": "copied %",
+    "best": "best val",
+    "resumes": "stop/resume",
+    "baselines": "baselines",
+    "forecast": "forecast",
+    "epochs": "epochs",
+    "spikes": "spikes",
+}
 NEAR_TARGET = 4.0  # the target line is drawn once the lowest loss is within this factor of it
 SIDE_CHARTS = (  # column, title, y axis title, hover format, smoothed
     ("lr", "Learning rate", "learning rate", ".3e", False),

@@ -14,6 +14,7 @@ from core.model.param_count import param_count
 from core.train import estimate, throughput
 from core.units import escape_md, format_duration, format_mib
 from dashboard import new_run_form, time_budget
+from dashboard.lr_range_panel import lr_range_panel
 
 PREFIX = new_run_form.KEY_PREFIX
 PROBED = "new_run_probed"  # shapes over PROBE_AUTO_PARAMS the user asked to time
@@ -100,6 +101,7 @@ XRAY_ROWS = (
     "tokens per optimizer step",
     "steps per epoch",
     "epochs",
+    "repeated data",
     "parameters per training token",
 )
 
@@ -212,6 +214,7 @@ def estimate_panel(form: dict, runs_root, preset_name: str, apply_preset) -> Non
     probe = probe_for(cfg, form["choice"], runs_root)
     time_budget.budget_input(cfg, est, probe)
     xray_panel(cfg, est.params)
+    lr_range_panel(cfg, est.tokens_per_sec)
     disk_panel(cfg, runs_root)
     estimate_tables(est, cfg)
     time_budget.slow_warning(cfg, est, preset_name, probe, apply_preset)  # right above Launch

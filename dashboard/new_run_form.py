@@ -17,6 +17,7 @@ import numpy as np
 
 from core.config import PRESET_NOTES, SHAPE_FIELDS, TrainConfig, field_problems, preset
 from core.data import dataset
+from core.data.repetition import repetition_note
 
 if TYPE_CHECKING:  # core.train.estimate loads the model code (and torch)
     from core.train.estimate import Estimate
@@ -239,14 +240,16 @@ def xray_key(cfg: TrainConfig) -> tuple:
 
 def xray_values(x, cfg: TrainConfig) -> list[str]:
     """The data X-ray's figures as the page's table shows them (rows: tokens in the data,
-    train / val tokens, tokens per optimizer step, steps per epoch, epochs, parameters per
-    training token), each with what it counts."""
+    train / val tokens, tokens per optimizer step, steps per epoch, epochs, where that lands on
+    the repeated-data scale of Muennighoff et al. 2023, parameters per training token), each
+    with what it counts."""
     return [
         f"{x.tokens:,}",
         f"{x.train_tokens:,} / {x.val_tokens:,} (val_fraction {cfg.val_fraction:g})",
         f"{x.tokens_per_step:,} (micro_batch_size x seq_len x grad_accum_steps x nproc)",
         f"{x.steps_per_epoch:,.1f} (one pass over the train split)",
         f"{format_epochs(x.epochs)} (in {cfg.max_steps:,} steps)",
+        repetition_note(x.epochs),
         f"{x.params_per_token:,.2f}",
     ]
 

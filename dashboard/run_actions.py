@@ -111,6 +111,7 @@ def continue_training(run: RunDir, state: str, prefix: str) -> None:
             key=f"{prefix}_more_target_{rid}",
         )
         continue_notes(run, step, cfg)
+        st.caption(_continue_forecast(run, step, int(max_steps)))
         if st.button("Continue", key=f"{prefix}_more_go_{rid}", type="primary"):
             try:
                 launcher.continue_run(run, int(max_steps), float(target))
@@ -139,6 +140,23 @@ def training_beside(run: RunDir) -> str | None:
         if info.run_id != run.run_id and info.state in ACTIVE_STATES:
             return info.run_id
     return None
+
+
+def _continue_forecast(run: RunDir, step: int, max_steps: int) -> str:
+    """The forecast for the new max_steps, refitted only when the run's records change."""
+    try:
+        stat = run.metrics_path.stat()
+    except OSError:
+        return ""
+    return _cached_continue_note(str(run.path), stat.st_mtime_ns, stat.st_size, step, max_steps)
+
+
+@st.cache_data(max_entries=32, show_spinner=False)
+def _cached_continue_note(path: str, mtime_ns: int, size: int, step: int, max_steps: int) -> str:
+    """continue_note, cached per state of the metrics file (its mtime and size are the key)."""
+    from dashboard.live_forecast import continue_note
+
+    return continue_note(RunDir(path), step, max_steps)
 
 
 # --- "New run from this one": a run's config handed to the New run page ----------------------

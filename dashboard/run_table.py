@@ -11,6 +11,8 @@ import time
 from pathlib import Path
 
 from core.config import ConfigError, TrainConfig
+from core.data.baselines import bits_per_char, cached_val_size
+from core.data.dataset import DataError
 from core.model.param_count import param_count
 from core.runs.launcher import RunInfo
 from core.store import metrics
@@ -30,6 +32,7 @@ COLUMNS = (
     "last loss",
     "best val loss",
     "best val step",
+    "best val bpc",
     "training time",
     "tokens seen",
     "model",
@@ -53,6 +56,7 @@ COMPARE_COLUMNS = (
     "best loss",
     "best val loss",
     "best val step",
+    "best val bpc",
     "training time",
     "tokens seen",
 )
@@ -90,6 +94,7 @@ def summary_row(
         "best loss": summary.best_loss,
         "best val loss": summary.best_val_loss,
         "best val step": summary.best_val_step,
+        "best val bpc": val_bits_per_char(config, summary.best_val_loss),
         "tokens seen": summary.tokens_seen,
         "training time": format_duration(summary.train_time_s if summary.last_step else None),
         "world size": status.get("world_size") or (config.nproc if config else None),
@@ -116,6 +121,25 @@ def summary_row(
     return {name: row[name] for name in COLUMNS if name in row}
 
 
+def val_bits_per_char(config: TrainConfig | None, loss: float | None) -> float | None:
+    """A val loss as bits per character of the run's val split (None when the loss, the config
+    or the data is missing): comparable across tokenizers."""
+    if config is None or loss is None:
+        return None
+    try:
+        tokens, chars = cached_val_size(config.data, config.val_fraction)
+    except (DataError, OSError):
+        return None
+    return bits_per_char(loss, tokens, chars)
+
+
+def _config(info: RunInfo) -> TrainConfig | None:
+    try:
+        return info.run.read_config()
+    except ConfigError:
+        return None
+
+
 def note_cells(run_id: str, notes: dict | None) -> dict:
     """The title (empty where it is the run id, the default) and the note's first line, cut
     at NOTE_CELL characters, as table cells."""
@@ -133,10 +157,7 @@ def table_rows(infos: list[RunInfo], with_metrics: bool = True) -> list[dict]:
     read: losses and tokens stay empty) they cost only the small status and config files."""
     rows = []
     for info in infos:
-        try:
-            config = info.run.read_config()
-        except ConfigError:
-            config = None
+        config = _config(info)
         summary = metrics.cached_summary(info.run.metrics_path) if with_metrics else RunSummary()
         rows.append(summary_row(info, summary, config, info.run.read_notes()))
     return rows
@@ -159,6 +180,7 @@ def compare_rows(infos: list[RunInfo]) -> list[dict]:
                 "best loss": s.best_loss,
                 "best val loss": s.best_val_loss,
                 "best val step": s.best_val_step,
+                "best val bpc": val_bits_per_char(_config(info), s.best_val_loss),
                 "training time": format_duration(s.train_time_s if s.last_step else None),
                 "tokens seen": s.tokens_seen,
             }

@@ -14,7 +14,7 @@ import signal
 import time
 from pathlib import Path
 
-from conftest import wait_for_app
+from conftest import screenshot, wait_for_app
 
 SIDEBAR_LINKS = '[data-testid="stSidebarNav"] a'
 
@@ -174,3 +174,18 @@ def kill_leftovers(runs_dir: Path) -> None:
                     os.killpg(pid, signal.SIGKILL)
             except (ProcessLookupError, PermissionError):
                 pass
+
+
+def shot(page, name: str) -> None:
+    """A full-page screenshot once every chart on the page is painted."""
+    wait_until(
+        page,
+        lambda: page.evaluate("""() => {
+      const charts = [...document.querySelectorAll('[data-testid="stPlotlyChart"]')];
+      return charts.length > 0 && charts.every(c => c.querySelector('.main-svg'));
+    }"""),
+        "every chart painted",
+        timeout_s=60,
+    )
+    assert_no_exception(page)
+    screenshot(page, name)

@@ -26,6 +26,7 @@ from e2e_helpers import (
     read_status,
     set_input,
     settle,
+    shot,
     wait_until,
     widget,
 )
@@ -61,21 +62,6 @@ def loss_chart_annotations(page) -> list[str]:
       const box = document.querySelector('.st-key-live_chart_loss .js-plotly-plot');
       return box && box._fullLayout ? box._fullLayout.annotations.map(a => a.text) : [];
     }""")
-
-
-def shot(page, name: str) -> None:
-    """A full-page screenshot once every chart on the page is painted."""
-    wait_until(
-        page,
-        lambda: page.evaluate("""() => {
-      const charts = [...document.querySelectorAll('[data-testid="stPlotlyChart"]')];
-      return charts.length > 0 && charts.every(c => c.querySelector('.main-svg'));
-    }"""),
-        "every chart painted",
-        timeout_s=60,
-    )
-    assert_no_exception(page)
-    screenshot(page, name)
 
 
 def wait_stopped(page, run_path: Path) -> None:

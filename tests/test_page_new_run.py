@@ -96,6 +96,8 @@ def fill(page, cfg) -> None:
     for key, value in new_run_form.widget_values(cfg).items():
         if key in choices:
             page.selectbox(key=key).set_value(value)
+        elif isinstance(value, bool):
+            page.checkbox(key=key).set_value(value)
         elif isinstance(value, int):
             page.number_input(key=key).set_value(value)
         else:
@@ -316,6 +318,7 @@ def test_data_xray_of_the_default_run(page):
     assert shown["tokens per optimizer step"] == "1,024"  # 8 x 128 x 1 x 1
     assert shown["steps per epoch"] == "297.0"  # 304,222 // 1,024 whole micro batches
     assert shown["epochs"] == f"{nano.max_steps / 297:.2f}"
+    assert "Muennighoff et al. 2023" in xray_of(page)["repeated data"]  # where that lands
     assert shown["parameters per training token"] == f"{param_count(nano) / 304_223:,.2f}"
     assert not [w for w in page.warning if "memorize" in w.value]  # about one epoch: no warning
     where = [m.value for m in page.markdown if "times; first at" in m.value]
@@ -326,6 +329,7 @@ def test_data_xray_of_the_default_run(page):
 def test_a_long_run_is_warned_that_it_will_memorize(page):
     page.selectbox(key="nr_preset").set_value("gpt2-124m").run()
     assert xray_of(page)["epochs"] == "216 (in 2,000 steps)"
+    assert xray_of(page)["repeated data"].startswith("216.2 epochs: past ~16, where Muennighoff")
     assert page.warning[0].value == (
         "2,000 steps x 32,768 tokens = 216 epochs of this text: expect it to memorize."
     )

@@ -3,10 +3,12 @@
 import csv
 import io
 import json
+import math
 
 import pytest
 from conftest import make_tiny_config
 
+from core.data.baselines import val_size
 from core.model.param_count import param_count
 from core.runs.launcher import RunInfo
 from core.store import metrics
@@ -59,6 +61,8 @@ def test_compare_rows_summarise_each_run(tmp_path, small_text):
     b = RunDir.create(tmp_path, "b", make_tiny_config(small_text))
     write_metrics(a, [5.0, 3.0, 3.5, 3.2], vals=[(2, 4.0), (4, 3.6)])
     rows = run_table.compare_rows([info_of(a), info_of(b, "running")])
+    tokens, chars = val_size(str(small_text), 0.1)
+    assert rows[0].pop("best val bpc") == pytest.approx(3.6 * tokens / chars / math.log(2))
     assert rows[0] == {
         "run": "a",
         "title": "",
@@ -73,7 +77,16 @@ def test_compare_rows_summarise_each_run(tmp_path, small_text):
     }
     assert rows[1]["steps"] == 0 and rows[1]["final loss"] is None
     assert rows[1]["training time"] == ""
-    assert all(list(r) == list(run_table.COMPARE_COLUMNS) for r in rows)
+    assert rows[1]["best val bpc"] is None
+    assert all(list(r) == list(run_table.COMPARE_COLUMNS) for r in rows[1:])
+
+
+def test_best_val_in_bits_per_char_needs_the_data(tmp_path, small_text):
+    cfg = make_tiny_config(small_text)
+    assert run_table.val_bits_per_char(cfg, None) is None
+    assert run_table.val_bits_per_char(None, 3.0) is None
+    gone = make_tiny_config(tmp_path / "deleted.txt")  # a run whose text was deleted
+    assert run_table.val_bits_per_char(gone, 3.0) is None
 
 
 def test_title_and_note_cells(tmp_path, small_text):

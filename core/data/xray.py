@@ -8,6 +8,7 @@ import numpy as np
 
 from core.data import dataset as data_mod
 from core.data.corpus import CorpusIndex, Location, _cache_path, _cached, decode, load_index
+from core.data.repetition import accum_steps, steps_per_epoch
 
 MEMORIZE_EPOCHS = 4.0  # more passes over the same text than this: expect verbatim recall
 
@@ -51,16 +52,11 @@ def data_xray(cfg, n_params: int, top: int = 3, index: CorpusIndex | None = None
     engine's batch walker reads: whole micro batches of the train split, in order, wrapping."""
     index = index or load_index(cfg.data, cfg.val_fraction)
     n_train, n_val = len(index.train), len(index.val)
-    micro = cfg.micro_batch_size * cfg.seq_len
-    accum = cfg.grad_accum_steps
-    if getattr(cfg, "total_batch_tokens", 0):
-        accum = max(cfg.total_batch_tokens // (micro * cfg.nproc), 1)
-    per_step = micro * accum * cfg.nproc
-    chunks = max(n_train - 1, 0) // micro  # micro batches per pass over the train split
-    steps_per_epoch = chunks / (accum * cfg.nproc)
-    epochs = cfg.max_steps / steps_per_epoch if chunks else float("inf")
+    per_step = cfg.micro_batch_size * cfg.seq_len * accum_steps(cfg, cfg.nproc) * cfg.nproc
+    per_epoch = steps_per_epoch(n_train, cfg)
+    epochs = cfg.max_steps / per_epoch if per_epoch else float("inf")
     warning = None
-    if not chunks:
+    if not per_epoch:
         warning = (
             f"the training split has {n_train:,} tokens, fewer than one micro batch "
             f"({cfg.micro_batch_size} x {cfg.seq_len}): use more text"
@@ -87,7 +83,7 @@ def data_xray(cfg, n_params: int, top: int = 3, index: CorpusIndex | None = None
         n_train,
         n_val,
         per_step,
-        steps_per_epoch,
+        per_epoch,
         epochs,
         n_params / max(n_train, 1),
         repeats,

@@ -33,7 +33,9 @@ NUMBERS = (list,)  # a list of numbers (every item is checked)
 # kind -> {field: accepted types}. Every record also has `step` (int) and `time` (unix seconds).
 KINDS: dict[str, dict[str, tuple]] = {
     # One optimizer step. train_time_s is the training time summed over every process segment
-    # of the run (stops and resumes included); batch_checksum names the tokens it trained on.
+    # of the run (stops and resumes included); batch_checksum names the tokens it trained on;
+    # micro_grad_norm is the norm of its first micro batch's gradient (when accumulating: the
+    # gradient noise scale, core.dynamics.noise_scale).
     "train": dict(
         loss=NUMBER,
         lr=NUMBER,
@@ -45,6 +47,7 @@ KINDS: dict[str, dict[str, tuple]] = {
         peak_mem_mb=NUMBER,
         train_time_s=NUMBER,
         batch_checksum=TEXT,
+        micro_grad_norm=NUMBER,
     ),
     # A validation estimate; copy_rate is the share of sampled tokens found verbatim in the
     # training text (spans of >= copy_min_len tokens), longest_copy the longest such span.

@@ -19,6 +19,7 @@ from core.config import TrainConfig, with_derived_accum
 from core.data import dataset
 from core.data.walker import BatchWalker, walker_checksum
 from core.dynamics.eval_probes import EvalProbes
+from core.dynamics.noise_scale import grad_sq
 from core.generate.sampling import generate_ids
 from core.model.gpt import GPT, ModelConfig, flops_per_token
 from core.store import checkpoint, metrics, pretrained
@@ -95,6 +96,7 @@ class _StepResult:
     grad_norm: float
     lr: float
     dt: float
+    micro_grad_norm: float | None = None  # of the first micro batch's gradient (noise scale)
 
 
 def _fit(run: RunDir, cfg: TrainConfig, ddp: Dist, resume: bool, stop_signal: StopSignal) -> str:
@@ -301,7 +303,7 @@ def _train_step(t: _Trainer) -> _StepResult:
     for group in t.optimizer.param_groups:
         group["lr"] = lr
     t.optimizer.zero_grad(set_to_none=True)
-    loss_sum = torch.zeros((), device=device)
+    loss_sum, micro_norm = torch.zeros((), device=device), None
     for micro in range(cfg.grad_accum_steps):
         x, y = t.train_batches.batch(t.micro_seen + micro * ddp.world_size + ddp.rank)
         x, y = x.to(device, non_blocking=True), y.to(device, non_blocking=True)
@@ -313,6 +315,8 @@ def _train_step(t: _Trainer) -> _StepResult:
         loss = loss / cfg.grad_accum_steps  # the sum of the scaled losses is their mean
         loss_sum += loss.detach()
         loss.backward()
+        if micro == 0 and cfg.noise_scale and not last:  # one micro batch's gradient, unscaled
+            micro_norm = math.sqrt(grad_sq(t.model)) * cfg.grad_accum_steps
     t.micro_seen += cfg.grad_accum_steps * ddp.world_size
     if ddp.world_size > 1:
         dist.all_reduce(loss_sum, op=dist.ReduceOp.AVG)
@@ -332,13 +336,13 @@ def _train_step(t: _Trainer) -> _StepResult:
     dt = time.perf_counter() - t0
     t.train_time_s += dt
     t.last_loss = loss_value
-    return _StepResult(loss_value, norm_value, lr, dt)
+    return _StepResult(loss_value, norm_value, lr, dt, micro_norm)
 
 
 def _log_step(t: _Trainer, r: _StepResult) -> None:
     tokens_per_step = t.cfg.tokens_per_step(t.ddp.world_size)
     tokens_per_sec = tokens_per_step / r.dt
-    extra = {}
+    extra = {} if r.micro_grad_norm is None else {"micro_grad_norm": r.micro_grad_norm}
     if t.peak_flops:
         extra["mfu"] = t.flops_per_token * tokens_per_sec / (t.peak_flops * t.ddp.world_size)
     # Which tokens this step trained on (every rank's micro batches, hashed from rank 0's own

@@ -1,28 +1,14 @@
-"""AdamW with GPT-2's decay groups, and the warmup + cosine learning-rate schedule."""
+"""AdamW with GPT-2's decay groups; the warmup + cosine learning-rate schedule is in core.schedule
+(re-exported here for the engine and older callers)."""
 
 from __future__ import annotations
 
 import inspect
-import math
 
 import torch
 
 from core.config import TrainConfig
-
-
-def get_lr(step: int, cfg: TrainConfig) -> float:
-    """Learning rate for optimizer step `step` (0-based): linear warmup to max_lr, cosine decay
-    to min_lr at lr_decay_steps (max_steps when 0), flat after (the build-nanogpt schedule;
-    nanoGPT's lr_decay_iters). A run continued past its planned end keeps its old decay length,
-    so its extra steps train at min_lr instead of jumping back up the cosine."""
-    if step < cfg.warmup_steps:
-        return cfg.max_lr * (step + 1) / cfg.warmup_steps
-    decay_end = cfg.lr_decay_steps or cfg.max_steps
-    if step >= decay_end:
-        return cfg.min_lr
-    progress = (step - cfg.warmup_steps) / max(1, decay_end - cfg.warmup_steps)
-    coeff = 0.5 * (1.0 + math.cos(math.pi * progress))  # 1 -> 0
-    return cfg.min_lr + coeff * (cfg.max_lr - cfg.min_lr)
+from core.schedule import get_lr  # noqa: F401  (core.train.optim.get_lr stays importable)
 
 
 def decay_groups(model: torch.nn.Module, weight_decay: float) -> list[dict]:

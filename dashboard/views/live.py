@@ -12,7 +12,7 @@ import streamlit as st
 from core.store import metrics
 from core.store.rundir import ACTIVE_STATES, CRASHED, STOPPING, RunDir, list_run_dirs
 from core.units import escape_md, format_duration
-from dashboard import live_panels, live_view, run_actions
+from dashboard import live_insights, live_panels, live_view, run_actions
 from dashboard import state as app_state
 from dashboard.batch_view import batch_view
 from dashboard.colors import run_color
@@ -68,7 +68,7 @@ def save_view(view: dict) -> None:
 
 def view_controls(run_ids: list[str]) -> dict:
     """The runs picker and chart controls; returns the view they describe."""
-    top = st.columns([3, 2], vertical_alignment="bottom", gap="medium")
+    top = st.columns([1, 3], vertical_alignment="bottom", gap="medium")
     chosen = top[0].multiselect(
         "Runs", run_ids, key="live_runs", help="Pick one run, or several to overlay their curves"
     )
@@ -243,11 +243,15 @@ def charts_section(all_series: list, summaries: dict, configs: dict, view: dict)
     )
     plotly_config = {"displaylogo": False}
     mark_induction(figures["loss"], [s.run for s in all_series], all_series, view["x"])
-    st.plotly_chart(figures.pop("loss"), key="live_chart_loss", config=plotly_config)
+    loss = figures.pop("loss")
+    notes = live_insights.decorate_loss(loss, all_series, configs, view)
+    st.plotly_chart(loss, key="live_chart_loss", config=plotly_config)
+    live_insights.explain(notes)
     grid = st.columns(2)
     for i, (name, fig) in enumerate(figures.items()):
         with grid[i % 2]:
             st.plotly_chart(fig, key=f"live_chart_{name}", config=plotly_config)
+    live_insights.noise_section(all_series, configs, view)
 
 
 def timeline(series) -> None:
@@ -270,6 +274,7 @@ def timeline(series) -> None:
 
 def details(run: RunDir, series, status: dict, cfg) -> None:
     """Sample timeline, log tail and the batch behind a step, in tabs."""
+    live_insights.spike_picker(run, series)
     samples, log, batch = st.tabs(["Sample timeline", "Log", "Batch behind a step"])
     with samples:
         left, right = st.columns([3, 1])

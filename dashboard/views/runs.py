@@ -38,6 +38,11 @@ TABLE_CONFIG = {
     "last loss": LOSS_FORMAT,
     "best loss": LOSS_FORMAT,
     "best val loss": LOSS_FORMAT,
+    "best val bpc": st.column_config.NumberColumn(
+        format="%.3f",
+        help="Best val loss in bits per character of the val split's text: unlike nats per "
+        "token it does not depend on the tokenizer (nanochat reports bits per byte likewise)",
+    ),
     "final loss": LOSS_FORMAT,
     "tokens seen": st.column_config.NumberColumn(format="localized"),
     "tokens / step": st.column_config.NumberColumn(format="localized"),
