@@ -162,9 +162,9 @@ def _fit_from_setup(
     if ddp.master:
         if t.last_saved != t.step and t.step > first_step:
             _save(t)
+        print(f"run {state}: {reason}", flush=True)  # in log.txt before the state says it ended
         run.write_status(state=state, reason=reason, step=t.step, ended=time.time(), stopping=None)
         run.clear_stop()
-        print(f"run {state}: {reason}", flush=True)
     return state
 
 
