@@ -299,53 +299,61 @@ def validate(cfg: TrainConfig) -> None:
         raise ConfigError("; ".join(problems))
 
 
+# fields that must be whole numbers >= 1
+POSITIVE_WHOLE = (
+    "n_layer",
+    "n_head",
+    "n_embd",
+    "block_size",
+    "vocab_size",
+    "max_steps",
+    "micro_batch_size",
+    "seq_len",
+    "grad_accum_steps",
+    "nproc",
+    "eval_batches",
+    "sample_tokens",
+)
+# fields that must be whole numbers >= 0 (0 often means off)
+NONNEGATIVE_WHOLE = (
+    "warmup_steps",
+    "eval_interval",
+    "checkpoint_interval",
+    "keep_checkpoints",
+    "total_batch_tokens",
+    "seed",
+    "lr_decay_steps",
+    "early_stop_patience",
+    "snapshot_interval",
+    "snapshot_cap_mb",
+    "copy_min_len",
+    "dynamics_every",
+)
+# fields that must be finite numbers >= 0
+NONNEGATIVE_NUMBERS = (
+    "max_lr",
+    "min_lr",
+    "weight_decay",
+    "eps",
+    "grad_clip",
+    "target_loss",
+    "peak_flops",
+)
+
+
 def _number_problems(cfg: TrainConfig) -> dict[str, str]:
     """The fields that must be whole numbers >= 1 or >= 0, finite numbers >= 0, or a
     probability, and are not."""
     p: dict[str, str] = {}
-    for name in (
-        "n_layer",
-        "n_head",
-        "n_embd",
-        "block_size",
-        "vocab_size",
-        "max_steps",
-        "micro_batch_size",
-        "seq_len",
-        "grad_accum_steps",
-        "nproc",
-        "eval_batches",
-        "sample_tokens",
-    ):
+    for name in POSITIVE_WHOLE:
         if not isinstance(getattr(cfg, name), int) or getattr(cfg, name) < 1:
             p[name] = f"must be a positive whole number (got {getattr(cfg, name)!r})"
-    for name in (
-        "warmup_steps",
-        "eval_interval",
-        "checkpoint_interval",
-        "keep_checkpoints",
-        "total_batch_tokens",
-        "seed",
-        "lr_decay_steps",
-        "early_stop_patience",
-        "snapshot_interval",
-        "snapshot_cap_mb",
-        "copy_min_len",
-        "dynamics_every",
-    ):
+    for name in NONNEGATIVE_WHOLE:
         if not isinstance(getattr(cfg, name), int) or getattr(cfg, name) < 0:
             p[name] = f"must be a whole number >= 0 (got {getattr(cfg, name)!r})"
     if not isinstance(cfg.dropout, (int, float)) or not 0 <= cfg.dropout < 1:
         p["dropout"] = f"must be in [0, 1) (got {cfg.dropout!r})"
-    for name in (
-        "max_lr",
-        "min_lr",
-        "weight_decay",
-        "eps",
-        "grad_clip",
-        "target_loss",
-        "peak_flops",
-    ):
+    for name in NONNEGATIVE_NUMBERS:
         value = getattr(cfg, name)
         if not isinstance(value, (int, float)) or not math.isfinite(value) or value < 0:
             p[name] = f"must be a finite number >= 0 (got {value!r})"
