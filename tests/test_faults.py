@@ -626,4 +626,5 @@ def test_a_run_name_never_reaches_the_page_as_html(runs_dir, small_text, open_ap
     assert not at.exception, at.exception
     html = [m.value for m in at.markdown if "●" in m.value]
     assert len(html) == 2 and not any("<img" in h for h in html)
-    assert any("&lt;img src=x onerror=alert(1)&gt;" in h for h in html)
+    # markdown escapes (backslashes) aside, the name is shown as text
+    assert any("&lt;img src=x onerror=alert(1)&gt;" in h.replace("\\", "") for h in html)
