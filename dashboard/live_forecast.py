@@ -130,18 +130,25 @@ def continue_note(run, from_step: int, max_steps: int) -> str:
     the run has too few of them or the new max_steps is invalid."""
     from core.config import ConfigError
     from core.runs.launcher import continued_config
-    from core.store.metrics import read_all
+    from core.store.metrics import read_columns
 
     try:
         cfg = continued_config(run.read_config(), from_step, max_steps)
     except ConfigError:
         return ""
-    records = [r for r in read_all(run.metrics_path) if r["step"] <= from_step]
-    train = [(r["step"], r.get("loss", np.nan)) for r in records if r["kind"] == "train"]
-    evals = [(r["step"], r.get("val_loss", np.nan)) for r in records if r["kind"] == "eval"]
-    t = np.array(train, dtype=np.float64).reshape(-1, 2)
-    e = np.array(evals, dtype=np.float64).reshape(-1, 2)
-    rf = forecast_run(run.run_id, cfg, t[:, 0], t[:, 1], e[:, 0], e[:, 1], max_steps)
+    try:
+        chunk = run.metrics_path.read_bytes()
+    except OSError:
+        return ""
+    # complete lines only, through the one columnar reader (in bulk for a long run)
+    tables = read_columns(
+        chunk[: chunk.rfind(b"\n") + 1], {"train": ("loss",), "eval": ("val_loss",)}
+    )
+    t, e = tables["train"], tables["eval"]
+    tk, ek = t["step"] <= from_step, e["step"] <= from_step
+    rf = forecast_run(
+        run.run_id, cfg, t["step"][tk], t["loss"][tk], e["step"][ek], e["val_loss"][ek], max_steps
+    )
     if rf.train is None:
         return ""
     return statement(rf) + " (the loss law of Tissue et al. 2024, fitted to the steps so far)"
